@@ -1,0 +1,89 @@
+"""Load accelerators and nodes from the data files shipped in ``hwmodels/data``, or from a user's
+own file or dict. Names are lower-case with dashes (``h100-sxm``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from hwmodels.devices import Accelerator, Node
+from hwmodels.errors import InputError, pydantic_to_input_error, unknown_name
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+def _read_yaml(path: Path, field: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(field, f"cannot read {path}: {exc.__class__.__name__}") from None
+    if not isinstance(data, dict):
+        raise InputError(field, f"{path} does not hold a mapping")
+    return data
+
+
+@lru_cache(maxsize=None)
+def _accelerator_files() -> dict[str, Path]:
+    return {p.stem: p for p in sorted((DATA_DIR / "accelerators").glob("*.yaml"))}
+
+
+@lru_cache(maxsize=None)
+def _node_files() -> dict[str, Path]:
+    return {p.stem: p for p in sorted((DATA_DIR / "nodes").glob("*.yaml"))}
+
+
+def list_accelerators() -> list[str]:
+    """Names of the built-in accelerators."""
+    return list(_accelerator_files())
+
+
+def list_nodes() -> list[str]:
+    """Names of the built-in nodes."""
+    return list(_node_files())
+
+
+def accelerator_from_dict(data: dict[str, Any], field: str = "hardware.gpu") -> Accelerator:
+    """Validate a user's accelerator description (same schema as the catalog files)."""
+    try:
+        return Accelerator.model_validate(data)
+    except ValidationError as exc:
+        raise pydantic_to_input_error(exc, field) from None
+
+
+@lru_cache(maxsize=None)
+def _builtin_accelerator(name: str) -> Accelerator:
+    path = _accelerator_files()[name]
+    return accelerator_from_dict(_read_yaml(path, "hardware.gpu"), f"hardware.gpu[{name}]")
+
+
+def get_accelerator(spec: str | dict[str, Any] | Accelerator, field: str = "hardware.gpu") -> Accelerator:
+    """An accelerator from a catalog name, a YAML/JSON file path, an inline dict, or an instance."""
+    if isinstance(spec, Accelerator):
+        return spec
+    if isinstance(spec, dict):
+        return accelerator_from_dict(spec, field)
+    if not isinstance(spec, str) or not spec:
+        raise InputError(field, "expected a GPU name, a file path or a mapping")
+    if spec in _accelerator_files():
+        return _builtin_accelerator(spec)
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+        if not path.exists():
+            raise InputError(field, f"no such file {spec!r}")
+        return accelerator_from_dict(_read_yaml(path, field), field)
+    raise unknown_name(field, spec, _accelerator_files())
+
+
+@lru_cache(maxsize=None)
+def get_node(name: str, field: str = "hardware.node") -> Node:
+    """A built-in node by name."""
+    if name not in _node_files():
+        raise unknown_name(field, name, _node_files())
+    try:
+        return Node.model_validate(_read_yaml(_node_files()[name], field))
+    except ValidationError as exc:
+        raise pydantic_to_input_error(exc, field) from None

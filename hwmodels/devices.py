@@ -1,0 +1,120 @@
+"""What a device is: accelerators, links, host memory, nodes and clusters.
+
+Every number in a catalog file carries a source URL (``sources`` maps each numeric field to the
+datasheet or spec page it was read from). Peaks are dense (no 2:4 structured sparsity). Units are SI
+and in the field names: bytes, bytes/s, FLOP/s, seconds, hertz, watts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+from hwmodels.dtypes import DType
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Link(_Strict):
+    """A point-to-point or switched link. Bandwidth is per direction, per device."""
+
+    name: str
+    bandwidth_bytes_per_s: PositiveFloat = Field(description="unidirectional bandwidth per device")
+    latency_s: float = Field(ge=0.0, description="per-message latency (alpha of the alpha-beta model)")
+    sources: dict[str, str] = Field(default_factory=dict)
+
+
+class HostMemory(_Strict):
+    """Host DDR attached to a node."""
+
+    capacity_bytes: PositiveFloat
+    bandwidth_bytes_per_s: PositiveFloat
+    sources: dict[str, str] = Field(default_factory=dict)
+
+
+class Accelerator(_Strict):
+    """One GPU (or other accelerator) as its datasheet describes it."""
+
+    name: str
+    display_name: str
+    vendor: Literal["nvidia", "amd", "intel", "google"]
+    architecture: str
+    peak_flops_per_s: dict[DType, PositiveFloat] = Field(
+        description="dense tensor/matrix peak per dtype; a dtype the chip lacks is absent"
+    )
+    hbm_capacity_bytes: PositiveFloat
+    hbm_bandwidth_bytes_per_s: PositiveFloat
+    l2_bytes: PositiveFloat
+    sm_count: PositiveInt = Field(description="SMs (NVIDIA), CUs (AMD), or cores (TPU/Gaudi)")
+    boost_clock_hz: PositiveFloat
+    tdp_w: PositiveFloat
+    intra_node_link: Link
+    host_link: Link
+    sources: dict[str, str] = Field(description="numeric field -> source URL")
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _every_number_has_a_source(self) -> "Accelerator":
+        numeric = [
+            "peak_flops_per_s",
+            "hbm_capacity_bytes",
+            "hbm_bandwidth_bytes_per_s",
+            "l2_bytes",
+            "sm_count",
+            "boost_clock_hz",
+            "tdp_w",
+        ]
+        missing = [f for f in numeric if not self.sources.get(f, "").startswith("http")]
+        if missing:
+            raise ValueError(f"no source URL for {', '.join(missing)}")
+        for link_field in ("intra_node_link", "host_link"):
+            link = getattr(self, link_field)
+            if not link.sources.get("bandwidth_bytes_per_s", "").startswith("http"):
+                raise ValueError(f"{link_field}: no source URL for bandwidth_bytes_per_s")
+        if "bf16" not in self.peak_flops_per_s and "fp16" not in self.peak_flops_per_s:
+            raise ValueError("peak_flops_per_s needs at least bf16 or fp16")
+        return self
+
+    def peak_for(self, dtype: str) -> float:
+        """Dense peak FLOP/s for a compute dtype, falling back to the nearest wider format the chip has.
+
+        A chip without fp8 (A100) runs fp8-stored operands at its bf16 rate after upcasting; int4/fp4
+        weight-only formats compute at the activation format's rate, so they map to bf16 unless the chip
+        lists a native fp4 peak.
+        """
+        fallbacks = {
+            "fp4": ["fp4", "fp8", "bf16", "fp16"],
+            "int4": ["int4", "int8", "bf16", "fp16"],
+            "fp8": ["fp8", "bf16", "fp16"],
+            "int8": ["int8", "bf16", "fp16"],
+            "bf16": ["bf16", "fp16"],
+            "fp16": ["fp16", "bf16"],
+            "tf32": ["tf32", "fp32"],
+            "fp32": ["fp32", "tf32"],
+            "fp64": ["fp64", "fp32"],
+        }
+        for key in fallbacks[dtype]:
+            if key in self.peak_flops_per_s:
+                return self.peak_flops_per_s[key]
+        return self.peak_flops_per_s.get("bf16") or self.peak_flops_per_s["fp16"]
+
+
+class Node(_Strict):
+    """A server: identical accelerators joined by an intra-node link, plus host memory."""
+
+    name: str
+    accelerator: str
+    accelerators_per_node: PositiveInt
+    host_memory: HostMemory
+    sources: dict[str, str] = Field(default_factory=dict)
+
+
+class Cluster(_Strict):
+    """Nodes joined by a scale-out network (bandwidth per GPU, per direction)."""
+
+    node: Node
+    num_nodes: PositiveInt
+    inter_node_link: Link
