@@ -1,0 +1,92 @@
+"""Time of one operator on one device: the roofline with calibrated efficiencies.
+
+``t = count * (max(flops / (peak * eff_c), bytes / (bw * eff_m)) + overhead)`` for kernels
+(Williams, Waterman & Patterson, "Roofline", CACM 2009), and ``t = count * (alpha_terms +
+bytes / (link_bw * eff_link))`` for transfers over a link (alpha-beta model, Hockney 1994).
+Everything broadcasts over numpy arrays of workload shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hwmodels.profile import Profile
+
+# Bound labels, as small integers so that they vectorise; BOUND_NAMES maps them to words.
+COMPUTE, MEMORY, COMMUNICATION, OVERHEAD = 0, 1, 2, 3
+BOUND_NAMES = ("compute", "memory", "communication", "overhead")
+
+
+@dataclass
+class OpCost:
+    """What one operator does per launch, per GPU. Arrays broadcast over the workload axes.
+
+    ``kind`` selects the profile's efficiencies. Kernels set ``flops`` and ``hbm_bytes``; transfers
+    set ``link_bytes`` and ``link_latency_s`` (the alpha terms of one launch, already multiplied by
+    the number of algorithm steps) and ``link_bandwidth_bytes_per_s``.
+    """
+
+    name: str
+    kind: str
+    count: float
+    flops: np.ndarray | float = 0.0
+    hbm_bytes: np.ndarray | float = 0.0
+    link_bytes: np.ndarray | float = 0.0
+    link_latency_s: np.ndarray | float = 0.0
+    link_bandwidth_bytes_per_s: float = 0.0
+    peak_flops_per_s: np.ndarray | float = 0.0
+    hbm_bandwidth_bytes_per_s: float = 0.0
+    notes: str = field(default="", compare=False)
+
+    @property
+    def is_transfer(self) -> bool:
+        return self.kind in ("collective", "host_transfer")
+
+
+@dataclass
+class OpTime:
+    """Per-resource time of one operator summed over its launches (seconds, broadcast arrays)."""
+
+    name: str
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    link_s: np.ndarray
+    overhead_s: np.ndarray
+    time_s: np.ndarray
+    bound: np.ndarray  # int codes, see BOUND_NAMES
+
+
+def price(op: OpCost, profile: Profile) -> OpTime:
+    """Time of ``op`` under ``profile``: roofline for kernels, alpha-beta for transfers."""
+    eff = profile.kind(op.kind)
+    zero = np.zeros_like(np.asarray(op.flops, dtype=float) + np.asarray(op.hbm_bytes, dtype=float)
+                         + np.asarray(op.link_bytes, dtype=float))
+    overhead = zero + op.count * eff.overhead_s
+    if op.is_transfer:
+        link_bytes = np.asarray(op.link_bytes, dtype=float)
+        bw = op.link_bandwidth_bytes_per_s * eff.memory(link_bytes)
+        link = op.count * (op.link_latency_s + np.where(link_bytes > 0, link_bytes / bw, 0.0)) + zero
+        link = np.where(link_bytes > 0, link, 0.0)
+        overhead = np.where(link_bytes > 0, overhead, 0.0)
+        return OpTime(op.name, zero, zero, link, overhead, link + overhead, zero.astype(int) + COMMUNICATION)
+    flops = np.asarray(op.flops, dtype=float)
+    hbm = np.asarray(op.hbm_bytes, dtype=float)
+    compute = op.count * flops / (op.peak_flops_per_s * eff.compute(flops)) + zero
+    memory = op.count * hbm / (op.hbm_bandwidth_bytes_per_s * eff.memory(hbm)) + zero
+    busy = np.maximum(compute, memory)
+    bound = np.where(compute >= memory, COMPUTE, MEMORY)
+    bound = np.where(overhead > busy, OVERHEAD, bound)
+    return OpTime(op.name, compute, memory, zero, overhead, busy + overhead, bound)
+
+
+def floor_time(op: OpCost) -> np.ndarray:
+    """The ideal roofline floor of ``op`` (100% of every peak, no overhead): a lower bound on any profile."""
+    if op.is_transfer:
+        link_bytes = np.asarray(op.link_bytes, dtype=float)
+        return np.where(link_bytes > 0, op.count * (op.link_latency_s + link_bytes / op.link_bandwidth_bytes_per_s), 0.0)
+    return op.count * np.maximum(
+        np.asarray(op.flops, dtype=float) / op.peak_flops_per_s,
+        np.asarray(op.hbm_bytes, dtype=float) / op.hbm_bandwidth_bytes_per_s,
+    )

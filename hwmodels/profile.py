@@ -1,0 +1,151 @@
+"""Calibration profiles: how much of each datasheet peak a kind of kernel reaches.
+
+A profile maps an operation kind (``gemm``, ``attention_prefill``, ``attention_decode``,
+``memory``, ``collective``, ``host_transfer``) to two efficiency curves and a fixed per-kernel
+overhead:
+
+* ``compute``: fraction of peak FLOP/s, as a function of log10(FLOPs of one kernel launch);
+* ``memory``: fraction of peak HBM bandwidth, as a function of log10(bytes of one kernel launch).
+
+Kernel size is the shape variable because it is what a roofline model knows about every operator,
+and because small launches are what fall short of the peaks (tail effects, too few CTAs to fill the
+SMs, launch latency). Curves are piecewise linear in log space (``np.interp``), so evaluation is
+vectorised over any number of shapes. ``peak`` is 1.0 everywhere with no overhead (the seed paper's
+theoretical peak); ``default`` holds documented generic efficiencies; measured profiles are written
+by ``roofsim calibrate`` and keep their raw points.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError, model_validator
+
+from hwmodels.errors import InputError, pydantic_to_input_error, unknown_name
+
+SCHEMA_VERSION = 1
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+OpKind = Literal["gemm", "attention_prefill", "attention_decode", "memory", "collective", "host_transfer"]
+OP_KINDS: tuple[str, ...] = ("gemm", "attention_prefill", "attention_decode", "memory", "collective", "host_transfer")
+
+
+class Curve(BaseModel):
+    """Efficiency (0, 1] against log10 of a size, linear in between, flat beyond the ends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    log10_size: list[float] = Field(min_length=1)
+    efficiency: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> "Curve":
+        if len(self.log10_size) != len(self.efficiency):
+            raise ValueError("log10_size and efficiency differ in length")
+        if any(b <= a for a, b in zip(self.log10_size, self.log10_size[1:])):
+            raise ValueError("log10_size must be strictly increasing")
+        if not all(0.0 < e <= 1.0 for e in self.efficiency):
+            raise ValueError("efficiency values must lie in (0, 1]")
+        return self
+
+    def __call__(self, size) -> np.ndarray:
+        """Efficiency at ``size`` (scalar or array, in FLOPs or bytes)."""
+        x = np.log10(np.maximum(np.asarray(size, dtype=float), 1.0))
+        return np.interp(x, self.log10_size, self.efficiency)
+
+    @classmethod
+    def constant(cls, value: float) -> "Curve":
+        return cls(log10_size=[0.0], efficiency=[value])
+
+
+class KindEfficiency(BaseModel):
+    """Efficiencies and launch overhead of one operation kind."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    compute: Curve = Curve.constant(1.0)
+    memory: Curve = Curve.constant(1.0)
+    overhead_s: NonNegativeFloat = 0.0
+    basis: str = Field("", description="where these numbers come from")
+
+
+class Profile(BaseModel):
+    """A calibration profile (schema-versioned JSON)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int
+    name: str
+    description: str = ""
+    device: str | None = Field(None, description="accelerator name the profile was measured on, if any")
+    kinds: dict[OpKind, KindEfficiency]
+    workspace_bytes: NonNegativeFloat = Field(
+        0.0, description="device memory the runtime holds besides weights, KV and activations"
+    )
+    environment: dict[str, Any] = Field(default_factory=dict, description="device, driver, versions, date")
+    achieved_peaks: dict[str, float] = Field(default_factory=dict)
+    measurements: dict[str, Any] = Field(default_factory=dict, description="raw points, kept for inspection")
+    command: str = Field("", description="the command that produced this profile")
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Profile":
+        if self.schema_version != SCHEMA_VERSION:
+            raise ValueError(f"schema_version {self.schema_version} is not supported (expected {SCHEMA_VERSION})")
+        missing = [k for k in OP_KINDS if k not in self.kinds]
+        if missing:
+            raise ValueError(f"no efficiencies for {', '.join(missing)}")
+        return self
+
+    def kind(self, kind: str) -> KindEfficiency:
+        return self.kinds[kind]
+
+
+def builtin_profiles() -> list[str]:
+    """Names of the shipped profiles (``peak``, ``default`` and measured ones named after a GPU)."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
+
+
+def profile_from_dict(data: dict[str, Any], field: str = "calibration") -> Profile:
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        raise pydantic_to_input_error(exc, field) from None
+
+
+@lru_cache(maxsize=None)
+def _load_path(path: str, field: str) -> Profile:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(field, f"cannot read profile {path!r}: {exc.__class__.__name__}") from None
+    if not isinstance(data, dict):
+        raise InputError(field, f"profile {path!r} is not a JSON object")
+    return profile_from_dict(data, field)
+
+
+def load_profile(spec: str | dict[str, Any] | Profile, gpu: str | None = None, field: str = "calibration") -> Profile:
+    """A profile by name (``peak``, ``default``, a GPU name), path, dict, or ``auto``.
+
+    ``auto`` picks the measured profile shipped for ``gpu`` when there is one, else ``default``.
+    A measured profile used for a different GPU is rejected: its efficiencies describe another chip.
+    """
+    if isinstance(spec, Profile):
+        profile = spec
+    elif isinstance(spec, dict):
+        profile = profile_from_dict(spec, field)
+    elif spec == "auto":
+        name = gpu if gpu in builtin_profiles() else "default"
+        profile = _load_path(str(PROFILE_DIR / f"{name}.json"), field)
+    elif spec in builtin_profiles():
+        profile = _load_path(str(PROFILE_DIR / f"{spec}.json"), field)
+    elif isinstance(spec, str) and (spec.endswith(".json") or Path(spec).exists()):
+        profile = _load_path(spec, field)
+    else:
+        raise unknown_name(field, str(spec), [*builtin_profiles(), "auto"])
+    if profile.device and gpu and profile.device != gpu:
+        raise InputError(field, f"profile {profile.name!r} was measured on {profile.device}, not {gpu}")
+    return profile

@@ -1,0 +1,73 @@
+"""The public Python API: ``predict`` one scenario, ``sweep`` it over numpy axes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from costmodels.roofline import BOUND_NAMES
+from simulator.engine import AXES, evaluate
+from simulator.prediction import MemoryReport, OperatorReport, Prediction, ResourceTimes
+from simulator.scenario import Scenario
+
+
+def as_scenario(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: Any) -> Scenario:
+    """A ``Scenario`` from an instance, a mapping or nothing (defaults), with dotted overrides."""
+    if scenario is None:
+        scenario = Scenario()
+    elif not isinstance(scenario, Scenario):
+        scenario = Scenario.from_dict(dict(scenario))
+    return scenario.with_overrides(**overrides) if overrides else scenario
+
+
+def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: Any) -> Prediction:
+    """Predict one scenario. ``overrides`` are dotted fields, e.g. ``**{"workload.batch_size": 8}``."""
+    sc = as_scenario(scenario, **overrides)
+    ev = evaluate(sc)
+    a = {k: v.item() for k, v in ev.arrays.items()}
+    dep = ev.dep
+    breakdown = []
+    for phase, step in ev.steps.items():
+        for op, t in zip(step.ops, step.times):
+            time_s = float(np.mean(t.time_s))  # generate's decode: the mean over the generation
+            if time_s == 0.0 and not np.any(op.flops) and not np.any(op.hbm_bytes):
+                continue  # e.g. collectives with tp = 1
+            bound = int(np.round(np.median(t.bound)))
+            breakdown.append(OperatorReport(
+                name=op.name, phase=phase, count=int(op.count),
+                flops=float(np.mean(op.flops)) * op.count, bytes=float(np.mean(op.hbm_bytes)) * op.count,
+                link_bytes=float(np.mean(op.link_bytes)) * op.count, time_s=time_s, bound=BOUND_NAMES[bound],
+            ))
+    return Prediction(
+        phase=sc.workload.phase, model=dep.model.name, gpu=dep.gpu.name, num_gpus=sc.hardware.num_gpus,
+        tp=int(np.max(dep.tp)), pp=dep.pp, replicas=dep.replicas, calibration=dep.profile.name, overlap=sc.overlap,
+        latency_s=a["latency_s"], tokens_per_s=a["tokens_per_s"],
+        ttft_s=a.get("ttft_s"), tpot_s=a.get("tpot_s"), e2e_s=a.get("e2e_s"),
+        memory=MemoryReport(**{k: a[k] for k in MemoryReport.model_fields}),
+        max_concurrency=int(a["max_concurrency"]), bound=BOUND_NAMES[int(a["bound"])],
+        resources=ResourceTimes(sm_s=a["sm_time_s"], hbm_s=a["hbm_time_s"], link_s=a["link_time_s"],
+                                overhead_s=a["overhead_s"]),
+        mfu=a["mfu"], mbu=a["mbu"], breakdown=breakdown,
+    )
+
+
+class SweepResult(dict):
+    """Outputs of a sweep as broadcast numpy arrays; ``axes`` holds each axis's values in order
+    (output dimension i runs over the i-th axis given)."""
+
+    axes: dict[str, np.ndarray]
+
+
+def sweep(scenario: Scenario | Mapping[str, Any] | None = None, **axes: Any) -> SweepResult:
+    """Evaluate a scenario over the outer product of ``axes`` (1-D arrays named as in ``AXES``:
+    batch_size, prompt_len, context_len, output_len, weights, kv_cache, compute, tp)."""
+    sc = as_scenario(scenario)
+    ev = evaluate(sc, axes)
+    out = SweepResult(ev.arrays)
+    out.axes = {name: np.ravel(arr) for name, arr in ev.axes.items()}
+    return out
+
+
+__all__ = ["AXES", "predict", "sweep", "as_scenario"]

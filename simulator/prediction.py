@@ -1,0 +1,86 @@
+"""The answer to one scenario: ``Prediction`` (pydantic), whose JSON form is a stable contract.
+
+Fields are only ever added, never renamed. Per phase: prefill and decode carry ``latency_s`` (one
+step for the whole batch) and ``tokens_per_s``; generate carries ``ttft_s``, ``tpot_s`` and
+``e2e_s`` (and ``latency_s`` = ``e2e_s``). All carry ``memory``, ``max_concurrency``, ``bound`` and
+``breakdown``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Bound = Literal["compute", "memory", "communication", "overhead"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class MemoryReport(_Out):
+    """Per-GPU device memory (bytes)."""
+
+    weights_bytes: float
+    kv_cache_bytes: float
+    activation_bytes: float
+    workspace_bytes: float
+    total_bytes: float
+    capacity_bytes: float
+    fits: bool
+    kv_bytes_per_request: float
+
+
+class OperatorReport(_Out):
+    """One operator of the step, summed over its launches (per GPU)."""
+
+    name: str
+    phase: Literal["prefill", "decode"]
+    count: int
+    flops: float
+    bytes: float
+    link_bytes: float
+    time_s: float
+    bound: Bound
+
+
+class ResourceTimes(_Out):
+    """Busy time of each resource in the reported step, before the overlap policy combines them."""
+
+    sm_s: float
+    hbm_s: float
+    link_s: float
+    overhead_s: float
+
+
+class Prediction(_Out):
+    phase: Literal["prefill", "decode", "generate"]
+    model: str
+    gpu: str
+    num_gpus: int
+    tp: int
+    pp: int
+    replicas: int
+    calibration: str
+    overlap: str
+    latency_s: float
+    tokens_per_s: float
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    e2e_s: float | None = None
+    memory: MemoryReport
+    max_concurrency: int
+    bound: Bound
+    resources: ResourceTimes
+    mfu: float
+    mbu: float
+    breakdown: list[OperatorReport]
+
+    def contract(self) -> dict:
+        """The JSON contract: the phase's own fields, then the common ones."""
+        data = self.model_dump(mode="json")
+        if self.phase != "generate":
+            for key in ("ttft_s", "tpot_s", "e2e_s"):
+                data.pop(key)
+        return data

@@ -1,0 +1,109 @@
+"""The user's question as a validated object: ``Scenario`` (JSON/YAML or Python)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+
+from hwmodels.dtypes import DType
+from hwmodels.errors import InputError, pydantic_to_input_error
+
+Phase = Literal["prefill", "decode", "generate"]
+OverlapPolicy = Literal["serial", "overlapped"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class HardwareConfig(_Section):
+    gpu: str | dict[str, Any] = Field("h100-sxm", description="catalog name, YAML/JSON path, or inline spec")
+    num_gpus: PositiveInt = 1
+    node: str | None = Field(None, description="catalog node (host memory for KV offload); optional")
+
+
+class ParallelismConfig(_Section):
+    tp: PositiveInt | None = Field(None, description="tensor-parallel degree; default num_gpus / pp")
+    pp: PositiveInt = 1
+
+
+class PrecisionConfig(_Section):
+    weights: DType = "bf16"
+    kv_cache: DType = "bf16"
+    compute: DType = Field("bf16", description="dtype whose tensor-core peak the matmuls run at")
+
+
+class WorkloadConfig(_Section):
+    phase: Phase = "decode"
+    batch_size: PositiveInt = Field(1, description="sequences per model replica")
+    prompt_len: PositiveInt = Field(1024, description="tokens per prompt (prefill, generate)")
+    context_len: PositiveInt = Field(4096, description="tokens already cached per sequence (decode)")
+    output_len: PositiveInt = Field(256, description="tokens generated per sequence (generate)")
+
+
+class Scenario(_Section):
+    """Everything roofsim needs to answer one question. Every field has a default."""
+
+    model: str | dict[str, Any] = Field("llama-3.1-8b", description="preset name, config.json path, or inline spec")
+    hardware: HardwareConfig = HardwareConfig()
+    parallelism: ParallelismConfig = ParallelismConfig()
+    precision: PrecisionConfig = PrecisionConfig()
+    calibration: str | dict[str, Any] = Field(
+        "auto", description="'auto' (measured profile for the GPU if shipped, else 'default'), 'peak', 'default', or a path"
+    )
+    workload: WorkloadConfig = WorkloadConfig()
+    techniques: list[dict[str, Any]] = Field(default_factory=list)
+    memory_utilization: float = Field(
+        0.9, gt=0.0, le=1.0, description="fraction of HBM the engine may use (vLLM gpu_memory_utilization)"
+    )
+    overlap: OverlapPolicy = Field(
+        "serial", description="'serial' sums operator times; 'overlapped' takes the busiest resource (NanoFlow)"
+    )
+
+    @field_validator("techniques")
+    @classmethod
+    def _named(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, item in enumerate(value):
+            if not isinstance(item.get("name"), str):
+                raise ValueError(f"entry {i} has no 'name'")
+        return value
+
+    @property
+    def tp(self) -> int:
+        return self.parallelism.tp or max(1, self.hardware.num_gpus // self.parallelism.pp)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Scenario":
+        """Validate a mapping; errors become one-line ``InputError``s naming the field."""
+        if not isinstance(data, dict):
+            raise InputError("scenario", "expected a mapping")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise pydantic_to_input_error(exc) from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Scenario":
+        """Load a YAML or JSON scenario file."""
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError("scenario", f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
+        return cls.from_dict(data or {})
+
+    def with_overrides(self, **dotted: Any) -> "Scenario":
+        """A copy with fields replaced by dotted path, e.g. ``{"workload.batch_size": 8}``."""
+        data = self.model_dump()
+        for path, value in dotted.items():
+            node = data
+            *parents, leaf = path.split(".")
+            for key in parents:
+                node = node[key]
+            node[leaf] = value
+        return Scenario.from_dict(data)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
