@@ -1,0 +1,1 @@
+"""Command-line interface: each sub-command lives in its own module."""
