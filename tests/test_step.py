@@ -1,0 +1,94 @@
+"""Step decomposition of a real model against hand counts (Llama-3.1-8B, bf16)."""
+
+import numpy as np
+import pytest
+
+from simulator import sweep
+from simulator.engine import evaluate, resolve
+from simulator.footprint import kv_bytes_per_request, weight_bytes_per_gpu
+from simulator.models import get_model
+from simulator.scenario import Scenario
+from simulator.step import StepShape, build_step, expected_distinct_experts
+
+LLAMA = get_model("llama-3.1-8b")
+# per layer: q 4096x4096, k and v 4096x1024, o 4096x4096, gate/up 4096x14336, down 14336x4096
+LAYER_LINEAR_PARAMS = 2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 14336
+NORM_PARAMS = 32 * 2 * 4096 + 4096
+
+
+def _dep(**overrides):
+    sc = Scenario().with_overrides(**{"calibration": "peak", **overrides})
+    return resolve(sc, {})[0]
+
+
+def _ops(dep, shape):
+    return {op.name: op for op in build_step(dep, shape)}
+
+
+def test_llama_parameter_count_by_hand():
+    assert LLAMA.total_params() == 32 * LAYER_LINEAR_PARAMS + 2 * 128256 * 4096 + NORM_PARAMS == 8_030_261_248
+
+
+def test_decode_gemm_flops_are_two_per_weight_per_token():
+    ops = _ops(_dep(), StepShape(1, 1, 4096, "decode"))
+    gemm_flops = sum(float(op.flops) * op.count for op in ops.values() if op.kind == "gemm")
+    assert gemm_flops == 2 * (32 * LAYER_LINEAR_PARAMS + 128256 * 4096)  # lm_head, not the input embedding
+
+
+def test_decode_attention_reads_the_whole_cache():
+    ctx = 4096
+    att = _ops(_dep(), StepShape(3, 1, ctx, "decode"))["attention.full"]
+    assert att.count == 32
+    # 4*d FLOPs per head per cached token (the new token sees ctx + 1 keys), 3 sequences
+    assert float(att.flops) == 3 * 32 * 4 * 128 * (ctx + 1)
+    kv_per_token_layer = 2 * 8 * 128 * 2
+    q_and_o = 32 * 256 * 2
+    assert float(att.hbm_bytes) == 3 * ((ctx + 1) * kv_per_token_layer + q_and_o)
+
+
+def test_prefill_attention_flops_are_causal():
+    s = 2048
+    att = _ops(_dep(), StepShape(2, s, 0, "prefill"))["attention.full"]
+    assert float(att.flops) == 2 * 32 * 4 * 128 * s * (s + 1) / 2
+
+
+def test_weights_and_kv_memory_by_hand():
+    dep = _dep()
+    assert weight_bytes_per_gpu(dep) == 2 * LLAMA.total_params()
+    assert kv_bytes_per_request(dep, 1000) == 1000 * 32 * 2 * 8 * 128 * 2
+    dep2 = _dep(**{"hardware.num_gpus": 2})
+    assert dep2.tp == 2
+    assert weight_bytes_per_gpu(dep2) == pytest.approx((2 * LLAMA.total_params() - 2 * NORM_PARAMS) / 2 + 2 * NORM_PARAMS)
+    assert kv_bytes_per_request(dep2, 1000) == kv_bytes_per_request(dep, 1000) / 2
+
+
+def test_kv_heads_replicate_when_tp_exceeds_them():
+    dep16 = _dep(model="llama-3.1-8b", **{"hardware.num_gpus": 16})
+    assert float(dep16.kv_heads_local) == 1.0  # 8 KV heads over 16 GPUs: one (replicated) per GPU
+
+
+def test_tensor_parallel_adds_two_all_reduces_per_layer():
+    dep = _dep(**{"hardware.num_gpus": 4})
+    ops = _ops(dep, StepShape(8, 1, 1024, "decode"))
+    for name in ("attn.all_reduce", "mlp.all_reduce"):
+        op = ops[name]
+        assert op.count == 32
+        # ring all-reduce of 8 tokens x 4096 x 2 bytes: 2*(n-1)/n of the message, 2*(n-1) latency steps
+        assert float(op.link_bytes) == pytest.approx(2 * 3 / 4 * 8 * 4096 * 2)
+        assert float(op.link_latency_s) == pytest.approx(6 * dep.gpu.intra_node_link.latency_s)
+
+
+def test_expected_distinct_experts():
+    assert expected_distinct_experts(1, 8, 2) == pytest.approx(2.0)
+    assert expected_distinct_experts(10_000, 8, 2) == pytest.approx(8.0)
+    # two tokens, top-1 of 4: 4 * (1 - (3/4)^2) = 1.75
+    assert expected_distinct_experts(2, 4, 1) == pytest.approx(1.75)
+
+
+def test_generate_matches_summed_decode_steps():
+    base = {"calibration": "default", "workload.prompt_len": 1000, "workload.output_len": 9}
+    gen = evaluate(Scenario().with_overrides(**{**base, "workload.phase": "generate"})).arrays
+    steps = sweep(Scenario().with_overrides(**{**base, "workload.phase": "decode"}),
+                  context_len=np.arange(1000, 1008))["latency_s"]
+    assert float(gen["tpot_s"]) == pytest.approx(float(np.mean(steps)), rel=1e-3)
+    assert float(gen["e2e_s"]) == pytest.approx(float(gen["ttft_s"]) + 8 * float(gen["tpot_s"]))
