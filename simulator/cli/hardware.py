@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from hwmodels import get_accelerator, list_accelerators
-from simulator.cli.format import size, table
+from simulator.cli.format import table
 
 
 def add_parser(sub) -> None:
@@ -24,7 +24,7 @@ def run_list(args) -> int:
         bf16 = a.peak_for("bf16")
         fp8 = a.peak_flops_per_s.get("fp8")
         rows.append([name, a.display_name, f"{bf16 / 1e12:,.0f}", f"{fp8 / 1e12:,.0f}" if fp8 else "-",
-                     size(a.hbm_capacity_bytes), f"{a.hbm_bandwidth_bytes_per_s / 1e12:.2f}",
+                     f"{a.hbm_capacity_bytes / 2**30:.0f} GiB", f"{a.hbm_bandwidth_bytes_per_s / 1e12:.2f}",
                      f"{a.intra_node_link.bandwidth_bytes_per_s / 1e9:,.0f}"])
     print(table(["name", "device", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM", "HBM TB/s", "link GB/s/dir"], rows))
     return 0
