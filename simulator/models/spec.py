@@ -65,6 +65,16 @@ class PublishedParams(_Strict):
     total: PositiveInt
     active: PositiveInt
     source: str
+    active_counts_input_embedding: bool = Field(
+        True, description="False where the authors leave the input embedding table out of the active count (gpt-oss)"
+    )
+    rel_tol: float = Field(
+        0.01,
+        gt=0,
+        le=0.05,
+        description="how closely the architecture's counts must match these; above 1% only for a figure "
+        "published to two significant digits (e.g. '1.3B')",
+    )
 
 
 @dataclass(frozen=True)
@@ -268,9 +278,15 @@ class ModelSpec(_Strict):
     def total_params(self) -> int:
         return self.embedding_params() + sum(n * self.layer_params(k) for k, n in self.layer_groups())
 
-    def active_params(self) -> int:
-        """Parameters touched by one token: all but the routed experts it is not sent to."""
-        return self.embedding_params() + sum(n * self.layer_params(k, active_only=True) for k, n in self.layer_groups())
+    def active_params(self, count_input_embedding: bool = True) -> int:
+        """Parameters touched by one token: all but the routed experts it is not sent to.
+
+        ``count_input_embedding=False`` leaves out the input embedding table, of which a token reads one row
+        (unless it is tied to the output head, which every token uses whole).
+        """
+        layers = sum(n * self.layer_params(k, active_only=True) for k, n in self.layer_groups())
+        skip = not (count_input_embedding or self.tie_word_embeddings)
+        return self.embedding_params() - (self.vocab_size * self.hidden_size if skip else 0) + layers
 
     # --- KV cache --------------------------------------------------------------------------------
 
