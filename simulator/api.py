@@ -11,6 +11,7 @@ from costmodels.roofline import BOUND_NAMES
 from simulator.engine import AXES, evaluate
 from simulator.prediction import MemoryReport, OperatorReport, Prediction, ResourceTimes
 from simulator.scenario import Scenario
+from simulator.technique_report import technique_effects
 
 
 def as_scenario(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: Any) -> Scenario:
@@ -35,21 +36,28 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
             if time_s == 0.0 and not np.any(op.flops) and not np.any(op.hbm_bytes):
                 continue  # e.g. collectives with tp = 1
             bound = int(np.round(np.median(t.bound)))
+            count = float(np.mean(op.count))  # fractional for layers some tokens skip; 0 for unchosen paths
+            if count == 0.0:
+                continue
             breakdown.append(OperatorReport(
-                name=op.name, phase=phase, count=int(op.count),
-                flops=float(np.mean(op.flops)) * op.count, bytes=float(np.mean(op.hbm_bytes)) * op.count,
-                link_bytes=float(np.mean(op.link_bytes)) * op.count, time_s=time_s, bound=BOUND_NAMES[bound],
+                name=op.name, phase=phase, count=int(round(count)),
+                flops=float(np.mean(np.asarray(op.flops) * op.count)),
+                bytes=float(np.mean(np.asarray(op.hbm_bytes) * op.count)),
+                link_bytes=float(np.mean(np.asarray(op.link_bytes) * op.count)), time_s=time_s, bound=BOUND_NAMES[bound],
             ))
+    effects, combined = technique_effects(sc)
     return Prediction(
         phase=sc.workload.phase, model=dep.model.name, gpu=dep.gpu.name, num_gpus=sc.hardware.num_gpus,
-        tp=int(np.max(dep.tp)), pp=dep.pp, replicas=dep.replicas, calibration=dep.profile.name, overlap=sc.overlap,
+        tp=int(np.max(dep.tp)), pp=dep.pp, replicas=dep.replicas, calibration=dep.profile.name, overlap=ev.overlap,
         latency_s=a["latency_s"], tokens_per_s=a["tokens_per_s"],
         ttft_s=a.get("ttft_s"), tpot_s=a.get("tpot_s"), e2e_s=a.get("e2e_s"),
         memory=MemoryReport(**{k: a[k] for k in MemoryReport.model_fields}),
         max_concurrency=int(a["max_concurrency"]), bound=BOUND_NAMES[int(a["bound"])],
         resources=ResourceTimes(sm_s=a["sm_time_s"], hbm_s=a["hbm_time_s"], link_s=a["link_time_s"],
                                 overhead_s=a["overhead_s"]),
-        mfu=a["mfu"], mbu=a["mbu"], breakdown=breakdown,
+        mfu=a["mfu"], mbu=a["mbu"], breakdown=breakdown, tokens_per_step=a["tokens_per_step"],
+        s_mbu=a["s_mbu"], s_mfu=a["s_mfu"], optimal_tokens_per_s_per_gpu=a["optimal_tokens_per_s_per_gpu"],
+        optimal_fraction=a["optimal_fraction"], techniques=effects, techniques_combined=combined,
     )
 
 

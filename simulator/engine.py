@@ -5,20 +5,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from costmodels.memory import max_concurrency
 from costmodels.roofline import BOUND_NAMES, COMMUNICATION, COMPUTE, MEMORY, OVERHEAD, OpCost, OpTime, price
 from hwmodels import InputError, get_accelerator, load_profile
 from hwmodels.dtypes import BYTES_PER_ELEMENT, DTYPES
 from simulator.deployment import Deployment
-from simulator.footprint import activation_bytes_per_sequence, kv_bytes_per_request, weight_bytes_per_gpu
+from simulator.footprint import memory_arrays
 from simulator.models import get_model
 from simulator.scenario import Scenario
 from simulator.step import StepShape, build_step
 from simulator.techniques import parse_techniques
+from simulator.techniques.moe import sparse_utilisation
+from simulator.techniques.nanoflow import optimal_tokens_per_s_per_gpu
 
 # Sweep axis name -> dotted scenario field.
 AXES = {
@@ -61,6 +62,7 @@ class Evaluation:
     dep: Deployment
     phase: str
     axes: dict[str, np.ndarray]
+    overlap: str = "serial"
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     steps: dict[str, StepResult] = field(default_factory=dict)
 
@@ -141,6 +143,7 @@ def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment
         act_bytes=_lookup(BYTES_PER_ELEMENT, act_dtype),
         peak_flops_per_s=_lookup({d: gpu.peak_for(d) for d in DTYPES}, compute),
         memory_utilization=scenario.memory_utilization,
+        techniques=tuple(techniques),
     )
     for tech in techniques:
         dep = tech.apply_deployment(dep)
@@ -154,10 +157,11 @@ def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment
     return dep, work
 
 
-def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=()) -> StepResult:
-    """Build, transform and price one step, then combine its operators by the overlap policy."""
+def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -> StepResult:
+    """Build, transform and price one step, then combine its operators by the overlap policy.
+    ``techniques`` defaults to the deployment's own; each may edit the operator list (``apply_ops``)."""
     ops = build_step(dep, shape)
-    for tech in techniques:
+    for tech in dep.techniques if techniques is None else techniques:
         ops = tech.apply_ops(ops, shape, dep)
     times = [price(op, dep.profile) for op in ops]
     sm = sum(t.compute_s for t in times)
@@ -176,7 +180,52 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=()) -> 
         bound = by_bound.argmax(axis=0)
     flops = sum(np.asarray(op.flops, dtype=float) * op.count for op in ops)
     hbm_bytes = sum(np.asarray(op.hbm_bytes, dtype=float) * op.count for op in ops)
-    return StepResult(ops, times, latency, bound, sm, hbm, link, overhead, flops, hbm_bytes)
+    # every result spans the shape's axes, even where no operator depends on one (e.g. no KV to grow)
+    zero = np.zeros(np.broadcast_shapes(*(np.shape(x) for x in (shape.batch, shape.new_tokens, shape.past_tokens,
+                                                                 shape.chunk_tokens, shape.chunk_past))))
+    sm, hbm, link, overhead, flops, hbm_bytes, latency = (x + zero for x in (sm, hbm, link, overhead, flops,
+                                                                          hbm_bytes, latency))
+    return StepResult(ops, times, latency, bound + zero.astype(int), sm, hbm, link, overhead, flops, hbm_bytes)
+
+
+def prefill_step(dep: Deployment, batch, prompt, overlap: str) -> tuple[StepResult, np.ndarray]:
+    """The prefill of ``batch`` prompts, and the new tokens per sequence of one step. With chunked
+    prefill the prompt runs as n = ceil(new / chunk) equal chunks over a growing cache: the sum of
+    the n chunk steps is n x their mean, taken by Gauss-Legendre quadrature over the cache length."""
+    shape = dep.transform_shape(StepShape(batch, prompt, 0.0, "prefill"))
+    chunk = dep.prefill_chunk_tokens()
+    if chunk is None:
+        return run_step(dep, shape, overlap), np.asarray(shape.new_tokens, dtype=float)
+    new = np.asarray(shape.new_tokens, dtype=float)
+    n = np.maximum(np.ceil(new / chunk), 1.0)
+    per = new / n
+    past = np.asarray(shape.past_tokens, dtype=float)[..., None] + (new - per)[..., None] * _GL_X
+    nodes = StepShape(np.asarray(batch, dtype=float)[..., None], per[..., None], past, "prefill",
+                      logits_per_seq=1.0 / n[..., None])  # only the last chunk's logits are sampled
+    step = run_step(_with_trailing_axis(dep), nodes, overlap)
+    return _integrate(step, n), per
+
+
+# Per-launch quantities of an operator (and of the metadata techniques read) that add up over steps.
+_SUMMED = ("flops", "hbm_bytes", "link_bytes", "rows", "weight_elems", "weight_bytes", "input_elems", "kv_read_bytes")
+
+
+def _integrate(step: StepResult, scale) -> StepResult:
+    """``scale`` x the quadrature mean over the trailing axis of every array of a step."""
+    def mean(x):
+        return np.asarray(scale, dtype=float) * np.sum(np.asarray(x, dtype=float) * _GL_W, axis=-1)
+
+    def middle(bound):
+        return np.broadcast_to(bound, np.shape(step.latency_s))[..., len(_GL_X) // 2]
+
+    ops = [replace(op, **{k: mean(np.asarray(getattr(op, k)) + 0.0 * _GL_W) for k in _SUMMED if hasattr(op, k)})
+           for op in step.ops]
+    times = [replace(t, compute_s=mean(t.compute_s), memory_s=mean(t.memory_s), link_s=mean(t.link_s),
+                     overhead_s=mean(t.overhead_s), time_s=mean(t.time_s), bound=middle(t.bound))
+             for t in step.times]
+    return StepResult(ops, times, mean(step.latency_s), middle(step.bound), mean(step.sm_time_s),
+                      mean(step.hbm_time_s), mean(step.link_time_s), mean(step.overhead_s), mean(step.flops),
+                      mean(step.hbm_bytes))
 
 
 def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evaluation:
@@ -184,39 +233,44 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
     ax = _axis_arrays(axes or {})
     dep, work = resolve(scenario, ax)
     phase = scenario.workload.phase
-    ev = Evaluation(scenario, dep, phase, ax)
+    overlap = dep.overlap_policy(scenario.overlap)
+    ev = Evaluation(scenario, dep, phase, ax, overlap)
     b, prompt, ctx, out_len = work["batch_size"], work["prompt_len"], work["context_len"], work["output_len"]
-    techniques = work["techniques"]
     a = ev.arrays
     replicas = dep.replicas
+    bf = np.asarray(b, dtype=float)
+    per_step = dep.tokens_per_step()
 
     if phase in ("prefill", "generate"):
-        pre = run_step(dep, StepShape(b, prompt, 0.0, "prefill"), scenario.overlap, techniques)
+        pre, pre_new = prefill_step(dep, b, prompt, overlap)
         ev.steps["prefill"] = pre
     if phase == "prefill":
         a["latency_s"] = pre.latency_s
-        a["tokens_per_s"] = replicas * np.asarray(b, dtype=float) * prompt / pre.latency_s
-        cached, new = prompt, prompt
+        a["tokens_per_s"] = replicas * bf * prompt / pre.latency_s
+        cached, new, processed = prompt, pre_new, bf * prompt
     elif phase == "decode":
-        dec = run_step(dep, StepShape(b, 1.0, ctx, "decode"), scenario.overlap, techniques)
+        shape = dep.transform_shape(StepShape(b, 1.0, ctx, "decode"))
+        dec = run_step(dep, shape, overlap)
         ev.steps["decode"] = dec
         a["latency_s"] = dec.latency_s
-        a["tokens_per_s"] = replicas * np.asarray(b, dtype=float) / dec.latency_s
-        cached, new = np.asarray(ctx) + 1, 1
-    else:  # generate: prefill, then output_len - 1 decode steps over a growing context
+        a["tokens_per_s"] = replicas * bf * per_step / dec.latency_s
+        cached, new, processed = np.asarray(ctx) + shape.new_tokens, shape.new_tokens, bf * per_step
+    else:  # generate: prefill, then output_len - 1 tokens from decode steps over a growing context
         steps = np.maximum(np.asarray(out_len, dtype=float) - 1.0, 0.0)
         nodes = np.asarray(prompt, dtype=float)[..., None] + np.maximum(steps - 1.0, 0.0)[..., None] * _GL_X
-        bb = np.asarray(b, dtype=float)[..., None]
         dep_nodes = _with_trailing_axis(dep)
-        dec = run_step(dep_nodes, StepShape(bb, 1.0, nodes, "decode"), scenario.overlap, techniques)
+        shape = dep_nodes.transform_shape(StepShape(bf[..., None], 1.0, nodes, "decode"))
+        dec = run_step(dep_nodes, shape, overlap)
         ev.steps["decode"] = dec
-        tpot = np.sum(dec.latency_s * _GL_W, axis=-1)
+        tpot = np.sum(dec.latency_s * _GL_W, axis=-1) / per_step
         a["ttft_s"] = pre.latency_s
         a["tpot_s"] = tpot + 0.0 * pre.latency_s
         a["e2e_s"] = pre.latency_s + steps * tpot
         a["latency_s"] = a["e2e_s"]
-        a["tokens_per_s"] = replicas * np.asarray(b, dtype=float) * np.asarray(out_len, dtype=float) / a["e2e_s"]
-        cached, new = np.asarray(prompt) + np.asarray(out_len), prompt
+        a["tokens_per_s"] = replicas * bf * np.asarray(out_len, dtype=float) / a["e2e_s"]
+        cached, new = np.asarray(prompt) + np.asarray(out_len), pre_new
+        processed = bf * (np.asarray(prompt, dtype=float) + out_len)
+    a["tokens_per_step"] = np.asarray(per_step if phase != "prefill" else 1.0, dtype=float) + 0.0 * a["latency_s"]
 
     main = ev.steps.get("decode" if phase == "decode" else "prefill")
     a["bound"] = main.bound
@@ -227,21 +281,20 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         a[key] = getattr(main, key)
     a["mfu"] = main.flops / (main.latency_s * dep.peak_flops_per_s)
     a["mbu"] = main.hbm_bytes / (main.latency_s * dep.hbm_bandwidth_bytes_per_s)
+    a.update(memory_arrays(dep, b, cached, new))
 
-    weights = weight_bytes_per_gpu(dep)
-    kv_req = kv_bytes_per_request(dep, cached)
-    act_seq = activation_bytes_per_sequence(dep, new)
-    workspace = dep.profile.workspace_bytes
-    capacity = dep.gpu.hbm_capacity_bytes * dep.memory_utilization
-    a["weights_bytes"] = weights + 0.0 * np.asarray(b, dtype=float)
-    a["kv_cache_bytes"] = np.asarray(b, dtype=float) * kv_req
-    a["activation_bytes"] = np.asarray(b, dtype=float) * act_seq
-    a["workspace_bytes"] = np.full_like(a["weights_bytes"], workspace)
-    a["total_bytes"] = a["weights_bytes"] + a["kv_cache_bytes"] + a["activation_bytes"] + workspace
-    a["capacity_bytes"] = np.full_like(a["total_bytes"], capacity)
-    a["fits"] = a["total_bytes"] <= capacity
-    a["kv_bytes_per_request"] = kv_req + 0.0 * a["total_bytes"]
-    a["max_concurrency"] = max_concurrency(capacity, weights + workspace, kv_req + act_seq) + 0 * a["fits"]
+    # MoE-CAP's sparsity-aware utilisation of the phase that sets the pace, and NanoFlow's optimum
+    if phase == "prefill":
+        s_args = (bf, prompt, prompt, pre.latency_s)
+    elif phase == "decode":
+        s_args = (bf, ctx, per_step, a["latency_s"])
+    else:
+        s_args = (bf, np.asarray(prompt, dtype=float) + out_len / 2.0, per_step, a["tpot_s"] * per_step)
+    a["s_mbu"], a["s_mfu"] = sparse_utilisation(dep, *s_args, phase="prefill" if phase == "prefill" else "decode")
+    gpus_used = replicas * np.asarray(dep.tp, dtype=float) * dep.pp
+    optimum = optimal_tokens_per_s_per_gpu(dep)
+    a["optimal_tokens_per_s_per_gpu"] = optimum + 0.0 * a["latency_s"]
+    a["optimal_fraction"] = replicas * processed / a["latency_s"] / gpus_used / optimum
     shape = np.broadcast_shapes(*(np.shape(v) for v in a.values()))
     for key, value in a.items():
         a[key] = np.broadcast_to(value, shape)
@@ -249,15 +302,16 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
     return ev
 
 
+_DEP_ARRAYS = ("tp", "weight_bytes", "kv_bytes", "act_bytes", "peak_flops_per_s", "embedding_bytes")
+
+
 def _with_trailing_axis(dep: Deployment) -> Deployment:
     """A copy whose array knobs get a trailing axis, to broadcast against quadrature nodes."""
-    from dataclasses import replace
-
     def add(x):
         return x[..., None] if isinstance(x, np.ndarray) else x
 
-    return replace(dep, tp=add(dep.tp), weight_bytes=add(dep.weight_bytes), kv_bytes=add(dep.kv_bytes),
-                   act_bytes=add(dep.act_bytes), peak_flops_per_s=add(dep.peak_flops_per_s))
+    names = {f.name for f in fields(dep)}
+    return replace(dep, **{k: add(getattr(dep, k)) for k in _DEP_ARRAYS if k in names})
 
 
 def _check_finite(arrays: dict[str, np.ndarray]) -> None:

@@ -4,48 +4,71 @@ Weights and KV split over tensor- and pipeline-parallel ranks as Megatron-LM sha
 et al. 2019, arXiv 1909.08053); KV per token is 2·n_kv·d_h elements per layer (an MLA latent is
 kv_lora_rank + rope dim, replicated over TP); sliding-window layers keep at most the window (Fu 2024,
 arXiv 2405.08944, §3.2 for the KV-bounded concurrency that follows).
+
+Techniques enter through the deployment's hook chains: the tokens each layer keeps (eviction,
+head-level retention), the share of the cache resident on the GPU (offload) or shared by all requests
+(prefix caching), cross layers that store one cache between them, linear layers' recurrent states,
+and extra weights and per-request caches (a draft model and its KV).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from costmodels.memory import LOGIT_BYTES
+from costmodels.memory import LOGIT_BYTES, max_concurrency
 from simulator.deployment import Deployment
+from simulator.step import KV_PROJECTIONS
 
 
 def weight_bytes_per_gpu(dep: Deployment):
     """Every parameter once, sharded by tp (except replicated matrices) and by pp."""
     m = dep.model
-    attn = sum(dep.local_params(lin) for lin in m.attention_linears())
+    attention = m.attention_linears()
+    own = sum(dep.local_params(lin) for lin in attention)
+    cross = sum(dep.local_params(lin) for lin in attention if lin.name not in KV_PROJECTIONS)
     layers = 0.0
-    for kind, count in m.layer_groups():
-        params = attn
-        if kind.mlp == "dense":
+    for att, mlp in zip(dep.layer_kinds, m.mlp_kinds()):
+        params = cross if att == "cross" else own
+        if mlp == "dense":
             params = params + sum(dep.local_params(lin) for lin in m.dense_mlp_linears())
         else:
             assert m.moe is not None
             params = params + m.moe.num_experts * sum(dep.local_params(lin) for lin in m.expert_linears())
             params = params + sum(dep.local_params(lin) for lin in m.shared_expert_linears())
             params = params + dep.local_params(m.router_linear())
-        layers = layers + count * params
+        layers = layers + params
     embeddings = m.vocab_size * m.hidden_size * (1 if m.tie_word_embeddings else 2) / dep.tp
-    matrices = (layers + embeddings) * dep.weight_bytes
+    matrices = layers * dep.layer_weight_bytes + embeddings * dep.emb_bytes
     norms = (m.num_layers * m.norm_params_per_layer() + m.hidden_size) * dep.act_bytes
-    return (matrices + norms) / dep.pp
+    extra = sum(tech.extra_weight_bytes(dep) for tech in dep.techniques)
+    return (matrices + norms) / dep.pp + extra
+
+
+def layer_kv_bytes(dep: Deployment, tokens):
+    """One sequence's cache over all layers on one GPU, before offload and prefix sharing: each KV layer
+    keeps ``dep.kv_tokens`` tokens (cross layers store one cache between them), each linear layer its state."""
+    t = np.asarray(tokens, dtype=float)
+    per_layer = dep.kv_elems_per_token_layer_local * dep.kv_bytes
+    total = 0.0 * t
+    for kind, count in dep.kind_counts().items():
+        if kind == "linear":
+            total = total + count * dep.recurrent_state_bytes_per_layer_local
+        else:
+            stored = 1 if kind == "cross" else count
+            total = total + stored * dep.kv_tokens(t, kind) * per_layer
+    return total / dep.pp
 
 
 def kv_bytes_per_request(dep: Deployment, tokens):
-    """KV cache of one sequence of ``tokens`` tokens on one GPU."""
-    m = dep.model
-    t = np.asarray(tokens, dtype=float)
-    per_layer = dep.kv_elems_per_token_layer_local * dep.kv_bytes
-    total = 0.0
-    for kind in set(m.attention_kinds()):
-        layers = m.attention_kinds().count(kind)
-        cached = np.minimum(t, m.sliding_window) if kind == "sliding" else t
-        total = total + layers * cached * per_layer
-    return total / dep.pp
+    """Device memory one sequence of ``tokens`` tokens adds on one GPU: its resident, unshared KV cache
+    plus per-request caches techniques add (a draft model's KV, eviction scores)."""
+    own = layer_kv_bytes(dep, tokens) * dep.kv_resident_fraction() * (1.0 - dep.kv_shared_fraction())
+    return own + sum(tech.extra_request_bytes(dep, tokens) for tech in dep.techniques)
+
+
+def shared_kv_bytes(dep: Deployment, tokens):
+    """The shared prefix's KV, held once per GPU whatever the number of requests."""
+    return layer_kv_bytes(dep, tokens) * dep.kv_resident_fraction() * dep.kv_shared_fraction()
 
 
 def activation_bytes_per_sequence(dep: Deployment, new_tokens):
@@ -61,3 +84,26 @@ def activation_bytes_per_sequence(dep: Deployment, new_tokens):
     per_token = (2.0 * m.hidden_size + np.maximum(attn_width, mlp_width)) * dep.act_bytes
     logits = m.vocab_size / dep.tp * LOGIT_BYTES
     return np.asarray(new_tokens, dtype=float) * per_token + logits
+
+
+def memory_arrays(dep: Deployment, batch, cached, new_tokens) -> dict[str, np.ndarray]:
+    """Per-GPU memory of ``batch`` sequences with ``cached`` tokens each, stepping ``new_tokens`` each."""
+    b = np.asarray(batch, dtype=float)
+    weights = weight_bytes_per_gpu(dep)
+    kv_req = kv_bytes_per_request(dep, cached)
+    shared = shared_kv_bytes(dep, cached)
+    act_seq = activation_bytes_per_sequence(dep, new_tokens)
+    workspace = dep.profile.workspace_bytes
+    capacity = dep.gpu.hbm_capacity_bytes * dep.memory_utilization
+    a = {
+        "weights_bytes": weights + 0.0 * b,
+        "kv_cache_bytes": b * kv_req + shared,
+        "activation_bytes": b * act_seq,
+    }
+    a["workspace_bytes"] = np.full_like(a["weights_bytes"], workspace)
+    a["total_bytes"] = a["weights_bytes"] + a["kv_cache_bytes"] + a["activation_bytes"] + workspace
+    a["capacity_bytes"] = np.full_like(a["total_bytes"], capacity)
+    a["fits"] = a["total_bytes"] <= capacity
+    a["kv_bytes_per_request"] = kv_req + 0.0 * a["total_bytes"]
+    a["max_concurrency"] = max_concurrency(capacity, weights + workspace + shared, kv_req + act_seq) + 0 * a["fits"]
+    return a

@@ -3,12 +3,15 @@
 Fields are only ever added, never renamed. Per phase: prefill and decode carry ``latency_s`` (one
 step for the whole batch) and ``tokens_per_s``; generate carries ``ttft_s``, ``tpot_s`` and
 ``e2e_s`` (and ``latency_s`` = ``e2e_s``). All carry ``memory``, ``max_concurrency``, ``bound`` and
-``breakdown``.
+``breakdown``; ``tokens_per_step`` (output tokens a decode step commits per sequence: 1, or the
+expected accepted tokens under speculative decoding), MoE-CAP's ``s_mbu`` / ``s_mfu``, NanoFlow's
+``optimal_tokens_per_s_per_gpu`` and the ``optimal_fraction`` reached; with techniques, ``techniques``
+(each one's effect versus the same scenario without it) and ``techniques_combined`` (versus none).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -54,6 +57,24 @@ class ResourceTimes(_Out):
     overhead_s: float
 
 
+class TechniqueEffect(_Out):
+    """A technique's effect: the scenario with it (after) over the same scenario without it (before).
+    Ratios below 1 mean less; latencies are the prefill of the prompt and decode time per output token.
+    Ratios are null where the scenario is not valid without the technique."""
+
+    name: str
+    params: dict[str, Any]
+    citation: str
+    kv_bytes_ratio: float | None = None
+    weight_bytes_ratio: float | None = None
+    memory_ratio: float | None = None
+    max_concurrency_before: int | None = None
+    max_concurrency_after: int
+    prefill_latency_ratio: float | None = None
+    decode_latency_ratio: float | None = None
+    throughput_ratio: float | None = None
+
+
 class Prediction(_Out):
     phase: Literal["prefill", "decode", "generate"]
     model: str
@@ -76,6 +97,13 @@ class Prediction(_Out):
     mfu: float
     mbu: float
     breakdown: list[OperatorReport]
+    tokens_per_step: float = 1.0
+    s_mbu: float | None = None
+    s_mfu: float | None = None
+    optimal_tokens_per_s_per_gpu: float | None = None
+    optimal_fraction: float | None = None
+    techniques: list[TechniqueEffect] = []
+    techniques_combined: TechniqueEffect | None = None
 
     def contract(self) -> dict:
         """The JSON contract: the phase's own fields, then the common ones."""

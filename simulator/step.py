@@ -4,11 +4,21 @@ A step processes ``batch`` sequences, each adding ``new_tokens`` after ``past_to
 KV cache (prefill: new = prompt, past = 0; decode: new = 1, past = context). Layers of one kind are
 identical, so each operator is built once with ``count`` = the number of layers that run it.
 Attention projections and norms are shared by every layer; the attention core depends on the layer's
-attention kind (full or sliding window); the feed-forward part on its MLP kind (dense or MoE).
+attention kind (full, sliding window, cross or linear; see ``simulator.deployment``); the feed-forward
+part on its MLP kind (dense or MoE).
+
+Cross layers (YOCO's cross-decoder, Sun et al. 2024, arXiv 2405.05254) attend to one shared KV cache
+and project no K/V of their own; in prefill only each prompt's last position needs them, so they run
+as a second stack over one token per sequence (ops named ``cross.*``). Whatever produces the shared
+cache is added by the technique that makes layers cross.
+
+Operators are ``StepOp``s: an ``OpCost`` plus what techniques need to transform it (whether it runs
+once per layer, its GEMM rows and weight elements, the KV bytes an attention launch reads).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,23 +34,35 @@ from costmodels.elementwise import (
     embedding_lookup,
 )
 from costmodels.gemm import gemm_bytes, gemm_flops
+from costmodels.linear_attention import linear_attention_bytes, linear_attention_flops
 from costmodels.roofline import OpCost
 from simulator.deployment import Deployment
 from simulator.models.spec import Linear
 
+# Projections whose output is cached (K/V, or the MLA latent); cross layers do not run them.
+KV_PROJECTIONS = ("attn.k_proj", "attn.v_proj", "attn.kv_a_proj")
+
 
 @dataclass
 class StepShape:
-    """The workload of one step; fields broadcast against each other and the deployment's arrays."""
+    """The workload of one step; fields broadcast against each other and the deployment's arrays.
+
+    ``chunk_tokens`` / ``chunk_past``: a prefill chunk of one more request batched into the step
+    (mixed prefill/decode batches, Sarathi-Serve). ``logits_per_seq``: positions per sequence whose
+    logits are computed (1, or the draft tokens + 1 of a speculative verify pass)."""
 
     batch: np.ndarray | float
     new_tokens: np.ndarray | float
     past_tokens: np.ndarray | float
     phase: str  # "prefill" or "decode"
+    chunk_tokens: np.ndarray | float = 0.0
+    chunk_past: np.ndarray | float = 0.0
+    logits_per_seq: np.ndarray | float = 1.0
 
     @property
     def tokens(self):
-        return np.asarray(self.batch, dtype=float) * self.new_tokens
+        """Tokens through the GEMMs of the step."""
+        return np.asarray(self.batch, dtype=float) * self.new_tokens + self.chunk_tokens
 
     @property
     def total_tokens(self):
@@ -48,11 +70,37 @@ class StepShape:
         return np.asarray(self.past_tokens, dtype=float) + self.new_tokens
 
 
+@dataclass
+class StepOp(OpCost):
+    """An operator with the metadata techniques transform: ``per_layer`` (its count is a number of
+    layers), ``rows``, ``weight_elems`` and ``input_elems`` (rows x in-features) of a GEMM launch,
+    ``weight_bytes`` read per launch, and ``kv_read_bytes``, the KV-cache bytes an attention launch reads."""
+
+    per_layer: bool = False
+    rows: np.ndarray | float = 0.0
+    weight_elems: np.ndarray | float = 0.0
+    weight_bytes: np.ndarray | float = 0.0
+    input_elems: np.ndarray | float = 0.0
+    kv_read_bytes: np.ndarray | float = 0.0
+
+
 def expected_distinct_experts(tokens, num_experts: int, top_k: int):
     """Expected number of experts at least one of ``tokens`` is routed to, under uniform top-k routing:
     E·(1 - (1 - k/E)^T). Each expert misses a token with probability 1 - k/E, independently per token."""
     t = np.asarray(tokens, dtype=float)
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** t)
+
+
+def attention_head_dims(model, phase: str) -> tuple[int, int]:
+    """(query-key dim, value dim) per head of the attention core. MLA scores over nope + rope dims with
+    values of v_head_dim (DeepSeek-V2, arXiv 2405.04434); decode absorbs the up-projections into q and o
+    and attends in the latent space (kv_lora_rank + rope, kv_lora_rank)."""
+    m = model
+    if m.mla:
+        if phase == "decode":
+            return m.mla.kv_lora_rank + m.mla.qk_rope_head_dim, m.mla.kv_lora_rank
+        return m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim, m.mla.v_head_dim
+    return m.head_dim, m.head_dim
 
 
 def _fused(linears: list[Linear]) -> list[tuple[str, list[Linear]]]:
@@ -81,147 +129,196 @@ class StepBuilder:
         self.dep = dep
         self.shape = shape
         self.model = dep.model
-        self.tokens = shape.tokens
         self.ops: list[OpCost] = []
 
     # --- operator constructors -------------------------------------------------------------------
 
-    def _kernel(self, name, kind, count, flops, hbm_bytes):
-        self.ops.append(OpCost(name, kind, count, flops=flops, hbm_bytes=hbm_bytes,
+    def _kernel(self, name, kind, count, flops, hbm_bytes, **meta):
+        self.ops.append(StepOp(name, kind, count, flops=flops, hbm_bytes=hbm_bytes,
                                peak_flops_per_s=self.dep.peak_flops_per_s,
-                               hbm_bandwidth_bytes_per_s=self.dep.hbm_bandwidth_bytes_per_s))
+                               hbm_bandwidth_bytes_per_s=self.dep.hbm_bandwidth_bytes_per_s, **meta))
 
-    def _elementwise(self, name, count, width, reads, writes, flops_per_element, tokens=None):
-        tokens = self.tokens if tokens is None else tokens
+    def _elementwise(self, name, count, width, reads, writes, flops_per_element, tokens, per_layer=True):
         flops, nbytes = elementwise(tokens, width, reads, writes, flops_per_element, self.dep.act_bytes)
-        self._kernel(name, "memory", count, flops, nbytes)
+        self._kernel(name, "memory", count, flops, nbytes, per_layer=per_layer)
 
-    def _gemm_group(self, name, group: list[Linear], count, tokens=None):
-        tokens = self.tokens if tokens is None else tokens
+    def _gemm(self, name, group: list[Linear], count, tokens, weight_bytes=None, copies=1.0, bias=None,
+              per_layer=True):
+        """One (fused) GEMM; ``copies`` weight sets are read (routed experts: the distinct ones touched)."""
         dep = self.dep
         k = dep.local_in(group[0])
         n = sum(dep.local_out(lin) for lin in group)
-        bias = any(lin.bias for lin in group)
-        self._kernel(name, "gemm", count, gemm_flops(tokens, k, n),
-                     gemm_bytes(tokens, k, n, dep.act_bytes, dep.weight_bytes, bias=bias))
+        per_elem = dep.layer_weight_bytes if weight_bytes is None else weight_bytes
+        bias = any(lin.bias for lin in group) if bias is None else bias
+        elems = copies * k * n
+        nbytes = gemm_bytes(tokens, k, n, dep.act_bytes, 0.0, bias=bias) + elems * per_elem
+        self._kernel(name, "gemm", count, gemm_flops(tokens, k, n), nbytes, per_layer=per_layer, rows=tokens,
+                     weight_elems=elems, weight_bytes=elems * per_elem, input_elems=np.asarray(tokens, dtype=float) * k)
 
-    def _collective(self, name, collective, count, message_bytes, ranks, link):
+    def _collective(self, name, collective, count, message_bytes, ranks, link, per_layer=True):
         traffic, steps = collective_traffic(collective, message_bytes, ranks)
-        self.ops.append(OpCost(name, "collective", count, link_bytes=traffic,
-                               link_latency_s=steps * link.latency_s,
-                               link_bandwidth_bytes_per_s=link.bandwidth_bytes_per_s))
+        self.ops.append(StepOp(name, "collective", count, link_bytes=traffic, link_latency_s=steps * link.latency_s,
+                               link_bandwidth_bytes_per_s=link.bandwidth_bytes_per_s, per_layer=per_layer))
 
-    def _tp_all_reduce(self, name, count, tokens=None):
-        tokens = self.tokens if tokens is None else tokens
+    def _tp_all_reduce(self, name, count, tokens, per_layer=True):
         message = np.asarray(tokens, dtype=float) * self.model.hidden_size * self.dep.act_bytes
-        self._collective(name, "all_reduce", count, message, self.dep.tp, self.dep.gpu.intra_node_link)
+        self._collective(name, "all_reduce", count, message, self.dep.tp, self.dep.gpu.intra_node_link, per_layer)
 
     # --- the step --------------------------------------------------------------------------------
 
     def build(self) -> list[OpCost]:
-        m, dep = self.model, self.dep
-        h, L = m.hidden_size, m.num_layers
-        w, act = dep.weight_bytes, dep.act_bytes
-
-        flops, nbytes = embedding_lookup(self.tokens, h / dep.tp, w, act)
-        self._kernel("embedding", "memory", 1, flops, nbytes)
-        self._tp_all_reduce("embedding.all_reduce", 1)
-
-        self._attention_block(L)
-        for kind, count in self._count(m.mlp_kinds()).items():
-            self._mlp_block(kind, count)
-
-        if dep.pp > 1:
-            message = self.tokens * h * act
-            self._collective("pipeline.send_recv", "p2p", dep.pp - 1, message, dep.pp, dep.gpu.intra_node_link)
-
-        self._elementwise("final_norm", 1, h, 1, 1, NORM_FLOPS_PER_ELEMENT)
-        logits_tokens = self.shape.batch  # only the last position of each sequence is sampled
-        head = Linear("lm_head", h, m.vocab_size, "lm_head")
-        self._gemm_group("lm_head", [head], 1, tokens=logits_tokens)
-        return self.ops
-
-    @staticmethod
-    def _count(kinds) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for k in kinds:
-            out[k] = out.get(k, 0) + 1
-        return out
-
-    def _attention_block(self, L: int):
         m, dep, shape = self.model, self.dep, self.shape
         h = m.hidden_size
-        self._elementwise("attn_norm", L, h, 1, 1, NORM_FLOPS_PER_ELEMENT)
-        linears = m.attention_linears()
-        for name, group in _fused([lin for lin in linears if lin.tp != "row"]):
-            self._gemm_group(name, group, L)
-        rope_dim = m.mla.qk_rope_head_dim if m.mla else m.head_dim
-        rope_heads = dep.q_heads_local + (1 if m.mla else dep.kv_heads_local)
-        self._elementwise("rotary", L, rope_heads * rope_dim, 1, 1, ROTARY_FLOPS_PER_ELEMENT)
-        kv_elems = dep.kv_elems_per_token_layer_local
-        self._kernel("kv_cache_write", "memory", L, 0.0 * self.tokens,
-                     self.tokens * kv_elems * (dep.act_bytes + dep.kv_bytes))
+        tokens = shape.tokens
+        if len(dep.layer_kinds) != m.num_layers:
+            raise ValueError(f"{len(dep.layer_kinds)} attention kinds for {m.num_layers} layers")
 
-        if m.mla:  # scores over nope+rope dims, values of v_head_dim (DeepSeek-V2, arXiv 2405.04434)
-            qk_dim = m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim
-            v_dim = m.mla.v_head_dim
-            if shape.phase == "decode":  # weight absorption: attend in the latent space
-                qk_dim, v_dim = m.mla.kv_lora_rank + m.mla.qk_rope_head_dim, m.mla.kv_lora_rank
-        else:
-            qk_dim = v_dim = m.head_dim
-        for kind, count in self._count(m.attention_kinds()).items():
-            window = m.sliding_window if kind == "sliding" else None
-            pairs = attn.attended_pairs(shape.new_tokens, shape.past_tokens, window)
-            flops = attn.attention_flops(pairs, dep.q_heads_local, qk_dim, v_dim) * shape.batch
-            cached = shape.total_tokens if window is None else np.minimum(shape.total_tokens, window)
-            args = (dep.q_heads_local, qk_dim, v_dim, kv_elems, dep.act_bytes, dep.kv_bytes)
-            if shape.phase == "prefill":
-                nbytes = attn.prefill_attention_bytes(shape.batch, shape.new_tokens, cached, *args)
-                self._kernel(f"attention.{kind}", "attention_prefill", count, flops, nbytes)
-            else:
-                nbytes = attn.decode_attention_bytes(shape.batch, cached, *args)
-                self._kernel(f"attention.{kind}", "attention_decode", count, flops, nbytes)
+        flops, nbytes = embedding_lookup(tokens, h / dep.tp, dep.emb_bytes, dep.act_bytes)
+        self._kernel("embedding", "memory", 1, flops, nbytes)
+        self._tp_all_reduce("embedding.all_reduce", 1, tokens, per_layer=False)
+
+        for prefix, layers, layer_shape in self._stacks():
+            self._layers(prefix, layers, layer_shape)
+
+        if dep.pp > 1:
+            message = tokens * h * dep.act_bytes
+            self._collective("pipeline.send_recv", "p2p", dep.pp - 1, message, dep.pp, dep.gpu.intra_node_link,
+                             per_layer=False)
+
+        self._elementwise("final_norm", 1, h, 1, 1, NORM_FLOPS_PER_ELEMENT, tokens, per_layer=False)
+        logits_tokens = np.asarray(shape.batch, dtype=float) * shape.logits_per_seq  # sampled positions only
+        head = Linear("lm_head", h, m.vocab_size, "lm_head")
+        self._gemm("lm_head", [head], 1, logits_tokens, weight_bytes=dep.emb_bytes, per_layer=False)
+        return self.ops
+
+    def _stacks(self) -> list[tuple[str, list[int], StepShape]]:
+        """(name prefix, layer indices, shape) of each run of layers over the same tokens."""
+        kinds = self.dep.layer_kinds
+        shape = self.shape
+        if shape.phase == "prefill" and "cross" in kinds:
+            own = [i for i, k in enumerate(kinds) if k != "cross"]
+            cross = [i for i, k in enumerate(kinds) if k == "cross"]
+            last = StepShape(shape.batch, 1.0, np.asarray(shape.past_tokens, dtype=float) + shape.new_tokens - 1.0,
+                             "prefill", logits_per_seq=shape.logits_per_seq)
+            return [("", own, shape), ("cross.", cross, last)]
+        return [("", list(range(len(kinds))), shape)]
+
+    def _layers(self, prefix: str, layers: list[int], shape: StepShape):
+        m, dep = self.model, self.dep
+        h, n = m.hidden_size, len(layers)
+        if n == 0:
+            return
+        tokens = shape.tokens
+        counts = dep.kind_counts(layers)
+        n_cross = counts.get("cross", 0)
+        n_own = n - n_cross
+        cross_name = (lambda name: name) if prefix.startswith("cross") else (lambda name: "cross." + name)
+
+        self._elementwise(prefix + "attn_norm", n, h, 1, 1, NORM_FLOPS_PER_ELEMENT, tokens)
+        linears = m.attention_linears()
+        columns = [lin for lin in linears if lin.tp != "row"]
+        if n_own:
+            for name, group in _fused(columns):
+                self._gemm(prefix + name, group, n_own, tokens)
+        if n_cross:
+            for name, group in _fused([lin for lin in columns if lin.name not in KV_PROJECTIONS]):
+                self._gemm(prefix + cross_name(name), group, n_cross, tokens)
+        rope_dim = m.mla.qk_rope_head_dim if m.mla else m.head_dim
+        if n_own:
+            rope_heads = dep.q_heads_local + (1 if m.mla else dep.kv_heads_local)
+            self._elementwise(prefix + "rotary", n_own, rope_heads * rope_dim, 1, 1, ROTARY_FLOPS_PER_ELEMENT, tokens)
+        if n_cross:
+            self._elementwise(prefix + cross_name("rotary"), n_cross, dep.q_heads_local * rope_dim, 1, 1,
+                              ROTARY_FLOPS_PER_ELEMENT, tokens)
+        writers = counts.get("full", 0) + counts.get("sliding", 0)
+        if writers:
+            kv_elems = dep.kv_elems_per_token_layer_local
+            self._kernel(prefix + "kv_cache_write", "memory", writers, 0.0 * tokens,
+                         tokens * kv_elems * (dep.act_bytes + dep.kv_bytes), per_layer=True)
+
+        for kind, count in counts.items():
+            self._attention(prefix, kind, count, shape)
+            if np.any(shape.chunk_tokens):
+                chunk = StepShape(1.0, shape.chunk_tokens, shape.chunk_past, "prefill")
+                self._attention(prefix, kind, count, chunk, suffix=".chunk")
 
         for lin in linears:
             if lin.tp == "row":
-                self._gemm_group(lin.name, [lin], L)
-        self._tp_all_reduce("attn.all_reduce", L)
-        self._elementwise("attn_residual", L, h, 2, 1, ADD_FLOPS_PER_ELEMENT)
+                self._gemm(prefix + lin.name, [lin], n, tokens)
+        self._tp_all_reduce(prefix + "attn.all_reduce", n, tokens)
+        self._elementwise(prefix + "attn_residual", n, h, 2, 1, ADD_FLOPS_PER_ELEMENT, tokens)
 
-    def _ffn(self, prefix: str, linears: list[Linear], count: int, tokens=None, weight_copies=None):
+        mlp_kinds = m.mlp_kinds()
+        for kind, count in Counter(mlp_kinds[i] for i in layers).items():
+            self._mlp_block(prefix, kind, count, tokens)
+
+    def _attention(self, prefix: str, kind: str, count: int, shape: StepShape, suffix: str = ""):
+        m, dep = self.model, self.dep
+        name = f"{prefix}attention.{kind}{suffix}"
+        op_kind = "attention_prefill" if shape.phase == "prefill" else "attention_decode"
+        b = np.asarray(shape.batch, dtype=float)
+        if kind == "linear":
+            heads, state = dep.q_heads_local, dep.recurrent_state_elems
+            flops = linear_attention_flops(b, shape.new_tokens, heads, state, m.head_dim, shape.phase)
+            nbytes = linear_attention_bytes(b, shape.new_tokens, heads, state, m.head_dim, dep.act_bytes,
+                                            dep.recurrent_state_bytes)
+            self._kernel(name, op_kind, count, flops, nbytes, per_layer=True)
+            return
+        qk_dim, v_dim = attention_head_dims(m, shape.phase)
+        kv_elems = dep.kv_elems_per_token_layer_local
+        if shape.phase == "prefill":
+            window = m.sliding_window if kind == "sliding" else None
+            pairs = dep.attention_pairs(attn.attended_pairs(shape.new_tokens, shape.past_tokens, window), shape, kind)
+            cached = dep.window_tokens(shape.total_tokens, kind)
+            flops = attn.attention_flops(pairs, dep.q_heads_local, qk_dim, v_dim) * b
+            args = (dep.q_heads_local, qk_dim, v_dim, kv_elems, dep.act_bytes, dep.kv_bytes)
+            nbytes = attn.prefill_attention_bytes(b, shape.new_tokens, cached, *args)
+            kv_read = b * cached * kv_elems * dep.kv_bytes
+        else:  # each new query reads every kept token of its sequence once
+            cached = dep.kv_tokens(shape.total_tokens, kind)
+            flops = attn.attention_flops(shape.new_tokens * cached, dep.q_heads_local, qk_dim, v_dim) * b
+            readers = b
+            if dep.kv_shared_read_once():  # a shared prefix read once for the whole batch
+                shared = dep.kv_shared_fraction()
+                readers = b * (1.0 - shared) + shared
+            kv_read = readers * cached * kv_elems * dep.kv_bytes
+            nbytes = kv_read + b * shape.new_tokens * dep.q_heads_local * (qk_dim + v_dim) * dep.act_bytes
+        self._kernel(name, op_kind, count, flops, nbytes, per_layer=True, kv_read_bytes=kv_read)
+
+    def _ffn(self, prefix: str, linears: list[Linear], count: int, tokens, weight_copies=None):
         """gate/up GEMM, activation, down GEMM. ``weight_copies`` overrides how many weight sets are read
         (routed experts: the distinct experts the batch touches)."""
         dep, m = self.dep, self.model
-        tokens = self.tokens if tokens is None else tokens
         for name, group in _fused(linears):
-            k = dep.local_in(group[0])
-            n = sum(dep.local_out(lin) for lin in group)
             copies = 1.0 if weight_copies is None else weight_copies
-            nbytes = gemm_bytes(tokens, k, n, dep.act_bytes, 0.0) + copies * k * n * dep.weight_bytes
-            self._kernel(name, "gemm", count, gemm_flops(tokens, k, n), nbytes)
+            self._gemm(prefix + name, group, count, tokens, copies=copies, bias=False)
             if group[-1].name.endswith("up_proj"):
                 inter = dep.local_out(group[-1])
                 reads = 2 if m.gated_mlp else 1
-                self._elementwise(f"{prefix}.act", count, inter, reads, 1, GATED_ACT_FLOPS_PER_ELEMENT, tokens)
+                act_name = prefix + group[-1].name.rsplit(".", 1)[0] + ".act"
+                self._elementwise(act_name, count, inter, reads, 1, GATED_ACT_FLOPS_PER_ELEMENT, tokens)
 
-    def _mlp_block(self, kind: str, count: int):
+    def _mlp_block(self, prefix: str, kind: str, count: int, tokens):
         m = self.model
         h = m.hidden_size
-        self._elementwise("mlp_norm" if kind == "dense" else "moe_norm", count, h, 1, 1, NORM_FLOPS_PER_ELEMENT)
-        if kind == "dense":
-            self._ffn("mlp", m.dense_mlp_linears(), count)
+        dense = kind == "dense"
+        self._elementwise(prefix + ("mlp_norm" if dense else "moe_norm"), count, h, 1, 1, NORM_FLOPS_PER_ELEMENT,
+                          tokens)
+        if dense:
+            self._ffn(prefix, m.dense_mlp_linears(), count, tokens)
         else:
             moe = m.moe
             assert moe is not None
-            self._gemm_group("moe.router", [m.router_linear()], count)
-            routed_tokens = self.tokens * moe.top_k
-            touched = expected_distinct_experts(self.tokens, moe.num_experts, moe.top_k)
-            self._ffn("moe.expert", m.expert_linears(), count, tokens=routed_tokens, weight_copies=touched)
+            self._gemm(prefix + "moe.router", [m.router_linear()], count, tokens)
+            routed_tokens = tokens * moe.top_k
+            touched = expected_distinct_experts(tokens, moe.num_experts, moe.top_k)
+            self._ffn(prefix, m.expert_linears(), count, routed_tokens, weight_copies=touched)
             shared = [lin for lin in m.shared_expert_linears() if lin.name != "moe.shared_gate"]
             if shared:
-                self._ffn("moe.shared", shared, count)
-        self._tp_all_reduce("mlp.all_reduce" if kind == "dense" else "moe.all_reduce", count)
-        self._elementwise("mlp_residual" if kind == "dense" else "moe_residual", count, h, 2, 1, ADD_FLOPS_PER_ELEMENT)
+                self._ffn(prefix, shared, count, tokens)
+        self._tp_all_reduce(prefix + ("mlp.all_reduce" if dense else "moe.all_reduce"), count, tokens)
+        self._elementwise(prefix + ("mlp_residual" if dense else "moe_residual"), count, h, 2, 1,
+                          ADD_FLOPS_PER_ELEMENT, tokens)
 
 
 def build_step(dep: Deployment, shape: StepShape) -> list[OpCost]:
