@@ -40,10 +40,12 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
             if count == 0.0:
                 continue
             breakdown.append(OperatorReport(
-                name=op.name, phase=phase, count=int(round(count)),
+                name=op.name, kind=op.kind, phase=phase, count=int(round(count)),
                 flops=float(np.mean(np.asarray(op.flops) * op.count)),
                 bytes=float(np.mean(np.asarray(op.hbm_bytes) * op.count)),
-                link_bytes=float(np.mean(np.asarray(op.link_bytes) * op.count)), time_s=time_s, bound=BOUND_NAMES[bound],
+                link_bytes=float(np.mean(np.asarray(op.link_bytes) * op.count)), time_s=time_s,
+                compute_s=float(np.mean(t.compute_s)), memory_s=float(np.mean(t.memory_s)),
+                link_s=float(np.mean(t.link_s)), overhead_s=float(np.mean(t.overhead_s)), bound=BOUND_NAMES[bound],
             ))
     effects, combined = technique_effects(sc)
     return Prediction(

@@ -39,12 +39,17 @@ class OperatorReport(_Out):
     """One operator of the step, summed over its launches (per GPU)."""
 
     name: str
+    kind: str  # the profile's operation kind: gemm, attention_prefill, attention_decode, memory, collective, ...
     phase: Literal["prefill", "decode"]
     count: int
     flops: float
     bytes: float
     link_bytes: float
     time_s: float
+    compute_s: float  # SM time at the profile's compute efficiency
+    memory_s: float  # HBM time at the profile's memory efficiency
+    link_s: float
+    overhead_s: float  # launch overheads
     bound: Bound
 
 

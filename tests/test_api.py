@@ -116,3 +116,14 @@ def test_custom_gpu_inline():
     fast = predict(**{"hardware.gpu": spec, "calibration": "peak", "workload.batch_size": 8})
     base = predict(**{"calibration": "peak", "workload.batch_size": 8})
     assert fast.latency_s == pytest.approx(base.latency_s / 2, rel=0.05)
+
+
+def test_breakdown_operators_sum_to_the_step():
+    p = predict(**{"workload.batch_size": 8, "hardware.num_gpus": 2})
+    assert sum(op.time_s for op in p.breakdown) == pytest.approx(p.latency_s)
+    assert sum(op.compute_s for op in p.breakdown) == pytest.approx(p.resources.sm_s)
+    assert sum(op.memory_s for op in p.breakdown) == pytest.approx(p.resources.hbm_s)
+    assert sum(op.link_s for op in p.breakdown) == pytest.approx(p.resources.link_s)
+    kinds = {op.name: op.kind for op in p.breakdown}
+    assert kinds["attn.qkv_proj"] == "gemm" and kinds["attention.full"] == "attention_decode"
+    assert kinds["attn.all_reduce"] == "collective"
