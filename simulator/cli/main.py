@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from hwmodels.errors import InputError
-from simulator.cli import concurrency, demo, hardware, long_context, models, predict, techniques
+from simulator.cli import calibrate, concurrency, demo, hardware, long_context, models, predict, techniques, validate
 
-COMMANDS = [predict, hardware, models, techniques, concurrency, long_context, demo]
+COMMANDS = [predict, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate]
 
 
 def build_parser() -> argparse.ArgumentParser:

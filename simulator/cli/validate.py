@@ -1,0 +1,63 @@
+"""``roofsim validate [--profile PATH] [--out DIR]``: time a real decoder on this GPU against predictions.
+
+Needs a CUDA GPU with torch and triton (``validation.validate`` does the work); without one it exits
+with status 2 and one line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from simulator.cli.calibrate import gpu_missing
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("validate", help="compare predictions with a decoder timed on this GPU (needs a GPU)")
+    p.add_argument("--profile", help="profile to validate: a path or a name (default: the shipped one for this GPU)")
+    p.add_argument("--out", default="validation-out", help="folder for validation.{json,md,html}")
+    p.add_argument("--quick", action="store_true", help="fewer cases")
+    p.add_argument("--models", help="comma-separated subset of llama-3.1-8b, llama-2-7b, olmoe-1b-7b")
+    p.add_argument("--layers", type=int, help="run (and predict) the models with at most this many layers")
+    p.add_argument("--device", help="accelerator catalog name, when the GPU's name is not recognised")
+    p.add_argument("--skip-kernels", action="store_true", help="end-to-end cases only")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--from", dest="from_json", metavar="JSON",
+                   help="predict again the cases of an earlier validation.json (no GPU needed)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    if args.from_json:
+        from validation.validate import repredict
+
+        _summary(repredict(args.from_json, args.profile, args.out if args.out != "validation-out" else None))
+        return 0
+    status = gpu_missing("validate")
+    if status is not None:
+        return status
+    from validation.validate import MODELS, run as validate
+
+    models = [m.strip() for m in args.models.split(",")] if args.models else None
+    unknown = [m for m in models or [] if m not in MODELS]
+    if unknown:
+        print(f"roofsim validate: error: unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}", file=sys.stderr)
+        return 2
+    command = "roofsim validate " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "roofsim validate"
+    result = validate(profile=args.profile, out=args.out, quick=args.quick, models=models, layers=args.layers,
+                      device_name=args.device, progress=not args.no_progress, skip_kernels=args.skip_kernels,
+                      command=command.strip())
+    _summary(result)
+    return 0
+
+
+def _summary(result) -> None:
+    es = result["e2e_summary"]
+    for label in ("calibrated", "default"):
+        for phase in ("prefill", "decode"):
+            s = es[label][phase]
+            if s.get("n"):
+                print(f"{label:10s} {phase:7s} n={s['n']:2d}  median |err| {s['median']:6.1%}  p90 {s['p90']:6.1%}  "
+                      f"max {s['max']:6.1%}")
+    ks = result["kernels"]["summary"].get("all", {}).get("calibrated", {})
+    if ks.get("n"):
+        print(f"kernels    n={ks['n']}  median |err| {ks['median']:6.1%}  p90 {ks['p90']:6.1%}")

@@ -1,0 +1,453 @@
+"""What ``roofsim calibrate`` measures: shape sets that cover what the cost model asks, and how to
+time one point of each with the Triton kernel and with the vendor library beside it.
+
+A :class:`Point` names an operation kind of the cost model (``gemm``, ``memory``,
+``attention_prefill``, ``attention_decode``, ``host_transfer``), the operation, the engine that runs
+it, its shape, and its FLOPs and bytes per launch *counted the way the cost model counts them*
+(``costmodels.gemm``, ``costmodels.attention``, ``costmodels.elementwise``), so that measured time
+and modelled time describe the same thing. The shape lists are pure Python (no torch), so they
+can be inspected and tested on any machine; :func:`measure` needs a CUDA device.
+
+Shape sets:
+
+* GEMM: decode-skinny M = 1..256 against the real (K, N) of Llama-3.1-8B/70B, Llama-2-7B and
+  OLMoE-1B-7B layers (q/k/v fused, o, gate/up fused, down, lm_head, router), prefill M = 512..16384
+  on a few of them, and square sizes 1024..16384;
+* memory: Triton copy, streaming read, RMSNorm, SwiGLU, rotary, KV-cache write and torch add /
+  embedding from L2-resident (KiB) to several GB; torch's copy_, rms_norm and silu*mul beside them;
+* attention prefill: causal, batch 1 and 4, prompt 128..16384, heads 32/8 (GQA), 32/32 (MHA),
+  16/16, 64/8, head_dim 128; every available SDPA backend and the Triton kernel;
+* attention decode: batch 1..256 x context 128..32768 (at most 2^20 cached tokens), same heads;
+  Triton split-K flash-decoding and SDPA;
+* host transfer: pinned host -> device copies 64 KiB .. 1 GiB.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from costmodels.attention import attended_pairs, attention_flops, decode_attention_bytes, prefill_attention_bytes
+from costmodels.elementwise import (
+    ADD_FLOPS_PER_ELEMENT,
+    GATED_ACT_FLOPS_PER_ELEMENT,
+    NORM_FLOPS_PER_ELEMENT,
+    ROTARY_FLOPS_PER_ELEMENT,
+    elementwise,
+    embedding_lookup,
+)
+from costmodels.gemm import gemm_bytes, gemm_flops
+
+BF16 = 2.0
+
+# (model, layer, K, N) of nn.Linear layers, q/k/v and gate/up fused as engines run them.
+LAYER_SHAPES: list[tuple[str, str, int, int]] = [
+    ("llama-3.1-8b", "qkv", 4096, 6144),
+    ("llama-3.1-8b", "o", 4096, 4096),
+    ("llama-3.1-8b", "gate_up", 4096, 28672),
+    ("llama-3.1-8b", "down", 14336, 4096),
+    ("llama-3.1-8b", "lm_head", 4096, 128256),
+    ("llama-3.1-70b", "qkv", 8192, 10240),
+    ("llama-3.1-70b", "o", 8192, 8192),
+    ("llama-3.1-70b", "gate_up", 8192, 57344),
+    ("llama-3.1-70b", "down", 28672, 8192),
+    ("llama-2-7b", "qkv", 4096, 12288),
+    ("llama-2-7b", "gate_up", 4096, 22016),
+    ("llama-2-7b", "down", 11008, 4096),
+    ("olmoe-1b-7b", "qkv", 2048, 6144),
+    ("olmoe-1b-7b", "o", 2048, 2048),
+    ("olmoe-1b-7b", "router", 2048, 64),
+    ("olmoe-1b-7b", "lm_head", 2048, 50304),
+]
+DECODE_M = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+PREFILL_M = [512, 1024, 2048, 4096, 8192, 16384]
+SQUARE = [1024, 2048, 4096, 8192, 16384]
+# head configurations (query heads, KV heads), head_dim 128
+HEADS = [(32, 8), (32, 32), (16, 16), (64, 8)]
+
+
+@dataclass
+class Point:
+    kind: str
+    op: str
+    engine: str
+    shape: dict[str, Any]
+    flops: float
+    bytes: float
+    tag: str = ""  # e.g. the model layer a GEMM shape comes from
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        dims = ",".join(f"{k}={v}" for k, v in self.shape.items())
+        return f"{self.kind}/{self.op}/{self.engine}[{dims}]"
+
+
+# --- cost of each point, counted as the cost model counts it ----------------------------------------
+
+def gemm_point(M: int, K: int, N: int, engine: str, tag: str = "") -> Point:
+    return Point("gemm", "matmul", engine, {"M": M, "K": K, "N": N}, float(gemm_flops(M, K, N)),
+                 float(gemm_bytes(M, K, N, BF16, BF16)), tag)
+
+
+def prefill_point(B: int, S: int, H: int, Hkv: int, D: int, engine: str) -> Point:
+    pairs = attended_pairs(S, 0)
+    flops = float(attention_flops(pairs, H, D, D)) * B
+    nbytes = float(prefill_attention_bytes(B, S, S, H, D, D, 2 * Hkv * D, BF16, BF16))
+    return Point("attention_prefill", "causal", engine, {"B": B, "S": S, "H": H, "Hkv": Hkv, "D": D}, flops, nbytes)
+
+
+def decode_point(B: int, ctx: int, H: int, Hkv: int, D: int, engine: str) -> Point:
+    """One new token per sequence after ``ctx`` cached ones: attends over ctx + 1 positions."""
+    pairs = attended_pairs(1, ctx)
+    flops = float(attention_flops(pairs, H, D, D)) * B
+    nbytes = float(decode_attention_bytes(B, ctx + 1, H, D, D, 2 * Hkv * D, BF16, BF16))
+    return Point("attention_decode", "decode", engine, {"B": B, "ctx": ctx, "H": H, "Hkv": Hkv, "D": D}, flops, nbytes)
+
+
+MEMORY_OPS = {
+    # op: (reads, writes, flops per element) over tokens x width, as costmodels.elementwise counts
+    "copy": (1, 1, 0.0),
+    "read": (1, 0, 1.0),
+    "rmsnorm": (1, 1, NORM_FLOPS_PER_ELEMENT),
+    "swiglu": (2, 1, GATED_ACT_FLOPS_PER_ELEMENT),
+    "add": (2, 1, ADD_FLOPS_PER_ELEMENT),
+    "rotary": (1, 1, ROTARY_FLOPS_PER_ELEMENT),
+    "kv_write": (1, 1, 0.0),
+}
+
+
+def memory_point(op: str, tokens: int, width: int, engine: str) -> Point:
+    if op == "embedding":
+        flops, nbytes = embedding_lookup(tokens, width, BF16, BF16)
+    else:
+        reads, writes, fpe = MEMORY_OPS[op]
+        flops, nbytes = elementwise(tokens, width, reads, writes, fpe, BF16)
+    return Point("memory", op, engine, {"tokens": tokens, "width": width}, float(flops), float(nbytes))
+
+
+def host_point(nbytes: int) -> Point:
+    return Point("host_transfer", "h2d", "cudaMemcpy", {"bytes": nbytes}, 0.0, float(nbytes))
+
+
+# --- shape sets -------------------------------------------------------------------------------------
+
+def _thin(seq: list, keep_every: int) -> list:
+    return seq[::keep_every] if keep_every > 1 else list(seq)
+
+
+def gemm_points(quick: bool = False, triton: bool = True) -> list[Point]:
+    pts: list[Point] = []
+    shapes = LAYER_SHAPES if not quick else [s for s in LAYER_SHAPES if s[1] in ("qkv", "gate_up", "down", "lm_head")
+                                             and s[0] in ("llama-3.1-8b", "llama-3.1-70b")]
+    decode_m = DECODE_M if not quick else [1, 4, 16, 64, 128, 256]
+    for model, layer, K, N in shapes:
+        for M in decode_m:
+            pts.append(gemm_point(M, K, N, "cublas", f"{model}.{layer}"))
+    prefill_shapes = [s for s in LAYER_SHAPES if s[0] in ("llama-3.1-8b", "llama-2-7b", "olmoe-1b-7b")
+                      and s[1] != "router"]
+    if quick:
+        prefill_shapes = [s for s in prefill_shapes if s[0] == "llama-3.1-8b"]
+    prefill_m = PREFILL_M if not quick else [512, 2048, 8192]
+    for model, layer, K, N in prefill_shapes:
+        for M in prefill_m:
+            if M * N * 2 > 4e9:  # keep the output under 4 GB
+                continue
+            pts.append(gemm_point(M, K, N, "cublas", f"{model}.{layer}"))
+    for n in (SQUARE if not quick else [2048, 8192]):
+        pts.append(gemm_point(n, n, n, "cublas", "square"))
+    if triton:
+        # The Triton GEMM on a subset (autotuning is slow): decode and prefill shapes of Llama-3.1-8B, squares.
+        sub = [p for p in pts if p.tag.startswith("llama-3.1-8b") or p.tag == "square"]
+        if quick:
+            sub = [p for p in sub if p.shape["M"] in (1, 16, 256, 2048) or p.tag == "square"]
+        else:
+            sub = [p for p in sub if p.shape["M"] in (1, 4, 16, 64, 256, 1024, 4096) or p.tag == "square"]
+        pts += [gemm_point(p.shape["M"], p.shape["K"], p.shape["N"], "triton", p.tag) for p in sub]
+    return pts
+
+
+MEMORY_TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536]
+
+
+def memory_points(quick: bool = False) -> list[Point]:
+    pts: list[Point] = []
+    toks = MEMORY_TOKENS if not quick else [1, 16, 256, 4096, 65536]
+    # Engines of the decoder (validation.decoder): Triton norm / activation / rotary / cache write,
+    # torch add and embedding; big flat copies and reads for the bandwidth ceiling.
+    for t in toks:
+        pts.append(memory_point("rmsnorm", t, 4096, "triton"))
+        pts.append(memory_point("swiglu", t, 14336, "triton"))
+        pts.append(memory_point("add", t, 4096, "torch"))
+        pts.append(memory_point("rotary", t, (32 + 8) * 128, "triton"))
+        pts.append(memory_point("kv_write", t, 2 * 8 * 128, "triton"))
+        pts.append(memory_point("embedding", t, 4096, "torch"))
+        if not quick:
+            pts.append(memory_point("rmsnorm", t, 2048, "triton"))
+            pts.append(memory_point("swiglu", t, 1024 * 8, "triton"))
+            pts.append(memory_point("rotary", t, (32 + 32) * 128, "triton"))
+            pts.append(memory_point("kv_write", t, 2 * 32 * 128, "triton"))
+        # vendor / plain-torch versions beside them (kept raw; not what the decoder runs)
+        pts.append(memory_point("rmsnorm", t, 4096, "torch"))
+        pts.append(memory_point("swiglu", t, 14336, "torch"))
+    flat = [2 ** k for k in range(10, 31, 2 if not quick else 4)]  # elements: 1 Ki .. 1 Gi (2 KiB .. 2 GiB)
+    for n in flat:
+        pts.append(memory_point("copy", 1, n, "triton"))
+        pts.append(memory_point("read", 1, n, "triton"))
+        pts.append(memory_point("copy", 1, n, "torch"))
+    return pts
+
+
+PREFILL_S = [128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+
+
+def attention_prefill_points(engines: list[str], quick: bool = False) -> list[Point]:
+    pts = []
+    seqs = PREFILL_S if not quick else [128, 512, 2048, 8192]
+    heads = HEADS if not quick else HEADS[:2]
+    for eng in engines:
+        for H, Hkv in heads:
+            for S in seqs:
+                pts.append(prefill_point(1, S, H, Hkv, 128, eng))
+            for S in ([512, 2048] if not quick else [1024]):
+                pts.append(prefill_point(4, S, H, Hkv, 128, eng))
+    return pts
+
+
+DECODE_B = [1, 4, 16, 64, 256]
+DECODE_CTX = [128, 512, 2048, 8192, 32768]
+
+
+def attention_decode_points(engines: list[str], quick: bool = False) -> list[Point]:
+    pts = []
+    bs = DECODE_B if not quick else [1, 16, 256]
+    ctxs = DECODE_CTX if not quick else [128, 2048, 32768]
+    heads = HEADS[:3] if not quick else HEADS[:2]
+    for eng in engines:
+        for H, Hkv in heads:
+            for B in bs:
+                for ctx in ctxs:
+                    if B * ctx > 2 ** 20 or (Hkv == 32 and B * ctx > 2 ** 19):
+                        continue
+                    pts.append(decode_point(B, ctx, H, Hkv, 128, eng))
+    return pts
+
+
+def host_points(quick: bool = False) -> list[Point]:
+    sizes = [2 ** k for k in range(16, 31, 2 if not quick else 4)]
+    return [host_point(n) for n in sizes]
+
+
+# --- measuring one point (CUDA) ---------------------------------------------------------------------
+
+def measure(point: Point, *, l2: int | None = None, target_s: float = 4e-3, repeats: int = 10) -> dict[str, Any]:
+    """Time one point on the current CUDA device; returns {time_s, spread, launches, method, ...}."""
+    import torch
+
+    from validation import bench
+
+    fns, extra = _build(point, l2 or bench.l2_bytes())
+    use_graph = point.kind != "host_transfer"
+    t = bench.time_launches(fns, target_s=target_s, repeats=repeats, use_graph=use_graph)
+    del fns
+    out = {"time_s": t.time_s, "spread": t.spread, "launches": t.launches, "method": t.method, **extra}
+    torch.cuda.synchronize()
+    return out
+
+
+# SDPA explains at length why a backend it was restricted to cannot run a shape; the failure is recorded.
+warnings.filterwarnings("ignore", category=UserWarning,
+                        message=r"(?s).*(kernel not used because|has been runtime disabled|require query, key and value)")
+
+
+def sdpa_backends() -> dict[str, Any]:
+    """Engine name -> torch SDPBackend, for the backends this torch has."""
+    from torch.nn.attention import SDPBackend
+
+    names = {"sdpa-flash": "FLASH_ATTENTION", "sdpa-cudnn": "CUDNN_ATTENTION", "sdpa-efficient": "EFFICIENT_ATTENTION"}
+    return {eng: getattr(SDPBackend, attr) for eng, attr in names.items() if hasattr(SDPBackend, attr)}
+
+
+def sdpa_call(q, k, v, backend, *, causal: bool):
+    """SDPA restricted to one backend (None: torch's choice); GQA through ``enable_gqa`` (K/V never
+    repeated in memory)."""
+    import torch.nn.functional as F
+    from torch.nn.attention import sdpa_kernel
+
+    def call():
+        if k.shape[1] != q.shape[1]:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+    if backend is None:  # let torch choose
+        return call()
+    with sdpa_kernel([backend]):
+        return call()
+
+
+def _build(p: Point, l2: int):
+    """Callables, one per rotating input set, and extra facts to record (e.g. the autotuned config)."""
+    import torch
+
+    from validation import bench
+
+    dev = "cuda"
+    s = p.shape
+    extra: dict[str, Any] = {}
+    if p.kind == "gemm":
+        M, K, N = s["M"], s["K"], s["N"]
+        n = bench.rotations(p.bytes, l2)
+        sets = [(bench.randn((M, K), device=dev), bench.randn((N, K), device=dev, scale=K ** -0.5),
+                 torch.empty((M, N), dtype=torch.bfloat16, device=dev)) for _ in range(n)]
+        if p.engine == "cublas":
+            return [lambda a=a, w=w, o=o: torch.matmul(a, w.t(), out=o) for a, w, o in sets], extra
+        from validation.kernels import gemm as G
+
+        fns = [lambda a=a, w=w, o=o: G.gemm(a, w.t(), out=o) for a, w, o in sets]
+        fns[0]()
+        cfg = G.last_autotuned_config()
+        if cfg is not None:
+            extra["config"] = f"{cfg.BLOCK_M}x{cfg.BLOCK_N}x{cfg.BLOCK_K}/w{cfg.num_warps}/s{cfg.num_stages}"
+        return fns, extra
+    if p.kind == "memory":
+        return _build_memory(p, l2), extra
+    if p.kind == "attention_prefill":
+        B, S, H, Hkv, D = s["B"], s["S"], s["H"], s["Hkv"], s["D"]
+        n = bench.rotations(p.bytes, l2, cap=16)
+        sets = []
+        for _ in range(n):
+            # q/k/v as views of one fused projection output (B, S, H + 2 Hkv, D), as the decoder has them
+            qkv = bench.randn((B, S, H + 2 * Hkv, D), device=dev)
+            q = qkv[:, :, :H].transpose(1, 2)
+            k = qkv[:, :, H:H + Hkv].transpose(1, 2)
+            v = qkv[:, :, H + Hkv:].transpose(1, 2)
+            o = torch.empty((B, S, H, D), dtype=torch.bfloat16, device=dev).transpose(1, 2)
+            sets.append((q, k, v, o))
+        if p.engine == "triton":
+            from validation.kernels.attention import flash_attention
+
+            return [lambda q=q, k=k, v=v, o=o: flash_attention(q, k, v, out=o, causal=True) for q, k, v, o in sets], extra
+        backend = sdpa_backends()[p.engine]
+        return [lambda q=q, k=k, v=v: sdpa_call(q, k, v, backend, causal=True) for q, k, v, _ in sets], extra
+    if p.kind == "attention_decode":
+        B, ctx, H, Hkv, D = s["B"], s["ctx"], s["H"], s["Hkv"], s["D"]
+        L = ctx + 1
+        n = bench.rotations(p.bytes, l2, cap=16)
+        sets = []
+        for _ in range(n):
+            q = bench.randn((B, H, D), device=dev)
+            kc = bench.randn((B, Hkv, L, D), device=dev)
+            vc = bench.randn((B, Hkv, L, D), device=dev)
+            sets.append((q, kc, vc))
+        if p.engine == "triton":
+            from validation.kernels.attention import decode_attention, decode_num_splits, decode_workspace
+
+            fns = []
+            for q, kc, vc in sets:
+                o = torch.empty_like(q)
+                splits = decode_num_splits(B, Hkv, L, q.device)
+                ws = decode_workspace(B, H, D, _n_splits(L, splits), q.device)
+                fns.append(lambda q=q, kc=kc, vc=vc, o=o, ws=ws, splits=splits: decode_attention(
+                    q, kc, vc, L, out=o, num_splits=splits, max_context_len=L, workspace=ws))
+            extra["splits"] = splits
+            return fns, extra
+        backend = sdpa_backends()[p.engine]
+        return [lambda q=q, kc=kc, vc=vc: sdpa_call(q.unsqueeze(2), kc, vc, backend, causal=False)
+                for q, kc, vc in sets], extra
+    if p.kind == "host_transfer":
+        nbytes = s["bytes"]
+        src = torch.randint(1, 255, (nbytes,), dtype=torch.uint8).pin_memory()
+        dst = torch.empty((nbytes,), dtype=torch.uint8, device=dev)
+        return [lambda: dst.copy_(src, non_blocking=True)], extra
+    raise ValueError(f"unknown kind {p.kind}")
+
+
+def _n_splits(L: int, splits: int, block_n: int = 64) -> int:
+    split_size = math.ceil(math.ceil(max(L, 1) / splits) / block_n) * block_n
+    return max(1, math.ceil(max(L, 1) / split_size))
+
+
+def _build_memory(p: Point, l2: int):
+    import torch
+    import torch.nn.functional as F
+
+    from validation import bench
+    from validation import ops
+
+    dev = "cuda"
+    t, w = p.shape["tokens"], p.shape["width"]
+    n = bench.rotations(p.bytes, l2)
+    op, eng = p.op, p.engine
+    fns = []
+    if op in ("copy", "read"):
+        from validation.kernels import memory as Mk
+
+        for _ in range(n):
+            x = bench.randn((t * w,), device=dev)
+            if op == "copy":
+                y = torch.empty_like(x)
+                fns.append((lambda x=x, y=y: Mk.copy(x, out=y)) if eng == "triton" else (lambda x=x, y=y: y.copy_(x)))
+            else:
+                sms = torch.cuda.get_device_properties(0).multi_processor_count
+                progs = max(1, min(math.ceil(t * w / 4096), sms * 8))
+                part = torch.empty((progs,), dtype=torch.float32, device=dev)
+                fns.append(lambda x=x, part=part, progs=progs: Mk.stream_read(x, out=part, num_programs=progs))
+        return fns
+    if op == "rmsnorm":
+        from validation.kernels import memory as Mk
+
+        for _ in range(n):
+            x = bench.randn((t, w), device=dev)
+            g = bench.randn((w,), device=dev)
+            y = torch.empty_like(x)
+            if eng == "triton":
+                fns.append(lambda x=x, g=g, y=y: Mk.rmsnorm(x, g, 1e-5, out=y))
+            else:
+                fns.append(lambda x=x, g=g: F.rms_norm(x, (w,), g, 1e-5))
+        return fns
+    if op == "swiglu":
+        from validation.kernels import memory as Mk
+
+        for _ in range(n):
+            gu = bench.randn((t, 2 * w), device=dev)
+            y = torch.empty((t, w), dtype=torch.bfloat16, device=dev)
+            if eng == "triton":
+                fns.append(lambda gu=gu, y=y: Mk.swiglu(gu[:, :w], gu[:, w:], out=y))
+            else:
+                fns.append(lambda gu=gu: F.silu(gu[:, :w]) * gu[:, w:])
+        return fns
+    if op == "add":
+        for _ in range(n):
+            a, b = bench.randn((t, w), device=dev), bench.randn((t, w), device=dev)
+            fns.append(lambda a=a, b=b: a.add_(b))
+        return fns
+    if op == "rotary":
+        D = 128
+        heads = w // D
+        cos, sin = ops.rope_tables(max(t, 16), D, device=dev)
+        for _ in range(n):
+            qkv = bench.randn((t, w + 8 * D), device=dev)  # q + k heads rotated, v heads after them
+            pos = torch.arange(t, dtype=torch.int32, device=dev)
+            fns.append(lambda qkv=qkv, pos=pos: ops.rotary_(qkv, pos, cos, sin, heads, D))
+        return fns
+    if op == "kv_write":
+        D = 128
+        hkv = w // (2 * D)
+        for _ in range(n):
+            qkv = bench.randn((t, (hkv * 4 + 2 * hkv) * D), device=dev)
+            k = qkv[:, 4 * hkv * D:5 * hkv * D]
+            v = qkv[:, 5 * hkv * D:]
+            kc = torch.empty((1, hkv, t, D), dtype=torch.bfloat16, device=dev)
+            vc = torch.empty_like(kc)
+            fns.append(lambda k=k, v=v, kc=kc, vc=vc: ops.kv_write(k, v, kc, vc, t, 0))
+        return fns
+    if op == "embedding":
+        vocab = 128256
+        table = bench.randn((vocab, w), device=dev)
+        for _ in range(n):
+            ids = torch.randint(0, vocab, (t,), device=dev)
+            fns.append(lambda ids=ids: F.embedding(ids, table))
+        return fns
+    raise ValueError(f"unknown memory op {op}")
