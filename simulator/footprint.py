@@ -105,5 +105,6 @@ def memory_arrays(dep: Deployment, batch, cached, new_tokens) -> dict[str, np.nd
     a["capacity_bytes"] = np.full_like(a["total_bytes"], capacity)
     a["fits"] = a["total_bytes"] <= capacity
     a["kv_bytes_per_request"] = kv_req + 0.0 * a["total_bytes"]
+    a["kv_bytes_per_token"] = kv_req / np.maximum(np.asarray(cached, dtype=float), 1.0) + 0.0 * a["total_bytes"]
     a["max_concurrency"] = max_concurrency(capacity, weights + workspace + shared, kv_req + act_seq) + 0 * a["fits"]
     return a

@@ -33,6 +33,7 @@ class MemoryReport(_Out):
     capacity_bytes: float
     fits: bool
     kv_bytes_per_request: float
+    kv_bytes_per_token: float  # per GPU, averaged over the request's cached tokens (windows and evictions included)
 
 
 class OperatorReport(_Out):

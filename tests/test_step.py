@@ -92,3 +92,11 @@ def test_generate_matches_summed_decode_steps():
                   context_len=np.arange(1000, 1008))["latency_s"]
     assert float(gen["tpot_s"]) == pytest.approx(float(np.mean(steps)), rel=1e-3)
     assert float(gen["e2e_s"]) == pytest.approx(float(gen["ttft_s"]) + 8 * float(gen["tpot_s"]))
+
+
+def test_kv_bytes_per_token_in_the_prediction():
+    from simulator import predict
+
+    p = predict(**{"calibration": "peak", "workload.context_len": 999})
+    assert p.memory.kv_bytes_per_token == pytest.approx(32 * 2 * 8 * 128 * 2)  # 131,072 B per token
+    assert p.memory.kv_bytes_per_request == pytest.approx(1000 * 131072)  # the cache after the step
