@@ -1,8 +1,8 @@
 """Calibration profiles: how much of each datasheet peak a kind of kernel reaches.
 
 A profile maps an operation kind (``gemm``, ``attention_prefill``, ``attention_decode``,
-``memory``, ``collective``, ``host_transfer``) to two efficiency curves and a fixed per-kernel
-overhead:
+``memory``, ``collective``, ``host_transfer``, and optionally ``grouped_gemm``) to two efficiency
+curves and a fixed per-kernel overhead:
 
 * ``compute``: fraction of peak FLOP/s, as a function of log10(FLOPs of one kernel launch);
 * ``memory``: fraction of peak HBM bandwidth, as a function of log10(bytes of one kernel launch).
@@ -13,6 +13,12 @@ SMs, launch latency). Curves are piecewise linear in log space (``np.interp``), 
 vectorised over any number of shapes. ``peak`` is 1.0 everywhere with no overhead (the seed paper's
 theoretical peak); ``default`` holds documented generic efficiencies; measured profiles are written
 by ``roofsim calibrate`` and keep their raw points.
+
+``grouped_gemm`` (the routed experts of a mixture-of-experts layer, run as one grouped GEMM launch per
+projection: vLLM's fused_moe, MegaBlocks' grouped kernels, ``torch._grouped_mm``) is optional: a profile
+without it, such as ``peak``, ``default`` or one measured before the kind existed, prices grouped GEMMs
+with its ``gemm`` efficiencies (:data:`KIND_FALLBACK`). Its curves are over the size of the whole
+grouped launch (the FLOPs and bytes of all its groups together), as for any other launch.
 """
 
 from __future__ import annotations
@@ -30,8 +36,15 @@ from hwmodels.errors import InputError, pydantic_to_input_error, unknown_name
 SCHEMA_VERSION = 1
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
-OpKind = Literal["gemm", "attention_prefill", "attention_decode", "memory", "collective", "host_transfer"]
+OpKind = Literal["gemm", "attention_prefill", "attention_decode", "memory", "collective", "host_transfer",
+                 "grouped_gemm"]
+# Kinds every profile must have.
 OP_KINDS: tuple[str, ...] = ("gemm", "attention_prefill", "attention_decode", "memory", "collective", "host_transfer")
+# Kinds a profile may leave out, and the kind whose efficiencies stand in for them.
+KIND_FALLBACK: dict[str, str] = {"grouped_gemm": "gemm"}
+OPTIONAL_KINDS: tuple[str, ...] = tuple(KIND_FALLBACK)
+# Kinds that are matrix multiplies (techniques that change GEMMs change both).
+GEMM_KINDS: tuple[str, ...] = ("gemm", "grouped_gemm")
 
 
 class Curve(BaseModel):
@@ -101,7 +114,14 @@ class Profile(BaseModel):
         return self
 
     def kind(self, kind: str) -> KindEfficiency:
+        """Efficiencies of ``kind``; an optional kind the profile lacks falls back (``KIND_FALLBACK``)."""
+        if kind not in self.kinds and kind in KIND_FALLBACK:
+            return self.kinds[KIND_FALLBACK[kind]]
         return self.kinds[kind]
+
+    def has_kind(self, kind: str) -> bool:
+        """Whether the profile has its own efficiencies for ``kind`` (not a fallback's)."""
+        return kind in self.kinds
 
 
 def builtin_profiles() -> list[str]:

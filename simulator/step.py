@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from costmodels import attention as attn
+from costmodels import moe as moe_ops
 from costmodels.collectives import collective_traffic
 from costmodels.elementwise import (
     ADD_FLOPS_PER_ELEMENT,
@@ -143,8 +144,10 @@ class StepBuilder:
         self._kernel(name, "memory", count, flops, nbytes, per_layer=per_layer)
 
     def _gemm(self, name, group: list[Linear], count, tokens, weight_bytes=None, copies=1.0, bias=None,
-              per_layer=True):
-        """One (fused) GEMM; ``copies`` weight sets are read (routed experts: the distinct ones touched)."""
+              per_layer=True, kind="gemm"):
+        """One (fused) GEMM; ``copies`` weight sets are read (routed experts: the distinct ones touched).
+        ``kind="grouped_gemm"``: the routed experts' GEMMs as one grouped launch, priced on the size of the
+        whole launch (all experts' FLOPs and bytes) with the profile's grouped-GEMM efficiencies."""
         dep = self.dep
         k = dep.local_in(group[0])
         n = sum(dep.local_out(lin) for lin in group)
@@ -152,7 +155,7 @@ class StepBuilder:
         bias = any(lin.bias for lin in group) if bias is None else bias
         elems = copies * k * n
         nbytes = gemm_bytes(tokens, k, n, dep.act_bytes, 0.0, bias=bias) + elems * per_elem
-        self._kernel(name, "gemm", count, gemm_flops(tokens, k, n), nbytes, per_layer=per_layer, rows=tokens,
+        self._kernel(name, kind, count, gemm_flops(tokens, k, n), nbytes, per_layer=per_layer, rows=tokens,
                      weight_elems=elems, weight_bytes=elems * per_elem, input_elems=np.asarray(tokens, dtype=float) * k)
 
     def _collective(self, name, collective, count, message_bytes, ranks, link, per_layer=True):
@@ -285,13 +288,13 @@ class StepBuilder:
             nbytes = kv_read + b * shape.new_tokens * dep.q_heads_local * (qk_dim + v_dim) * dep.act_bytes
         self._kernel(name, op_kind, count, flops, nbytes, per_layer=True, kv_read_bytes=kv_read)
 
-    def _ffn(self, prefix: str, linears: list[Linear], count: int, tokens, weight_copies=None):
+    def _ffn(self, prefix: str, linears: list[Linear], count: int, tokens, weight_copies=None, kind="gemm"):
         """gate/up GEMM, activation, down GEMM. ``weight_copies`` overrides how many weight sets are read
-        (routed experts: the distinct experts the batch touches)."""
+        (routed experts: the distinct experts the batch touches); ``kind`` is the GEMMs' operation kind."""
         dep, m = self.dep, self.model
         for name, group in _fused(linears):
             copies = 1.0 if weight_copies is None else weight_copies
-            self._gemm(prefix + name, group, count, tokens, copies=copies, bias=False)
+            self._gemm(prefix + name, group, count, tokens, copies=copies, bias=False, kind=kind)
             if group[-1].name.endswith("up_proj"):
                 inter = dep.local_out(group[-1])
                 reads = 2 if m.gated_mlp else 1
@@ -307,18 +310,44 @@ class StepBuilder:
         if dense:
             self._ffn(prefix, m.dense_mlp_linears(), count, tokens)
         else:
-            moe = m.moe
-            assert moe is not None
-            self._gemm(prefix + "moe.router", [m.router_linear()], count, tokens)
-            routed_tokens = tokens * moe.top_k
-            touched = expected_distinct_experts(tokens, moe.num_experts, moe.top_k)
-            self._ffn(prefix, m.expert_linears(), count, routed_tokens, weight_copies=touched)
+            assert m.moe is not None
+            self._routed_experts(prefix, count, tokens)
             shared = [lin for lin in m.shared_expert_linears() if lin.name != "moe.shared_gate"]
             if shared:
                 self._ffn(prefix, shared, count, tokens)
         self._tp_all_reduce(prefix + ("mlp.all_reduce" if dense else "moe.all_reduce"), count, tokens)
         self._elementwise(prefix + ("mlp_residual" if dense else "moe_residual"), count, h, 2, 1,
                           ADD_FLOPS_PER_ELEMENT, tokens)
+
+    def _routed_experts(self, prefix: str, count: int, tokens):
+        """Router GEMM, routing, permutation, the experts as grouped GEMMs, and the weighted sum back.
+
+        As MoE engines run a layer (MegaBlocks, Gale et al. 2022, arXiv 2211.15841, §5; vLLM's fused_moe
+        and its modular permute / grouped-GEMM / unpermute path): a fused softmax + top-k over the router
+        logits (``moe.route``), the (token, expert) pairs sorted by expert with per-expert offsets
+        (``moe.sort``), each token's hidden row gathered once per chosen expert into expert order
+        (``moe.permute``), one grouped GEMM per projection over the T·k sorted rows reading the weights of
+        the distinct experts touched (``moe.expert.*``, kind ``grouped_gemm``), and each token's k expert
+        rows scaled by their routing weights and summed (``moe.unpermute``). Bytes and FLOPs of the
+        routing kernels are those of ``costmodels.moe``. Under tensor parallelism every GPU routes and
+        permutes all tokens (the router is replicated, the experts split along their intermediate
+        dimension), so widths are the local input of the gate/up GEMM and local output of the down GEMM."""
+        m, dep = self.model, self.dep
+        moe = m.moe
+        router = m.router_linear()
+        self._gemm(prefix + "moe.router", [router], count, tokens)
+        experts, k = dep.local_out(router), moe.top_k
+        linears = m.expert_linears()
+        flops, nbytes = moe_ops.route(tokens, experts, k, dep.act_bytes)
+        self._kernel(prefix + "moe.route", "memory", count, flops, nbytes, per_layer=True)
+        flops, nbytes = moe_ops.sort(tokens, experts, k)
+        self._kernel(prefix + "moe.sort", "memory", count, flops, nbytes, per_layer=True)
+        flops, nbytes = moe_ops.permute(tokens, k, dep.local_in(linears[0]), dep.act_bytes)
+        self._kernel(prefix + "moe.permute", "memory", count, flops, nbytes, per_layer=True)
+        touched = expected_distinct_experts(tokens, moe.num_experts, k)
+        self._ffn(prefix, linears, count, tokens * k, weight_copies=touched, kind="grouped_gemm")
+        flops, nbytes = moe_ops.unpermute(tokens, k, dep.local_out(linears[-1]), dep.act_bytes)
+        self._kernel(prefix + "moe.unpermute", "memory", count, flops, nbytes, per_layer=True)
 
 
 def build_step(dep: Deployment, shape: StepShape) -> list[OpCost]:

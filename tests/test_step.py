@@ -100,3 +100,66 @@ def test_kv_bytes_per_token_in_the_prediction():
     p = predict(**{"calibration": "peak", "workload.context_len": 999})
     assert p.memory.kv_bytes_per_token == pytest.approx(32 * 2 * 8 * 128 * 2)  # 131,072 B per token
     assert p.memory.kv_bytes_per_request == pytest.approx(1000 * 131072)  # the cache after the step
+
+
+# --- mixture of experts: routing, permutation, grouped expert GEMMs ---------------------------------------
+
+
+def _moe_ops(model, batch, **overrides):
+    dep = _dep(model=model, **overrides)
+    return dep, _ops(dep, StepShape(np.asarray(batch, dtype=float), 1, 1024, "decode"))
+
+
+def test_moe_routing_operators_by_hand():
+    """OLMoE-1B-7B (h = 2048, 64 experts, top-8), bf16: T tokens, int32 ids / indices, fp32 routing weights."""
+    T = np.array([1.0, 8.0, 512.0])
+    dep, ops = _moe_ops("olmoe-1b-7b", T)
+    h, E, k = 2048, 64, 8
+    route, sort, permute, unpermute = (ops[n] for n in ("moe.route", "moe.sort", "moe.permute", "moe.unpermute"))
+    for op in (route, sort, permute, unpermute):
+        assert op.kind == "memory" and op.count == 16 and op.per_layer
+    # softmax (5 FLOPs per logit) + top-k (k comparisons per logit); read T x E bf16 logits, write T x k ids + weights
+    np.testing.assert_allclose(route.flops, T * E * (5 + k))
+    np.testing.assert_allclose(route.hbm_bytes, T * E * 2 + T * k * (4 + 4))
+    # sort T x k pairs by expert: read the ids, write the sorted pair indices and E + 1 offsets
+    np.testing.assert_allclose(sort.hbm_bytes, T * k * 4 * 2 + (E + 1) * 4)
+    assert np.all(np.asarray(sort.flops) == 0)
+    # gather: each token row read once, written k times in expert order, one int32 index per written row
+    np.testing.assert_allclose(permute.hbm_bytes, T * h * 2 + T * k * (h * 2 + 4))
+    # weighted sum back: read T x k rows with their index and weight, write T rows; a multiply-add per element read
+    np.testing.assert_allclose(unpermute.hbm_bytes, T * k * (h * 2 + 4 + 4) + T * h * 2)
+    np.testing.assert_allclose(unpermute.flops, 2 * T * k * h)
+    assert float(permute.hbm_bytes[0]) == 36896.0 and float(unpermute.hbm_bytes[0]) == 36928.0
+    # operator order in the layer: router, route, sort, permute, experts, unpermute
+    names = [op.name for op in build_step(dep, StepShape(1, 1, 1024, "decode"))]
+    seq = ["moe.router", "moe.route", "moe.sort", "moe.permute", "moe.expert.gate_up_proj", "moe.expert.act",
+           "moe.expert.down_proj", "moe.unpermute", "moe.all_reduce", "moe_residual"]
+    assert [n for n in names if n in seq] == seq
+
+
+def test_routed_experts_are_one_grouped_gemm_per_projection():
+    T = np.array([1.0, 64.0])
+    _, ops = _moe_ops("olmoe-1b-7b", T)
+    gate_up, down = ops["moe.expert.gate_up_proj"], ops["moe.expert.down_proj"]
+    assert gate_up.kind == down.kind == "grouped_gemm"
+    assert ops["moe.router"].kind == "gemm"
+    touched = expected_distinct_experts(T, 64, 8)
+    np.testing.assert_allclose(gate_up.flops, 2 * T * 8 * 2048 * 2048)
+    np.testing.assert_allclose(gate_up.hbm_bytes, 2 * (T * 8 * 2048 + T * 8 * 2048) + touched * 2048 * 2048 * 2)
+    np.testing.assert_allclose(down.flops, 2 * T * 8 * 1024 * 2048)
+
+
+def test_moe_routing_under_tensor_parallelism():
+    """Mixtral-8x7B (h = 4096, 8 experts, top-2) over 2 GPUs: the router is replicated and the experts are split
+    along their intermediate dimension, so each GPU routes and permutes every token at full width while its
+    expert GEMMs do half the work."""
+    T = np.array([4.0])
+    _, one = _moe_ops("mixtral-8x7b", T)
+    _, two = _moe_ops("mixtral-8x7b", T, **{"hardware.num_gpus": 2})
+    for name in ("moe.route", "moe.sort", "moe.permute", "moe.unpermute"):
+        np.testing.assert_allclose(two[name].hbm_bytes, one[name].hbm_bytes)
+        np.testing.assert_allclose(two[name].flops, one[name].flops)
+    np.testing.assert_allclose(one["moe.permute"].hbm_bytes, 4 * 4096 * 2 + 4 * 2 * (4096 * 2 + 4))
+    np.testing.assert_allclose(one["moe.route"].hbm_bytes, 4 * 8 * 2 + 4 * 2 * 8)
+    for name in ("moe.expert.gate_up_proj", "moe.expert.down_proj"):
+        np.testing.assert_allclose(two[name].flops, one[name].flops / 2)

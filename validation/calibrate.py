@@ -5,7 +5,9 @@ Triton kernel and the vendor library beside it; per kind the faster engine over 
 the one the profile describes (its name goes to ``environment.engines``), and its points are fitted
 (``validation.fit``). Every raw point, of every engine, is kept under ``measurements``; fits of the
 other engines are kept under ``measurements.alternatives`` so that a profile describing them can be
-made without measuring again. With more than one GPU the NCCL collectives are swept as well
+made without measuring again. The routed experts' grouped GEMMs are measured with the engine the
+validation decoder runs (``torch._grouped_mm``, else a per-expert loop) and fitted as the optional
+``grouped_gemm`` kind. With more than one GPU the NCCL collectives are swept as well
 (``validation.collectives``).
 """
 
@@ -108,6 +110,7 @@ def _achieved(points: list[sweeps.Point], engines: dict[str, str]) -> dict[str, 
     out = {
         "gemm_bf16_flops_per_s": best(lambda p: p.kind == "gemm" and p.engine == engines["gemm"], lambda p: p.flops),
         "gemm_bf16_triton_flops_per_s": best(lambda p: p.kind == "gemm" and p.engine == "triton", lambda p: p.flops),
+        "grouped_gemm_bf16_flops_per_s": best(lambda p: p.kind == "grouped_gemm", lambda p: p.flops),
         "hbm_copy_bytes_per_s": best(lambda p: p.kind == "memory" and p.op == "copy" and p.bytes >= 2e8,
                                      lambda p: p.bytes),
         "hbm_read_bytes_per_s": best(lambda p: p.kind == "memory" and p.op == "read" and p.bytes >= 2e8,
@@ -152,6 +155,15 @@ def build_profile(groups: dict[str, list[sweeps.Point]], env: dict[str, Any], na
             if len(alt) >= 4:
                 akf = _fit_points(alt, peak_flops, peak_bw)
                 alternatives.setdefault(kind, {})[e] = {**akf.kind_efficiency(f"measured: {e}"), "stats": akf.stats}
+    grouped = [p for p in groups.get("grouped_gemm", []) if "time_s" in p.result]
+    if len(grouped) >= 4:
+        engines["grouped_gemm"] = grouped[0].engine
+        kf = _fit_points(grouped, peak_flops, peak_bw)
+        kinds["grouped_gemm"] = kf.kind_efficiency(
+            f"measured: {engines['grouped_gemm']} (the routed experts' grouped GEMMs of OLMoE-1B-7B, Mixtral-8x7B and "
+            f"Qwen3-30B-A3B, uniform top-k routing) on {env['device_name']}, {len(grouped)} shapes; sizes are those of "
+            f"the whole grouped launch; median |error| of the fit {kf.stats['median_abs_err']:.1%}")
+        fits_stats["grouped_gemm"] = kf.stats
     mem = [p for p in groups["memory"] if (p.op, p.engine) in _DECODER_MEMORY]
     kf = _fit_points(mem, peak_flops, peak_bw)
     kinds["memory"] = kf.kind_efficiency(
@@ -192,6 +204,7 @@ def build_profile(groups: dict[str, list[sweeps.Point]], env: dict[str, Any], na
         kinds["collective"] = c
 
     achieved = _achieved([p for g in groups.values() for p in g], engines)
+    grouped_note = f"; grouped (MoE expert) GEMMs: {engines['grouped_gemm']}" if "grouped_gemm" in engines else ""
     env = dict(env)
     env["engines"] = engines
     env["run_time_s"] = timings
@@ -201,7 +214,7 @@ def build_profile(groups: dict[str, list[sweeps.Point]], env: dict[str, Any], na
         "name": name,
         "description": (f"Measured on {env['device_name']} ({env['sm_count']} SMs, driver {env['driver']}, "
                         f"torch {env['torch']}, triton {env['triton']}) on {env['date'][:10]} by roofsim calibrate"
-                        f"{' --quick' if quick else ''}. GEMMs: {engines['gemm']}; attention: "
+                        f"{' --quick' if quick else ''}. GEMMs: {engines['gemm']}{grouped_note}; attention: "
                         f"{engines['attention_prefill']} (prefill), {engines['attention_decode']} (decode); "
                         "memory-bound ops: Triton fused kernels. Efficiencies are fractions of the datasheet peaks "
                         "of the catalog entry; per-launch times were taken back to back in CUDA graphs."),
@@ -248,12 +261,16 @@ def run(out: str | None = None, quick: bool = False, device_name: str | None = N
          f"{peak_flops / 1e12:.0f} TFLOP/s, HBM {peak_bw / 1e12:.2f} TB/s (datasheet)")
 
     sdpa = list(sweeps.sdpa_backends())
+    from validation.decoder import _grouped_mm_available
+
+    grouped_engine = "grouped_mm" if _grouped_mm_available("cuda") else "loop"
     groups = {
         "gemm": sweeps.gemm_points(quick, triton=triton_gemm),
         "memory": sweeps.memory_points(quick),
         "attention_prefill": sweeps.attention_prefill_points(["triton", *sdpa], quick),
         "attention_decode": sweeps.attention_decode_points(["triton", *[e for e in sdpa if e != "sdpa-cudnn"]], quick),
         "host_transfer": sweeps.host_points(quick),
+        "grouped_gemm": sweeps.grouped_gemm_points(quick, grouped_engine),
     }
     timings: dict[str, float] = {}
     for kind, pts in groups.items():
@@ -303,8 +320,8 @@ def points_from_profile(data: dict[str, Any]) -> dict[str, list[sweeps.Point]]:
     """The raw points of a profile written by :func:`run`, grouped by kind, with their results."""
     meas = data.get("measurements", {})
     cols = meas.get("columns", POINT_COLUMNS)
-    groups: dict[str, list[sweeps.Point]] = {k: [] for k in ("gemm", "memory", "attention_prefill", "attention_decode",
-                                                               "host_transfer")}
+    groups: dict[str, list[sweeps.Point]] = {k: [] for k in ("gemm", "grouped_gemm", "memory", "attention_prefill",
+                                                               "attention_decode", "host_transfer")}
     for row in meas.get("points", []):
         r = dict(zip(cols, row))
         shape = {}

@@ -21,10 +21,11 @@ final_norm, lm_head RMSNorm over every token, logits of the last token of each s
 MoE layers route with softmax + top-k, sort the (token, expert) pairs by expert, gather the rows,
 run the experts as two grouped GEMMs (``torch._grouped_mm``; a per-expert loop where it is missing)
 around the Triton SwiGLU, gather the rows back to token order and take each token's weighted sum
-over its experts (a batched GEMM), added to the residual stream. The routing and permutation kernels
-(softmax, top-k, sort, counts, offsets, the two gathers, the weighted sum) have no operator in the
-cost model's step: they are part of what validation measures, and ``roofsim validate`` times them
-separately.
+over its experts (a batched GEMM), added to the residual stream. The step prices these pieces as
+``moe.route`` + ``moe.sort`` (here about ten unfused torch kernels: softmax, top-k, argsort, counts,
+offsets, inverse permutation), ``moe.permute`` (one gather), the ``grouped_gemm`` experts and
+``moe.unpermute`` + ``moe_residual`` (a gather, a batched GEMM and the add); ``roofsim validate``
+times each piece separately.
 
 :class:`StepRunner` holds the static buffers of one (phase, batch, length) case so that the step can
 be captured in a CUDA graph and replayed.

@@ -1,7 +1,7 @@
 """What ``roofsim calibrate`` measures: shape sets that cover what the cost model asks, and how to
 time one point of each with the Triton kernel and with the vendor library beside it.
 
-A :class:`Point` names an operation kind of the cost model (``gemm``, ``memory``,
+A :class:`Point` names an operation kind of the cost model (``gemm``, ``grouped_gemm``, ``memory``,
 ``attention_prefill``, ``attention_decode``, ``host_transfer``), the operation, the engine that runs
 it, its shape, and its FLOPs and bytes per launch *counted the way the cost model counts them*
 (``costmodels.gemm``, ``costmodels.attention``, ``costmodels.elementwise``), so that measured time
@@ -19,6 +19,10 @@ Shape sets:
   16/16, 64/8, head_dim 128; every available SDPA backend and the Triton kernel;
 * attention decode: batch 1..256 x context 128..32768 (at most 2^20 cached tokens), same heads;
   Triton split-K flash-decoding and SDPA;
+* grouped GEMM: the routed experts' gate/up and down projections of OLMoE-1B-7B (64 experts, top-8),
+  Mixtral-8x7B (8, top-2) and Qwen3-30B-A3B (128, top-8) as one grouped launch over 1..4096 tokens,
+  each token routed to top-k distinct experts drawn uniformly at random, rows sorted by expert, as
+  the validation decoder runs them (``torch._grouped_mm``; a per-expert loop where it is missing);
 * host transfer: pinned host -> device copies 64 KiB .. 1 GiB.
 """
 
@@ -61,6 +65,13 @@ LAYER_SHAPES: list[tuple[str, str, int, int]] = [
     ("olmoe-1b-7b", "router", 2048, 64),
     ("olmoe-1b-7b", "lm_head", 2048, 50304),
 ]
+# (model, hidden, expert intermediate, experts, top-k) of routed-expert MoE layers
+MOE_SHAPES: list[tuple[str, int, int, int, int]] = [
+    ("olmoe-1b-7b", 2048, 1024, 64, 8),
+    ("mixtral-8x7b", 4096, 14336, 8, 2),
+    ("qwen3-30b-a3b", 2048, 768, 128, 8),
+]
+GROUPED_TOKENS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 DECODE_M = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 PREFILL_M = [512, 1024, 2048, 4096, 8192, 16384]
 SQUARE = [1024, 2048, 4096, 8192, 16384]
@@ -90,6 +101,28 @@ class Point:
 def gemm_point(M: int, K: int, N: int, engine: str, tag: str = "") -> Point:
     return Point("gemm", "matmul", engine, {"M": M, "K": K, "N": N}, float(gemm_flops(M, K, N)),
                  float(gemm_bytes(M, K, N, BF16, BF16)), tag)
+
+
+def uniform_routing(tokens: int, experts: int, top_k: int, seed: int = 0):
+    """Rows per expert when each of ``tokens`` picks ``top_k`` distinct experts uniformly at random
+    (a numpy int array of length ``experts``; deterministic in ``seed``)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed + 7919 * tokens + 104729 * experts + top_k)
+    ids = np.argsort(rng.random((tokens, experts)), axis=1)[:, :top_k]
+    return np.bincount(ids.reshape(-1), minlength=experts)
+
+
+def grouped_gemm_point(T: int, E: int, k: int, K: int, N: int, engine: str, tag: str = "") -> Point:
+    """One grouped launch over the T·k rows of ``T`` tokens routed top-``k`` of ``E`` experts, each
+    row times its expert's (K, N) weight. Counted as ``simulator.step`` counts the routed experts'
+    GEMM: 2·(T·k)·K·N FLOPs; the rows in and out once and the weights of every expert the rows touch."""
+    counts = uniform_routing(T, E, k)
+    touched = int((counts > 0).sum())
+    M = T * k
+    nbytes = float(gemm_bytes(M, K, N, BF16, 0.0)) + touched * K * N * BF16
+    return Point("grouped_gemm", "grouped_mm", engine, {"T": T, "E": E, "k": k, "K": K, "N": N, "touched": touched},
+                 float(gemm_flops(M, K, N)), nbytes, tag)
 
 
 def prefill_point(B: int, S: int, H: int, Hkv: int, D: int, engine: str) -> Point:
@@ -166,6 +199,19 @@ def gemm_points(quick: bool = False, triton: bool = True) -> list[Point]:
         else:
             sub = [p for p in sub if p.shape["M"] in (1, 4, 16, 64, 256, 1024, 4096) or p.tag == "square"]
         pts += [gemm_point(p.shape["M"], p.shape["K"], p.shape["N"], "triton", p.tag) for p in sub]
+    return pts
+
+
+def grouped_gemm_points(quick: bool = False, engine: str = "grouped_mm", tokens: list[int] | None = None
+                        ) -> list[Point]:
+    """gate/up (K = hidden, N = 2 x intermediate) and down (K = intermediate, N = hidden) of every
+    ``MOE_SHAPES`` layer over ``tokens`` (default ``GROUPED_TOKENS``)."""
+    toks = tokens or (GROUPED_TOKENS if not quick else [1, 8, 64, 512, 4096])
+    pts = []
+    for model, h, inter, E, k in MOE_SHAPES:
+        for T in toks:
+            pts.append(grouped_gemm_point(T, E, k, h, 2 * inter, engine, f"{model}.gate_up"))
+            pts.append(grouped_gemm_point(T, E, k, inter, h, engine, f"{model}.down"))
     return pts
 
 
@@ -311,6 +357,8 @@ def _build(p: Point, l2: int):
         if cfg is not None:
             extra["config"] = f"{cfg.BLOCK_M}x{cfg.BLOCK_N}x{cfg.BLOCK_K}/w{cfg.num_warps}/s{cfg.num_stages}"
         return fns, extra
+    if p.kind == "grouped_gemm":
+        return grouped_gemm_launches(p, l2, dev), extra
     if p.kind == "memory":
         return _build_memory(p, l2), extra
     if p.kind == "attention_prefill":
@@ -362,6 +410,36 @@ def _build(p: Point, l2: int):
         dst = torch.empty((nbytes,), dtype=torch.uint8, device=dev)
         return [lambda: dst.copy_(src, non_blocking=True)], extra
     raise ValueError(f"unknown kind {p.kind}")
+
+
+def grouped_gemm_launches(p: Point, l2: int, device="cuda", budget_bytes: float = 6e9):
+    """Callables, one per rotating input set, each one grouped launch of ``p``: rows (T·k, K) already
+    sorted by expert, weights (E, N, K) as the decoder stores them, ``offs`` the cumulative rows per
+    expert. Each set has its own weights, so the touched experts stream from HBM."""
+    import torch
+
+    from validation import bench
+
+    s = p.shape
+    T, E, k, K, N = s["T"], s["E"], s["k"], s["K"], s["N"]
+    counts = uniform_routing(T, E, k).tolist()
+    offs = torch.tensor(counts, dtype=torch.int32).cumsum(0, dtype=torch.int32).to(device)
+    full = E * N * K * BF16 + T * k * (K + N) * BF16
+    n = max(1, min(bench.rotations(p.bytes, l2), int(budget_bytes // full)))
+    sets = [(bench.randn((T * k, K), device=device), bench.randn((E, N, K), device=device, scale=K ** -0.5),
+             torch.empty((T * k, N), dtype=torch.bfloat16, device=device)) for _ in range(n)]
+    if p.engine == "grouped_mm":
+        return [lambda x=x, w=w: torch._grouped_mm(x, w.transpose(-2, -1), offs=offs) for x, w, _ in sets]
+    if p.engine != "loop":
+        raise ValueError(f"unknown grouped GEMM engine {p.engine}")
+    bounds = [(e, a, b) for e, (a, b) in enumerate(zip([0, *offs.tolist()[:-1]], offs.tolist())) if b > a]
+
+    def loop(x, w, o):
+        for e, a, b in bounds:
+            torch.matmul(x[a:b], w[e].t(), out=o[a:b])
+        return o
+
+    return [lambda x=x, w=w, o=o: loop(x, w, o) for x, w, o in sets]
 
 
 def _n_splits(L: int, splits: int, block_n: int = 64) -> int:

@@ -2,9 +2,9 @@
 
 Two levels:
 
-* **kernels** — GEMM, memory-bound, prefill-attention and decode-attention launches at shapes the
-  calibration sweep did not use (off its grid), timed exactly as calibration times them, against
-  ``costmodels.roofline.price`` with the profile;
+* **kernels** — GEMM, grouped (MoE expert) GEMM, memory-bound, prefill-attention and decode-attention
+  launches at shapes the calibration sweep did not use (off its grid), timed exactly as calibration
+  times them, against ``costmodels.roofline.price`` with the profile;
 * **end to end** — one prefill step (several prompt lengths) and one decode step (a batch x context
   grid) of three models run by ``validation.decoder`` (Llama-3.1-8B: GQA; Llama-2-7B: MHA;
   OLMoE-1B-7B: MoE, 64 experts, top-8), each step captured in a CUDA graph, against
@@ -92,6 +92,10 @@ def heldout_points(engines: dict[str, str], quick: bool = False) -> list[sweeps.
         pts.append(sweeps.memory_point("add", t, 2048, "torch"))
         pts.append(sweeps.memory_point("rotary", t, 32 * 128, "triton"))
         pts.append(sweeps.memory_point("kv_write", t, 2 * 16 * 128, "triton"))
+    grouped_engine = engines.get("grouped_gemm")
+    if grouped_engine:
+        pts += sweeps.grouped_gemm_points(engine=grouped_engine,
+                                          tokens=[3, 24, 96, 384, 1536, 3072] if not quick else [3, 96, 1536])
     heads = [(32, 8), (32, 32), (16, 16)]
     for H, Hkv in heads:
         for S in ([384, 1536, 3072, 6144] if not quick else [1536]):
@@ -113,6 +117,10 @@ def kernel_level(profile, default, gpu, quick: bool, progress: bool) -> dict[str
     from validation.calibrate import measure_points
 
     engines = dict(profile.environment.get("engines", {}))
+    if "grouped_gemm" not in engines:  # a profile measured before the kind existed: time the decoder's engine
+        from validation.decoder import _grouped_mm_available
+
+        engines["grouped_gemm"] = "grouped_mm" if _grouped_mm_available("cuda") else "loop"
     pts = heldout_points(engines, quick)
     measure_points(pts, "kernels", progress)
     rows = []
@@ -137,8 +145,10 @@ def kernel_summary(rows: list[dict[str, Any]], profile, default, gpu) -> dict[st
         r.update({"predicted_s": pc, "error": pc / t - 1.0, "default_s": pd, "default_error": pd / t - 1.0})
     summary = {}
     ok = [r for r in rows if "measured_s" in r]
-    for kind in ("gemm", "memory", "attention_prefill", "attention_decode"):
+    for kind in ("gemm", "grouped_gemm", "memory", "attention_prefill", "attention_decode"):
         sel = [r for r in ok if r["kind"] == kind]
+        if not sel:
+            continue
         summary[kind] = {"calibrated": _stats([r["error"] for r in sel]),
                          "default": _stats([r["default_error"] for r in sel])}
     summary["all"] = {"calibrated": _stats([r["error"] for r in ok]),
@@ -178,6 +188,27 @@ def predict_row(row: dict[str, Any], profile_ref, gpu_name: str) -> dict[str, An
 
 
 MOE_TOKENS = [1, 8, 32, 128, 512, 4096]
+# The decoder's MoE pieces (as ``moe_breakdown`` times them) and the step's operators that price each.
+MOE_PIECES: dict[str, tuple[str, ...]] = {
+    "router": ("moe.router",),
+    "routing (softmax, top-k, sort, offsets)": ("moe.route", "moe.sort"),
+    "permute (gather rows)": ("moe.permute",),
+    "experts (2 grouped GEMMs + SwiGLU)": ("moe.expert.gate_up_proj", "moe.expert.act", "moe.expert.down_proj"),
+    "unpermute (gather, weighted sum, residual add)": ("moe.unpermute", "moe_residual"),
+}
+
+
+def moe_predictions(spec: dict[str, Any], gpu_name: str, profile_ref, tokens: int) -> dict[str, Any]:
+    """The step's per-layer price of each MoE operator at ``tokens`` tokens (decode, 16 cached), and
+    their sums per piece of the decoder's MoE layer (``MOE_PIECES``)."""
+    pred = predict(_scenario(spec, gpu_name, profile_ref, "decode", tokens, 16))
+    per_layer = {}
+    for op in pred.breakdown:
+        if (op.name.startswith("moe.") or op.name == "moe_residual") and op.name != "moe.all_reduce":
+            per_layer[op.name] = op.time_s / max(op.count, 1)
+    by_piece = {piece: float(sum(per_layer.get(n, 0.0) for n in names)) for piece, names in MOE_PIECES.items()}
+    return {"predicted_s": per_layer, "predicted_by_piece_s": by_piece,
+            "predicted_total_s": float(sum(per_layer.values()))}
 
 
 def moe_breakdown(model, spec: dict[str, Any], gpu_name: str, profile_ref, tokens: list[int]) -> list[dict[str, Any]]:
@@ -213,16 +244,9 @@ def moe_breakdown(model, spec: dict[str, Any], gpu_name: str, profile_ref, token
             except Exception as exc:  # noqa: BLE001
                 meas[name] = float("nan")
                 _log(f"  moe breakdown {name} T={T}: {exc.__class__.__name__}")
-        batch = T
-        sc = _scenario(spec, gpu_name, profile_ref, "decode", batch, 16)
-        pred = predict(sc)
-        per_layer = {}
-        for op in pred.breakdown:
-            if (op.name.startswith("moe.") or op.name == "moe_residual") and op.name != "moe.all_reduce":
-                per_layer[op.name] = op.time_s / max(op.count, 1)
-        rows.append({"tokens": T, "measured_s": meas, "predicted_s": per_layer,
-                     "measured_total_s": float(sum(v for v in meas.values() if v == v)),
-                     "predicted_total_s": float(sum(per_layer.values()))})
+        measured_total = float(sum(v for v in meas.values() if v == v))
+        rows.append({"tokens": T, "measured_s": meas, "measured_total_s": measured_total,
+                     **moe_predictions(spec, gpu_name, profile_ref, T)})
     return rows
 
 
@@ -357,12 +381,13 @@ def markdown(result: dict[str, Any]) -> str:
     moe = result.get("moe_breakdown") or []
     if moe:
         names = list(moe[0]["measured_s"])
-        lines += ["", "## MoE layer, piece by piece (us per layer; measured alone in a CUDA graph)", "",
-                  "| tokens | " + " | ".join(names) + " | measured sum | modelled (router, experts, act, residual) |",
-                  "|---" * (len(names) + 3) + "|"]
+        lines += ["", "## MoE layer, piece by piece (us per layer, measured alone in a CUDA graph / modelled)", "",
+                  "| tokens | " + " | ".join(names) + " | sum |", "|---" * (len(names) + 2) + "|"]
         for r in moe:
-            cells = [f"{r['measured_s'][n] * 1e6:.1f}" for n in names]
-            lines.append(f"| {r['tokens']} | " + " | ".join(cells) + f" | {r['measured_total_s'] * 1e6:.1f} | "
+            by_piece = r.get("predicted_by_piece_s", {})
+            cells = [f"{r['measured_s'][n] * 1e6:.1f} / " + (f"{by_piece[n] * 1e6:.1f}" if n in by_piece else "-")
+                     for n in names]
+            lines.append(f"| {r['tokens']} | " + " | ".join(cells) + f" | {r['measured_total_s'] * 1e6:.1f} / "
                          f"{r['predicted_total_s'] * 1e6:.1f} |")
     errs = [r for r in result["e2e"] if "error" in r]
     if errs:
@@ -426,6 +451,11 @@ def repredict(path: str, profile: str | None = None, out: str | None = None) -> 
     for row in result["e2e"]:
         predict_row(row, profile_ref, gpu_name)
     result["e2e_summary"] = e2e_summary(result["e2e"])
+    moe_spec = next((r["spec"] for r in result["e2e"] if r["spec"].get("moe")), None)
+    for row in result.get("moe_breakdown") or []:
+        if moe_spec is not None:
+            row.pop("predicted_by_piece_s", None)
+            row.update(moe_predictions(moe_spec, gpu_name, profile_ref, row["tokens"]))
     result["profile"] = profile_ref if profile else f"auto ({prof.name})"
     outdir = Path(out or Path(path).parent)
     outdir.mkdir(parents=True, exist_ok=True)

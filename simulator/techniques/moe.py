@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 from pydantic import Field, PositiveInt
 
+from hwmodels.profile import GEMM_KINDS
 from simulator.footprint import layer_kv_bytes
 from simulator.step import expected_distinct_experts
 from simulator.techniques import Technique, register
@@ -70,7 +71,7 @@ class MoE(Technique):
         f = self.load_imbalance
         out = []
         for op in ops:
-            if "moe.expert." in op.name and op.kind in ("gemm", "memory"):
+            if "moe.expert." in op.name and op.kind in (*GEMM_KINDS, "memory"):
                 weights = np.asarray(getattr(op, "weight_bytes", 0.0), dtype=float)
                 op = replace(op, flops=f * np.asarray(op.flops, dtype=float),
                              hbm_bytes=weights + f * (np.asarray(op.hbm_bytes, dtype=float) - weights))

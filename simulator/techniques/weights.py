@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
+from hwmodels.profile import GEMM_KINDS
 from simulator.step import StepOp, attention_head_dims
 from simulator.techniques import Technique, register
 
@@ -72,7 +73,7 @@ class WeightQuant(Technique):
         act_bytes_q = WEIGHT_FORMATS[self.format][0] / 8.0
         out, quantised_inputs = [], 0.0
         for op in ops:
-            if op.kind == "gemm" and isinstance(op, StepOp) and (op.per_layer or self.quantize_embeddings) \
+            if op.kind in GEMM_KINDS and isinstance(op, StepOp) and (op.per_layer or self.quantize_embeddings) \
                     and np.any(op.weight_elems):
                 if native:
                     op = replace(op, peak_flops_per_s=dep.gpu.peak_for(native))
@@ -127,7 +128,7 @@ class Sparsity(Technique):
         if self.pattern != "2:4":
             return ops
         return [replace(op, flops=0.5 * np.asarray(op.flops, dtype=float))
-                if op.kind == "gemm" and getattr(op, "per_layer", False) else op for op in ops]
+                if op.kind in GEMM_KINDS and getattr(op, "per_layer", False) else op for op in ops]
 
 
 def _is_softmax_attention(op, kind: str) -> bool:

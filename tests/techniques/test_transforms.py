@@ -209,8 +209,9 @@ def test_flash_attention_versions():
 
 def test_moe_routing_and_expert_parallel_imbalance():
     moe = dict(model="mixtral-8x7b", num_gpus=2, phase="prefill", prompt=4096)
-    experts = lambda op: op.name.startswith("moe.expert.") and op.kind == "gemm"  # noqa: E731
+    experts = lambda op: op.name.startswith("moe.expert.") and op.kind == "grouped_gemm"  # noqa: E731
     base = op_sum(step(**moe), "prefill", "flops", experts)
+    assert base > 0
     top1 = op_sum(step(**moe, techniques=[{"name": "moe", "top_k": 1}]), "prefill", "flops", experts)
     assert top1 == pytest.approx(base / 2)
     skew = op_sum(step(**moe, techniques=[{"name": "moe", "expert_parallel": 2, "load_imbalance": 1.5}]), "prefill",
@@ -220,6 +221,18 @@ def test_moe_routing_and_expert_parallel_imbalance():
         run(**moe, techniques=[{"name": "moe", "expert_parallel": 4}])
     with pytest.raises(InputError, match="mixture-of-experts"):
         run(techniques=[{"name": "moe"}])
+
+
+def test_weight_techniques_change_the_grouped_expert_gemms():
+    """Quantised or 2:4-sparse weights apply to the routed experts' grouped GEMMs as to dense GEMMs."""
+    moe = dict(model="mixtral-8x7b", num_gpus=2, phase="prefill", prompt=4096)
+    experts = lambda op: op.name.startswith("moe.expert.") and op.kind == "grouped_gemm"  # noqa: E731
+    base = step(**moe)
+    sparse = step(**moe, techniques=[{"name": "sparsity", "pattern": "2:4"}])
+    assert op_sum(sparse, "prefill", "flops", experts) == pytest.approx(0.5 * op_sum(base, "prefill", "flops", experts))
+    fp8 = step(**moe, techniques=[{"name": "weight_quant", "format": "fp8"}])
+    peaks = {op.name: float(np.max(op.peak_flops_per_s)) for op in fp8.steps["prefill"].ops if experts(op)}
+    assert peaks and all(p == pytest.approx(1978.9e12) for p in peaks.values())
 
 
 def test_sparse_utilisation_counts_activated_experts():

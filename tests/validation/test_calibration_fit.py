@@ -125,6 +125,7 @@ def _synthetic_groups(seed=0):
         "attention_prefill": sweeps.attention_prefill_points(["triton", "sdpa-flash", "sdpa-cudnn"], quick=True),
         "attention_decode": sweeps.attention_decode_points(["triton", "sdpa-flash"], quick=True),
         "host_transfer": sweeps.host_points(quick=True),
+        "grouped_gemm": sweeps.grouped_gemm_points(quick=True),
     }
     for pts in groups.values():
         for p in pts:
@@ -135,7 +136,8 @@ def _synthetic_groups(seed=0):
                             hbm_bandwidth_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s)
                 t = float(price(op, truth).time_s)
             slow = 1.3 if (p.engine, p.kind) in (("triton", "gemm"), ("sdpa-flash", "attention_prefill"),
-                                                 ("sdpa-flash", "attention_decode")) else 1.0
+                                                 ("sdpa-flash", "attention_decode"), ("grouped_mm", "grouped_gemm")) \
+                else 1.0
             p.result = {"time_s": t * slow * float(np.exp(rng.normal(0, 0.02))), "spread": 0.01, "method": "graph"}
     groups["attention_prefill"][0].result = {"error": "RuntimeError: No available kernel"}
     return groups
@@ -163,6 +165,18 @@ def test_build_profile_chooses_faster_engines_and_validates(tmp_path):
     assert prof["measurements"]["engine_time_ratios"]["gemm"]["triton"] == pytest.approx(1.3, rel=0.05)
     # one GPU: the collective kind keeps the default profile's values and says so
     assert "not measured" in prof["kinds"]["collective"]["basis"]
+    # grouped GEMMs: their own kind, fitted like a GEMM, 1.3x slower than the dense truth
+    assert eng["grouped_gemm"] == "grouped_mm" and stats["grouped_gemm"]["median_abs_err"] < 0.05
+    loaded = Profile.model_validate(prof)
+    assert loaded.kind("grouped_gemm").compute(1e11) < loaded.kind("gemm").compute(1e11)
+
+
+def test_build_profile_without_grouped_points_falls_back():
+    groups = _synthetic_groups()
+    del groups["grouped_gemm"]
+    prof, stats = calibrate.build_profile(groups, ENV, "h100-sxm", quick=True, timings={"total": 1.0}, workspace=8e8)
+    assert "grouped_gemm" not in prof["kinds"] and "grouped_gemm" not in stats
+    assert Profile.model_validate(prof).kind("grouped_gemm").overhead_s == prof["kinds"]["gemm"]["overhead_s"]
 
 
 def test_refit_from_kept_points_round_trips(tmp_path):
@@ -197,5 +211,21 @@ def test_sweep_points_count_like_the_cost_model():
     # the decode-skinny GEMMs cover M = 1..256 for every layer shape
     ms = {p.shape["M"] for p in sweeps.gemm_points() if p.tag == "llama-3.1-8b.qkv"}
     assert {1, 2, 4, 8, 16, 32, 64, 128, 256} <= ms
+    # grouped GEMMs count as the step counts the routed experts (OLMoE-1B-7B, one token: exactly top-8 experts)
+    from simulator.engine import resolve
+    from simulator.scenario import Scenario
+    from simulator.step import StepShape, build_step
+
+    dep = resolve(Scenario().with_overrides(model="olmoe-1b-7b", calibration="peak"), {})[0]
+    ops = {op.name: op for op in build_step(dep, StepShape(1, 1, 100, "decode"))}
+    pts = {p.tag: p for p in sweeps.grouped_gemm_points(tokens=[1])}
+    for tag, name in (("olmoe-1b-7b.gate_up", "moe.expert.gate_up_proj"), ("olmoe-1b-7b.down", "moe.expert.down_proj")):
+        assert pts[tag].kind == ops[name].kind == "grouped_gemm" and pts[tag].shape["touched"] == 8
+        assert pts[tag].flops == pytest.approx(float(ops[name].flops))
+        assert pts[tag].bytes == pytest.approx(float(ops[name].hbm_bytes))
+    # uniform routing: every token picks top-k distinct experts
+    counts = sweeps.uniform_routing(4096, 64, 8)
+    assert counts.sum() == 4096 * 8 and counts.max() <= 4096 and (counts > 0).all()
+    assert len(sweeps.grouped_gemm_points()) == 3 * 2 * len(sweeps.GROUPED_TOKENS)
     sizes = [p.bytes for p in sweeps.memory_points()]
     assert min(sizes) < 64 * 2**10 and max(sizes) > 2e9  # L2-resident to several GB

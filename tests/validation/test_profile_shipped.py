@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hwmodels import InputError, builtin_profiles, load_profile
-from hwmodels.profile import OP_KINDS, PROFILE_DIR
+from hwmodels.profile import KIND_FALLBACK, OP_KINDS, OPTIONAL_KINDS, PROFILE_DIR
 from simulator.api import predict
 
 MEASURED = ["h100-sxm", "h200-sxm"]
@@ -20,7 +20,7 @@ def test_shipped_profile_loads_and_is_complete(name):
     assert name in builtin_profiles()
     prof = load_profile(name, gpu=name)
     assert prof.device == name and prof.name == name and prof.schema_version == 1
-    assert set(prof.kinds) == set(OP_KINDS)
+    assert set(OP_KINDS) <= set(prof.kinds) <= set(OP_KINDS) | set(OPTIONAL_KINDS)
     for kind, eff in prof.kinds.items():
         for curve in (eff.compute, eff.memory):
             assert np.all(np.diff(curve.efficiency) >= 0), kind  # monotone in size
@@ -52,6 +52,34 @@ def test_auto_picks_the_measured_profile_and_peak_stays_selectable(name):
     assert peak.latency_s < p.latency_s  # measured kernels reach less than the datasheet peaks
     # a GPU without a measured profile still gets the default one
     assert load_profile("auto", gpu="a100-80gb-sxm").name == "default"
+
+
+@pytest.mark.parametrize("name", ["peak", "default", "h200-sxm"])
+def test_profiles_without_grouped_gemm_fall_back_to_gemm(name):
+    prof = load_profile(name)
+    assert "grouped_gemm" not in prof.kinds and not prof.has_kind("grouped_gemm")
+    assert prof.kind("grouped_gemm") is prof.kind("gemm") and KIND_FALLBACK["grouped_gemm"] == "gemm"
+    with pytest.raises(KeyError):
+        prof.kind("no_such_kind")
+
+
+def test_measured_h100_grouped_gemm():
+    """The H100 profile has its own grouped-GEMM kind (torch._grouped_mm over the routed experts): it
+    describes its measurements and is slower than a dense cuBLAS GEMM of the same size."""
+    prof = load_profile("h100-sxm")
+    assert prof.has_kind("grouped_gemm") and prof.environment["engines"]["grouped_gemm"] == "grouped_mm"
+    grouped, gemm = prof.kind("grouped_gemm"), prof.kind("gemm")
+    assert grouped is not gemm and grouped.basis.startswith("measured")
+    assert prof.measurements["fit"]["grouped_gemm"]["median_abs_err"] < 0.05
+    assert sum(1 for row in prof.measurements["points"] if row[0] == "grouped_gemm") == 78
+    for flops in (1e10, 1e11, 4e11):
+        assert grouped.compute(flops) < gemm.compute(flops)
+    assert grouped.overhead_s > gemm.overhead_s
+    # a profile written before the kind existed still loads, and prices grouped GEMMs as GEMMs
+    data = _shipped()
+    del data["kinds"]["grouped_gemm"]
+    old = load_profile(data, gpu="h100-sxm")
+    assert old.kind("grouped_gemm") == old.kind("gemm")
 
 
 def test_measured_h100_profile_reflects_the_hardware():
