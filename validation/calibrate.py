@@ -25,7 +25,7 @@ import numpy as np
 from hwmodels import get_accelerator, load_profile
 from hwmodels.profile import SCHEMA_VERSION, Profile
 from validation import fit as fitmod
-from validation import sweeps
+from validation import measure, sweeps
 
 MEMORY_ENGINE = "decoder"  # Triton norm/activation/rotary/cache-write kernels, torch add and embedding
 _DECODER_MEMORY = {("rmsnorm", "triton"), ("swiglu", "triton"), ("rotary", "triton"), ("kv_write", "triton"),
@@ -47,7 +47,7 @@ def measure_points(points: list[sweeps.Point], desc: str, progress: bool = True)
     bar = bench.Progress(len(points), desc, enabled=progress)
     for p in points:
         try:
-            p.result = sweeps.measure(p, l2=l2)
+            p.result = measure.measure(p, l2=l2)
         except Exception as exc:  # noqa: BLE001 - a backend may not support a shape; keep going
             p.result = {"error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"}
             torch.cuda.synchronize()
@@ -260,7 +260,7 @@ def run(out: str | None = None, quick: bool = False, device_name: str | None = N
     _log(f"calibrating {env['device_name']} as {name} ({'quick' if quick else 'full'}): bf16 peak "
          f"{peak_flops / 1e12:.0f} TFLOP/s, HBM {peak_bw / 1e12:.2f} TB/s (datasheet)")
 
-    sdpa = list(sweeps.sdpa_backends())
+    sdpa = list(measure.sdpa_backends())
     from validation.decoder import _grouped_mm_available
 
     grouped_engine = "grouped_mm" if _grouped_mm_available("cuda") else "loop"

@@ -174,19 +174,19 @@ class Decoder:
 
                 flash_attention(q, k, v, out=r.attn.view(B, S, H, D).transpose(1, 2), causal=True)
                 return r.attn
-            from validation.sweeps import sdpa_backends, sdpa_call
+            from validation.measure import sdpa_backends, sdpa_call
 
             o = sdpa_call(q, k, v, sdpa_backends().get(self.attention_prefill), causal=True)
             return o.transpose(1, 2).reshape(B * S, H * D)
         q = r.qkv.view(B, H + 2 * Hkv, D)[:, :H]
         L = r.past + 1
         if self.attention_decode == "triton":
-            from validation.kernels.attention import decode_attention
+            from validation.kernels.decode_attention import decode_attention
 
             decode_attention(q, r.k_cache[layer], r.v_cache[layer], L, out=r.attn.view(B, H, D),
                              num_splits=r.splits, max_context_len=L, workspace=r.workspace)
             return r.attn
-        from validation.sweeps import sdpa_backends, sdpa_call
+        from validation.measure import sdpa_backends, sdpa_call
 
         kc = r.k_cache[layer][:, :, :L]
         vc = r.v_cache[layer][:, :, :L]
@@ -294,7 +294,7 @@ class StepRunner:
         self.logits = torch.empty((batch, a.vocab), device=dev, dtype=dt)
         self.splits, self.workspace = 1, None
         if phase == "decode" and dec.attention_decode == "triton":
-            from validation.kernels.attention import decode_num_splits, decode_workspace
+            from validation.kernels.decode_attention import decode_num_splits, decode_workspace
 
             L = self.past + 1
             self.splits = decode_num_splits(batch, a.kv_heads, L, dev)

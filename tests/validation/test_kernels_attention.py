@@ -4,6 +4,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("triton")
 
 from validation.kernels import attention as A  # noqa: E402
+from validation.kernels import decode_attention as Dec  # noqa: E402
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 N_HEADS = 8  # GQA ratios 1, 4 and N_HEADS: 8, 2 and 1 KV heads
@@ -88,7 +89,7 @@ def test_flash_attention_bad_inputs(randn):
 
 
 def _decode_config(interpret):
-    return A.DecodeConfig(16, 4, 1) if interpret else None
+    return Dec.DecodeConfig(16, 4, 1) if interpret else None
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -110,13 +111,13 @@ def test_decode_attention(dtype, gqa, lens, num_splits, randn, poisoned, check_c
     v = randn(B, N_HEADS // gqa, S_max, D, dtype=dtype)
     ctx = lens if isinstance(lens, int) else torch.tensor(lens, dtype=torch.int32, device=device)
     cfg = _decode_config(interpret)
-    block_n = cfg.BLOCK_N if cfg else A.DecodeConfig().BLOCK_N
+    block_n = cfg.BLOCK_N if cfg else Dec.DecodeConfig().BLOCK_N
     max_len = lens if isinstance(lens, int) else max(lens)
-    split_size, n_splits = A.decode_split_layout(max_len, num_splits, block_n)
-    workspace = tuple(t.fill_(float("nan")) for t in A.decode_workspace(B, N_HEADS, D, n_splits, device))
+    split_size, n_splits = Dec.decode_split_layout(max_len, num_splits, block_n)
+    workspace = tuple(t.fill_(float("nan")) for t in Dec.decode_workspace(B, N_HEADS, D, n_splits, device))
     out = poisoned(q.shape, dtype)
-    A.decode_attention(q, k, v, ctx, out, num_splits=num_splits, config=cfg, workspace=workspace)
-    ref = A.decode_attention_ref(q, k, v, ctx)
+    Dec.decode_attention(q, k, v, ctx, out, num_splits=num_splits, config=cfg, workspace=workspace)
+    ref = Dec.decode_attention_ref(q, k, v, ctx)
     check_close(out, ref, dtype)
     if not isinstance(lens, int):
         for b, L in enumerate(lens):
@@ -130,8 +131,8 @@ def test_decode_attention_head_dim_128_default_splits(dtype, randn, poisoned, ch
     k = randn(2, 2, 50, 128, dtype=dtype)
     v = randn(2, 2, 50, 128, dtype=dtype)
     out = poisoned(q.shape, dtype)
-    A.decode_attention(q, k, v, 41, out)
-    check_close(out, A.decode_attention_ref(q, k, v, 41), dtype)
+    Dec.decode_attention(q, k, v, 41, out)
+    check_close(out, Dec.decode_attention_ref(q, k, v, 41), dtype)
 
 
 def test_decode_matches_prefill_last_row(randn, check_close, interpret):
@@ -141,7 +142,7 @@ def test_decode_matches_prefill_last_row(randn, check_close, interpret):
     k = randn(1, 2, S, D)
     v = randn(1, 2, S, D)
     pre = A.flash_attention(q, k, v, config=_prefill_config(interpret))
-    dec = A.decode_attention(q[:, :, -1], k, v, S, num_splits=2, config=_decode_config(interpret))
+    dec = Dec.decode_attention(q[:, :, -1], k, v, S, num_splits=2, config=_decode_config(interpret))
     check_close(dec, pre[:, :, -1], torch.float32)
 
 
@@ -149,19 +150,19 @@ def test_decode_attention_bad_inputs(randn, device):
     q = randn(2, 4, 64)
     kv = randn(2, 2, 16, 64)  # 4 query heads over 2 KV heads
     with pytest.raises(ValueError, match="outside \\[0, 16\\]"):
-        A.decode_attention(q, kv, kv, 17)
+        Dec.decode_attention(q, kv, kv, 17)
     with pytest.raises(ValueError, match="context_lens must have shape \\(2,\\)"):
-        A.decode_attention(q, kv, kv, torch.tensor([3, 4, 5], device=device))
+        Dec.decode_attention(q, kv, kv, torch.tensor([3, 4, 5], device=device))
     with pytest.raises(ValueError, match="context_lens must lie in"):
-        A.decode_attention(q, kv, kv, torch.tensor([3, 40], device=device))
+        Dec.decode_attention(q, kv, kv, torch.tensor([3, 40], device=device))
     with pytest.raises(ValueError, match="must be a multiple of n_kv_heads"):
-        A.decode_attention(randn(2, 5, 64), kv, kv, 8)
+        Dec.decode_attention(randn(2, 5, 64), kv, kv, 8)
     with pytest.raises(ValueError, match="batch differs"):
-        A.decode_attention(randn(3, 4, 64), kv, kv, 8)
+        Dec.decode_attention(randn(3, 4, 64), kv, kv, 8)
     with pytest.raises(ValueError, match="decode q must be"):
-        A.decode_attention(randn(2, 4, 3, 64), kv, kv, 8)
+        Dec.decode_attention(randn(2, 4, 3, 64), kv, kv, 8)
     with pytest.raises(ValueError, match="workspace shapes"):
-        A.decode_attention(q, kv, kv, 8, num_splits=1, workspace=A.decode_workspace(2, 4, 64, 3, device))
+        Dec.decode_attention(q, kv, kv, 8, num_splits=1, workspace=Dec.decode_workspace(2, 4, 64, 3, device))
 
 
 def test_attention_costs():
@@ -169,6 +170,6 @@ def test_attention_costs():
     assert c["flops"] == 4 * 2 * 10 * 8  # 10 visible pairs of a 4x4 causal mask
     c = A.attention_cost(1, 2, 1, 2, 5, 8, torch.float16, causal=True)
     assert c["flops"] == 4 * 2 * (4 + 5) * 8  # rows see 4 and 5 keys
-    d = A.decode_attention_cost(2, 8, 2, 100, 64, torch.bfloat16)
+    d = Dec.decode_attention_cost(2, 8, 2, 100, 64, torch.bfloat16)
     assert d["flops"] == 4 * 2 * 8 * 100 * 64
     assert d["bytes"] == 2 * (2 * 2 * 2 * 100 * 64 + 2 * 2 * 8 * 64)

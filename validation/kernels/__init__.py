@@ -5,7 +5,8 @@ so ``import validation.kernels`` works on a machine without them.
 
 * ``memory``    — ``stream_read``, ``copy``, ``rmsnorm``, ``swiglu``
 * ``gemm``      — ``gemm`` (autotuned, or one pinned config)
-* ``attention`` — ``flash_attention`` (prefill), ``decode_attention`` (split-K over a KV cache)
+* ``attention`` — ``flash_attention`` (causal prefill, FlashAttention-2 style)
+* ``decode_attention`` — ``decode_attention`` (split-K over a KV cache)
 
 Each kernel ``name`` has ``name_ref`` (pure torch, float64 by default) and ``name_cost`` (FLOPs and
 compulsory bytes) beside it; :func:`load` returns the three for a benchmark harness.
@@ -24,7 +25,7 @@ KERNELS: dict[str, str] = {
     "swiglu": "memory",
     "gemm": "gemm",
     "flash_attention": "attention",
-    "decode_attention": "attention",
+    "decode_attention": "decode_attention",
 }
 
 # kernel name -> (reference, cost) function names, where they differ from name_ref / name_cost
