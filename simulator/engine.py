@@ -228,6 +228,15 @@ def _integrate(step: StepResult, scale) -> StepResult:
                       mean(step.hbm_bytes))
 
 
+def _pick(condition, if_true: StepResult, if_false: StepResult) -> StepResult:
+    """Element-wise choice between two steps' combined quantities (operator lists are not merged)."""
+    def pick(name):
+        return np.where(condition, getattr(if_true, name), getattr(if_false, name))
+
+    return StepResult([], [], pick("latency_s"), pick("bound"), pick("sm_time_s"), pick("hbm_time_s"),
+                      pick("link_time_s"), pick("overhead_s"), pick("flops"), pick("hbm_bytes"))
+
+
 def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evaluation:
     """All outputs of a scenario as broadcast arrays over ``axes``."""
     ax = _axis_arrays(axes or {})
@@ -260,9 +269,9 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         nodes = np.asarray(prompt, dtype=float)[..., None] + np.maximum(steps - 1.0, 0.0)[..., None] * _GL_X
         dep_nodes = _with_trailing_axis(dep)
         shape = dep_nodes.transform_shape(StepShape(bf[..., None], 1.0, nodes, "decode"))
-        dec = run_step(dep_nodes, shape, overlap)
+        dec = _integrate(run_step(dep_nodes, shape, overlap), 1.0)  # the mean decode step of the generation
         ev.steps["decode"] = dec
-        tpot = np.sum(dec.latency_s * _GL_W, axis=-1) / per_step
+        tpot = dec.latency_s / per_step
         a["ttft_s"] = pre.latency_s
         a["tpot_s"] = tpot + 0.0 * pre.latency_s
         a["e2e_s"] = pre.latency_s + steps * tpot
@@ -273,10 +282,9 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
     a["tokens_per_step"] = np.asarray(per_step if phase != "prefill" else 1.0, dtype=float) + 0.0 * a["latency_s"]
 
     main = ev.steps.get("decode" if phase == "decode" else "prefill")
+    if phase == "generate":  # the phase that takes most of the request's time is the one reported
+        main = _pick(steps * a["tpot_s"] > a["ttft_s"], ev.steps["decode"], main)
     a["bound"] = main.bound
-    if phase == "generate":  # the phase that takes most of the request's time sets the bound
-        decode_bound = ev.steps["decode"].bound[..., len(_GL_X) // 2]
-        a["bound"] = np.where(steps * a["tpot_s"] > a["ttft_s"], decode_bound, main.bound)
     for key in ("sm_time_s", "hbm_time_s", "link_time_s", "overhead_s"):
         a[key] = getattr(main, key)
     a["mfu"] = main.flops / (main.latency_s * dep.peak_flops_per_s)

@@ -127,3 +127,13 @@ def test_breakdown_operators_sum_to_the_step():
     kinds = {op.name: op.kind for op in p.breakdown}
     assert kinds["attn.qkv_proj"] == "gemm" and kinds["attention.full"] == "attention_decode"
     assert kinds["attn.all_reduce"] == "collective"
+
+
+def test_generate_reports_the_phase_that_dominates():
+    long_output = predict(**{"workload.phase": "generate", "workload.prompt_len": 512, "workload.output_len": 512})
+    decode = predict(**{"workload.context_len": 767})  # the generation's middle decode step
+    assert long_output.bound == "memory"
+    assert long_output.mbu == pytest.approx(decode.mbu, rel=0.02)
+    long_prompt = predict(**{"workload.phase": "generate", "workload.prompt_len": 16384, "workload.output_len": 2})
+    prefill = predict(**{"workload.phase": "prefill", "workload.prompt_len": 16384})
+    assert long_prompt.bound == "compute" and long_prompt.mfu == pytest.approx(prefill.mfu)
