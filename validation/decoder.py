@@ -18,14 +18,14 @@ mlp.act             Triton SwiGLU
 final_norm, lm_head RMSNorm over every token, logits of the last token of each sequence
 ==================  =====================================================================
 
-MoE layers route with softmax + top-k, sort the (token, expert) pairs by expert, gather the rows,
-run the experts as two grouped GEMMs (``torch._grouped_mm``; a per-expert loop where it is missing)
-around the Triton SwiGLU, gather the rows back to token order and take each token's weighted sum
-over its experts (a batched GEMM), added to the residual stream. The step prices these pieces as
-``moe.route`` + ``moe.sort`` (here about ten unfused torch kernels: softmax, top-k, argsort, counts,
-offsets, inverse permutation), ``moe.permute`` (one gather), the ``grouped_gemm`` experts and
-``moe.unpermute`` + ``moe_residual`` (a gather, a batched GEMM and the add); ``roofsim validate``
-times each piece separately.
+MoE layers run what a serving engine runs (vLLM's fused_moe path): the router GEMM; the Triton fused
+softmax + top-k (``validation.kernels.moe.topk_softmax``, ``moe.route``); the (token, expert) pairs
+sorted by expert in torch (a stable sort, ``searchsorted`` for the per-expert offsets, each sorted
+row's token and each pair's sorted row: ``moe.sort``); the rows gathered into expert order
+(``index_select``, ``moe.permute``); the experts as two grouped GEMMs (``torch._grouped_mm``; a
+per-expert loop where it is missing) around the Triton SwiGLU; the Triton one-pass weighted sum back
+to token order (``validation.kernels.moe.unpermute``, ``moe.unpermute``) and the residual add
+(``moe_residual``). ``roofsim validate`` times each piece separately.
 
 :class:`StepRunner` holds the static buffers of one (phase, batch, length) case so that the step can
 be captured in a CUDA graph and replayed.
@@ -55,6 +55,7 @@ class Arch:
     experts: int = 0
     top_k: int = 0
     expert_intermediate: int = 0
+    renormalize: bool = False  # routing weights divided by their top-k sum (Mixtral); OLMoE keeps the softmax's
     rope_theta: float = 500000.0
 
     @classmethod
@@ -194,32 +195,40 @@ class Decoder:
         return o.reshape(B, H * D)
 
     def _moe(self, r: "StepRunner", layer: int, x: torch.Tensor) -> None:
-        if self.grouped_mm:
-            logits = self.moe_router(r.hn, layer)
-            top_w, order, tok, offs, inv = self.moe_route(logits, r.arange_tk, r.ones_tk)
-            xs = r.hn.index_select(0, tok)
-            y = self.moe_experts(xs, offs, layer)
-            self.moe_unpermute(y, inv, top_w, x)
+        if not self.grouped_mm:
+            self._moe_loop(r, layer, x)
             return
-        self._moe_loop(r, layer, x)
+        logits = self.moe_router(r.hn, layer)
+        weights, ids = self.moe_route(logits)
+        tok, offs, inv = self.moe_sort(ids, r.arange_e, r.arange_tk)
+        y = self.moe_experts(self.moe_permute(r.hn, tok), offs, layer)
+        self.moe_unpermute(y, weights, inv, x)
 
-    # The MoE layer in pieces (validate times them one by one).
+    # The MoE layer in pieces, one per operator of the step (validate times them one by one).
     def moe_router(self, hn: torch.Tensor, layer: int) -> torch.Tensor:
         return torch.matmul(hn, self.w_router[layer].t())
 
-    def moe_route(self, logits: torch.Tensor, arange_tk: torch.Tensor, ones_tk: torch.Tensor):
-        """softmax, top-k, (token, expert) pairs sorted by expert, group offsets, inverse permutation."""
-        E, k = self.arch.experts, self.arch.top_k
-        probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
-        top_w, top_i = torch.topk(probs, k, dim=-1)
-        flat = top_i.reshape(-1)
-        order = torch.argsort(flat, stable=True)
+    def moe_route(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused softmax + top-k: routing weights (T, k) fp32 and expert ids (T, k) int32."""
+        from validation.kernels.moe import topk_softmax
+
+        return topk_softmax(logits, self.arch.top_k, renormalize=self.arch.renormalize)
+
+    @staticmethod
+    def moe_sort(ids: torch.Tensor, arange_e: torch.Tensor, arange_tk: torch.Tensor):
+        """The (token, expert) pairs sorted by expert: the token of each sorted row, the per-expert end
+        offsets (int32, as ``torch._grouped_mm`` takes them) and each pair's sorted row, (T, k)."""
+        T, k = ids.shape
+        sorted_ids, order = torch.sort(ids.view(-1), stable=True)
+        offs = torch.searchsorted(sorted_ids, arange_e, right=True, out_int32=True)
         tok = torch.div(order, k, rounding_mode="floor")
-        counts = torch.zeros(E, dtype=torch.int32, device=logits.device)
-        counts.scatter_add_(0, flat, ones_tk)
-        offs = torch.cumsum(counts, 0, dtype=torch.int32)
         inv = torch.empty_like(order).scatter_(0, order, arange_tk)
-        return top_w, order, tok, offs, inv
+        return tok, offs, inv.view(T, k)
+
+    @staticmethod
+    def moe_permute(hn: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
+        """Each token's row once per chosen expert, in expert order."""
+        return hn.index_select(0, tok)
 
     def moe_experts(self, xs: torch.Tensor, offs: torch.Tensor, layer: int) -> torch.Tensor:
         """gate/up grouped GEMM, SwiGLU, down grouped GEMM over the expert-sorted rows."""
@@ -230,12 +239,12 @@ class Decoder:
         act = Mk.swiglu(gu[:, :Ie], gu[:, Ie:])
         return torch._grouped_mm(act, self.w_down[layer].transpose(-2, -1), offs=offs)
 
-    def moe_unpermute(self, y: torch.Tensor, inv: torch.Tensor, top_w: torch.Tensor, x: torch.Tensor) -> None:
-        """Rows back to token order, weighted sum over each token's k experts, added to the residual."""
-        T, k = top_w.shape
-        yu = y.index_select(0, inv).view(T, k, -1)
-        out = torch.bmm(top_w.to(y.dtype).unsqueeze(1), yu).squeeze(1)
-        x.add_(out)
+    @staticmethod
+    def moe_unpermute(y: torch.Tensor, weights: torch.Tensor, inv: torch.Tensor, x: torch.Tensor) -> None:
+        """Each token's k expert rows, weighted and summed in one pass, then added to the residual."""
+        from validation.kernels.moe import unpermute
+
+        x.add_(unpermute(y, weights, inv))
 
     def _moe_loop(self, r: "StepRunner", layer: int, x: torch.Tensor) -> None:
         """Per-expert loop where there is no grouped GEMM: host-synchronising, not capturable."""
@@ -243,9 +252,7 @@ class Decoder:
 
         a = self.arch
         Ie = a.expert_intermediate
-        logits = self.moe_router(r.hn, layer)
-        probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
-        top_w, top_i = torch.topk(probs, a.top_k, dim=-1)
+        top_w, top_i = self.moe_route(self.moe_router(r.hn, layer))
         out = torch.zeros_like(x)
         for e in range(a.experts):
             rows, slot = torch.nonzero(top_i == e, as_tuple=True)
@@ -289,8 +296,8 @@ class StepRunner:
             self.act = torch.empty((T, a.intermediate), device=dev, dtype=dt)
             self.mlp_out = torch.empty((T, a.hidden), device=dev, dtype=dt)
         else:
+            self.arange_e = torch.arange(a.experts, device=dev, dtype=torch.int32)
             self.arange_tk = torch.arange(T * a.top_k, device=dev)
-            self.ones_tk = torch.ones(T * a.top_k, device=dev, dtype=torch.int32)
         self.logits = torch.empty((batch, a.vocab), device=dev, dtype=dt)
         self.splits, self.workspace = 1, None
         if phase == "decode" and dec.attention_decode == "triton":

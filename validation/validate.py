@@ -191,10 +191,11 @@ MOE_TOKENS = [1, 8, 32, 128, 512, 4096]
 # The decoder's MoE pieces (as ``moe_breakdown`` times them) and the step's operators that price each.
 MOE_PIECES: dict[str, tuple[str, ...]] = {
     "router": ("moe.router",),
-    "routing (softmax, top-k, sort, offsets)": ("moe.route", "moe.sort"),
+    "route (softmax + top-k)": ("moe.route",),
+    "sort (by expert, offsets)": ("moe.sort",),
     "permute (gather rows)": ("moe.permute",),
     "experts (2 grouped GEMMs + SwiGLU)": ("moe.expert.gate_up_proj", "moe.expert.act", "moe.expert.down_proj"),
-    "unpermute (gather, weighted sum, residual add)": ("moe.unpermute", "moe_residual"),
+    "unpermute (weighted sum) + residual add": ("moe.unpermute", "moe_residual"),
 }
 
 
@@ -219,23 +220,25 @@ def moe_breakdown(model, spec: dict[str, Any], gpu_name: str, profile_ref, token
     from validation import bench
 
     a = model.arch
+    arange_e = torch.arange(a.experts, device="cuda", dtype=torch.int32)
     rows = []
     for T in tokens:
         hn = bench.randn((T, a.hidden))
         x = bench.randn((T, a.hidden))
-        ar = torch.arange(T * a.top_k, device="cuda")
-        ones = torch.ones(T * a.top_k, device="cuda", dtype=torch.int32)
+        arange_tk = torch.arange(T * a.top_k, device="cuda")
         logits = model.moe_router(hn, 0)
-        top_w, order, tok, offs, inv = model.moe_route(logits, ar, ones)
-        xs = hn.index_select(0, tok)
+        weights, ids = model.moe_route(logits)
+        tok, offs, inv = model.moe_sort(ids, arange_e, arange_tk)
+        xs = model.moe_permute(hn, tok)
         y = model.moe_experts(xs, offs, 0)
         layers = list(range(a.layers))  # rotate over the layers' weights, as a step reads them
         pieces = {
             "router": [lambda i=i: model.moe_router(hn, i) for i in layers],
-            "routing (softmax, top-k, sort, offsets)": [lambda: model.moe_route(logits, ar, ones)],
-            "permute (gather rows)": [lambda: hn.index_select(0, tok)],
+            "route (softmax + top-k)": [lambda: model.moe_route(logits)],
+            "sort (by expert, offsets)": [lambda: model.moe_sort(ids, arange_e, arange_tk)],
+            "permute (gather rows)": [lambda: model.moe_permute(hn, tok)],
             "experts (2 grouped GEMMs + SwiGLU)": [lambda i=i: model.moe_experts(xs, offs, i) for i in layers],
-            "unpermute (gather, weighted sum, residual add)": [lambda: model.moe_unpermute(y, inv, top_w, x)],
+            "unpermute (weighted sum) + residual add": [lambda: model.moe_unpermute(y, weights, inv, x)],
         }
         meas = {}
         for name, fns in pieces.items():

@@ -60,9 +60,11 @@ def test_refit_needs_no_gpu(tmp_path):
 @pytest.mark.parametrize("gpu", ["h100-sxm", "h200-sxm"])
 def test_shipped_measurements_still_validate(tmp_path, gpu):
     """Predict again, with this code and the shipped profile, the steps measured on the GPU: the dense
-    models (GQA and MHA) stay within the issue's targets. MoE misses them (docs/validation.md: the
-    validation decoder routes with unfused torch kernels, the step prices fused ones); on the H100, whose
-    profile has a measured grouped-GEMM kind, its error is bounded and the experts are priced closely."""
+    models (GQA and MHA) stay within the issue's targets. On the H100, whose profile has a measured
+    grouped-GEMM kind and whose decoder ran the fused MoE routing kernels, MoE is held to what was
+    measured (prefill 6.9% / 13.3%, decode 5.4% / 9.8% median / p90; docs/validation.md), still
+    optimistic, and the experts are priced closely. The H200's MoE cases were measured with the
+    earlier unfused routing and are not held to a bound."""
     res = _roofsim("validate", "--from", str(RESULTS / f"{gpu}.validation.json"), "--profile", gpu,
                    "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr
@@ -75,13 +77,16 @@ def test_shipped_measurements_still_validate(tmp_path, gpu):
     assert result["kernels"]["summary"]["all"]["calibrated"]["median"] <= 0.05
     if gpu == "h100-sxm":
         assert result["kernels"]["summary"]["grouped_gemm"]["calibrated"]["median"] <= 0.05
-        for phase, bound in (("prefill", 0.20), ("decode", 0.15)):
+        for phase, median, p90 in (("prefill", 0.08, 0.15), ("decode", 0.07, 0.12)):
             moe = s[f"olmoe-1b-7b {phase}"]
-            assert moe["median"] <= bound and moe["bias"] < 0, (phase, moe)  # still optimistic
+            assert moe["median"] <= median and moe["p90"] <= p90 and moe["bias"] < 0, (phase, moe)  # still optimistic
             assert moe["median"] < result["e2e_summary"]["default"][f"olmoe-1b-7b {phase}"]["median"]
         pieces = result["moe_breakdown"]
         assert [r["tokens"] for r in pieces] == [1, 8, 32, 128, 512, 4096]
+        from validation.validate import MOE_PIECES
+
         for r in pieces:
+            assert list(r["measured_s"]) == list(MOE_PIECES)  # one piece per operator of the step
             experts = "experts (2 grouped GEMMs + SwiGLU)"
             assert r["predicted_by_piece_s"][experts] == pytest.approx(r["measured_s"][experts], rel=0.15), r["tokens"]
     md = (tmp_path / "validation.md").read_text()

@@ -6,6 +6,7 @@ Runs on the CPU with the Triton interpreter (conftest sets TRITON_INTERPRET=1) a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -53,14 +54,18 @@ def _rope(x, pos, cos, sin):  # x (T, heads, D)
     return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
 
 
-def reference_logits(dec: Decoder, ids: torch.Tensor, batch: int) -> torch.Tensor:
-    """Logits of the last position of each sequence after a full causal forward over ``ids`` (B x S)."""
+def reference_logits(dec: Decoder, ids: torch.Tensor, batch: int, routes: list | None = None) -> torch.Tensor:
+    """Logits of the last position of each sequence after a full causal forward over ``ids`` (B x S).
+
+    MoE layers take each token's top-k experts of the float32 router probabilities, or, given
+    ``routes`` (one (T, k) tensor of expert ids per layer), those experts with their float32 weights.
+    """
     a = dec.arch
     f = lambda t: t.to(torch.float32)  # noqa: E731
     H, Hkv, D = a.heads, a.kv_heads, a.head_dim
     T = ids.numel()
     S = T // batch
-    pos = torch.arange(S).repeat(batch)
+    pos = torch.arange(S, device=ids.device).repeat(batch)
     x = f(dec.embed)[ids]
     for l in range(a.layers):
         h = _rms(x, f(dec.attn_norm[l]))
@@ -72,13 +77,17 @@ def reference_logits(dec: Decoder, ids: torch.Tensor, batch: int) -> torch.Tenso
         k = k.repeat_interleave(H // Hkv, dim=1)
         v = v.repeat_interleave(H // Hkv, dim=1)
         att = (q @ k.transpose(-1, -2)) / math.sqrt(D)
-        att = att.masked_fill(torch.triu(torch.ones(S, S, dtype=torch.bool), 1), float("-inf")).softmax(-1)
+        causal = torch.triu(torch.ones(S, S, dtype=torch.bool, device=att.device), 1)
+        att = att.masked_fill(causal, float("-inf")).softmax(-1)
         o = (att @ v).transpose(1, 2).reshape(T, H * D)
         x = x + o @ f(dec.w_o[l]).t()
         h = _rms(x, f(dec.mlp_norm[l]))
         if a.experts:
             probs = (h @ f(dec.w_router[l]).t()).softmax(-1)
-            w, idx = probs.topk(a.top_k, dim=-1)
+            idx = probs.topk(a.top_k, dim=-1).indices if routes is None else routes[l]
+            w = probs.gather(-1, idx)
+            if a.renormalize:
+                w = w / w.sum(-1, keepdim=True)
             out = torch.zeros_like(x)
             Ie = a.expert_intermediate
             for t in range(T):
@@ -94,6 +103,24 @@ def reference_logits(dec: Decoder, ids: torch.Tensor, batch: int) -> torch.Tenso
             x = x + (torch.nn.functional.silu(gu[:, :I]) * gu[:, I:]) @ f(dec.w_down[l]).t()
     x = _rms(x, f(dec.final_norm))
     return x.view(batch, S, -1)[:, -1] @ f(dec.lm_head).t()
+
+
+def record_routes(dec: Decoder) -> list:
+    """Keep the expert ids the decoder's router picks, one (T, k) tensor per MoE layer call, in order.
+
+    The decoder routes on bf16 logits, so a token whose k-th and (k+1)-th float32 logits are closer
+    than the bf16 error of the hidden state may go to another expert than the float32 reference
+    picks (both choices are right); the reference then follows the decoder's choice."""
+    routes = []
+    route = dec.moe_route
+
+    def recording(logits):
+        weights, ids = route(logits)
+        routes.append(ids.long().clone())
+        return weights, ids
+
+    dec.moe_route = recording
+    return routes
 
 
 ARCHS = {
@@ -112,9 +139,10 @@ def _rel(out, ref):
 def test_prefill_step_matches_reference(name, device):
     dec = Decoder(ARCHS[name], device=device, attention_prefill="triton", attention_decode="triton", seed=3,
                   max_positions=32)
+    routes = record_routes(dec) if dec.arch.experts else None
     r = StepRunner(dec, "prefill", 2, 6, seed=4)
     out = r.run()
-    ref = reference_logits(dec, r.ids, 2)
+    ref = reference_logits(dec, r.ids, 2, routes)
     assert torch.isfinite(out.float()).all()
     assert _rel(out, ref) < 0.05
 
@@ -125,6 +153,7 @@ def test_decode_step_continues_the_prefill(name, device):
     B, S = 2, 5
     dec = Decoder(ARCHS[name], device=device, attention_prefill="triton", attention_decode="triton", seed=5,
                   max_positions=32)
+    routes = record_routes(dec) if dec.arch.experts else None
     pre = StepRunner(dec, "prefill", B, S, seed=6)
     pre.run()
     step = StepRunner(dec, "decode", B, S, seed=7)
@@ -132,7 +161,11 @@ def test_decode_step_continues_the_prefill(name, device):
     step.v_cache[:, :, :, :S] = pre.v_cache
     out = step.run()
     ids = torch.cat([pre.ids.view(B, S), step.ids.view(B, 1)], dim=1).reshape(-1)
-    ref = reference_logits(dec, ids, B)
+    if routes is not None:  # the prefill's routes per layer, then the decode step's: back in (B, S + 1) order
+        L = dec.arch.layers
+        routes = [torch.cat([routes[l].view(B, S, -1), routes[L + l].view(B, 1, -1)], dim=1).reshape(B * (S + 1), -1)
+                  for l in range(L)]
+    ref = reference_logits(dec, ids, B, routes)
     assert _rel(out, ref) < 0.05
 
 
@@ -149,9 +182,10 @@ def test_arch_from_spec_and_weight_bytes():
         Arch.from_spec({**MODELS["llama-3.1-8b"], "sliding_window": 4096})
 
 
-def test_grouped_moe_path_matches_reference(device, monkeypatch):
-    """The GPU path (sort by expert, grouped GEMMs, gather back, weighted sum) with a plain-torch
-    stand-in for ``torch._grouped_mm``, which has no CPU kernel."""
+@pytest.mark.parametrize("renormalize", [False, True], ids=["softmax", "renormalized"])
+def test_grouped_moe_path_matches_reference(renormalize, device, monkeypatch):
+    """The GPU path (fused top-k softmax, sort by expert, grouped GEMMs, one-pass weighted sum) with a
+    plain-torch stand-in for ``torch._grouped_mm``, which has no CPU kernel."""
 
     def grouped_mm(a, b, offs):
         out, start = [], 0
@@ -161,9 +195,10 @@ def test_grouped_moe_path_matches_reference(device, monkeypatch):
         return torch.cat(out).to(a.dtype)
 
     monkeypatch.setattr(torch, "_grouped_mm", grouped_mm, raising=False)
-    dec = Decoder(ARCHS["moe"], device=device, attention_prefill="triton", attention_decode="triton", seed=8,
-                  max_positions=32)
+    arch = dataclasses.replace(ARCHS["moe"], renormalize=renormalize)
+    dec = Decoder(arch, device=device, attention_prefill="triton", attention_decode="triton", seed=8, max_positions=32)
     dec.grouped_mm = True
+    routes = record_routes(dec)
     r = StepRunner(dec, "prefill", 2, 6, seed=9)
     out = r.run()
-    assert _rel(out, reference_logits(dec, r.ids, 2)) < 0.05
+    assert _rel(out, reference_logits(dec, r.ids, 2, routes)) < 0.05

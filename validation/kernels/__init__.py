@@ -7,6 +7,7 @@ so ``import validation.kernels`` works on a machine without them.
 * ``gemm``      — ``gemm`` (autotuned, or one pinned config)
 * ``attention`` — ``flash_attention`` (causal prefill, FlashAttention-2 style)
 * ``decode_attention`` — ``decode_attention`` (split-K over a KV cache)
+* ``moe``       — ``topk_softmax`` (fused routing), ``unpermute`` (weighted sum back to token order)
 
 Each kernel ``name`` has ``name_ref`` (pure torch, float64 by default) and ``name_cost`` (FLOPs and
 compulsory bytes) beside it; :func:`load` returns the three for a benchmark harness.
@@ -26,6 +27,8 @@ KERNELS: dict[str, str] = {
     "gemm": "gemm",
     "flash_attention": "attention",
     "decode_attention": "decode_attention",
+    "topk_softmax": "moe",
+    "unpermute": "moe",
 }
 
 # kernel name -> (reference, cost) function names, where they differ from name_ref / name_cost
