@@ -39,7 +39,8 @@ def test_without_torch_exit_2_with_one_line(tmp_path):
     fake = tmp_path / "torch"
     fake.mkdir()
     (fake / "__init__.py").write_text("raise ImportError('no torch here')\n")
-    res = _roofsim("calibrate", env_extra={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+    path = os.pathsep.join(p for p in (str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    res = _roofsim("calibrate", env_extra={"PYTHONPATH": path})
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "torch is not installed" in res.stderr
 
