@@ -68,6 +68,32 @@ def default_attention_config(head_dim: int) -> AttentionConfig:
 
 
 @triton.jit
+def _scores(q, k, INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr):
+    """Q·Kᵀ for one tile of keys (fp32 accumulate; operands upcast only under the interpreter)."""
+    kt = tl.trans(k)
+    if UPCAST_DOT:
+        return tl.dot(q.to(tl.float32), kt.to(tl.float32), input_precision=INPUT_PRECISION)
+    return tl.dot(q, kt, input_precision=INPUT_PRECISION)
+
+
+@triton.jit
+def _online_softmax_step(qk, v, acc, l_i, m_i, INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr):
+    """Fold one tile of (log2-scaled) scores into the running max, sum and P·V (FlashAttention-2,
+    Dao 2023, Algorithm 1): rescale what is accumulated by exp2(m_old - m_new), add the new tile."""
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    alpha = tl.math.exp2(m_i - m_new)
+    p = tl.math.exp2(qk - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    p = p.to(v.dtype)
+    if UPCAST_DOT:
+        acc = tl.dot(p.to(tl.float32), v.to(tl.float32), acc, input_precision=INPUT_PRECISION)
+    else:
+        acc = tl.dot(p, v, acc, input_precision=INPUT_PRECISION)
+    return acc, l_i, m_new
+
+
+@triton.jit
 def _attn_fwd_inner(
     acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, offs_m, offs_d,
     lo, hi, seq_k, causal_shift, qk_scale,
@@ -86,29 +112,13 @@ def _attn_fwd_inner(
         else:
             k = tl.load(k_ptrs)
             v = tl.load(v_ptrs)
-        kt = tl.trans(k)
-        if UPCAST_DOT:
-            kt = kt.to(tl.float32)
-            qk = tl.dot(q.to(tl.float32), kt, input_precision=INPUT_PRECISION)
-        else:
-            qk = tl.dot(q, kt, input_precision=INPUT_PRECISION)
-        qk = qk * qk_scale
+        qk = _scores(q, k, INPUT_PRECISION, UPCAST_DOT) * qk_scale
         if MASKED:
             valid = offs_n[None, :] < seq_k
             if CAUSAL:
                 valid = valid & (offs_m[:, None] + causal_shift >= offs_n[None, :])
             qk = tl.where(valid, qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        alpha = tl.math.exp2(m_i - m_new)
-        p = tl.math.exp2(qk - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None]
-        p = p.to(v.dtype)
-        if UPCAST_DOT:
-            acc = tl.dot(p.to(tl.float32), v.to(tl.float32), acc, input_precision=INPUT_PRECISION)
-        else:
-            acc = tl.dot(p, v, acc, input_precision=INPUT_PRECISION)
-        m_i = m_new
+        acc, l_i, m_i = _online_softmax_step(qk, v, acc, l_i, m_i, INPUT_PRECISION, UPCAST_DOT)
     return acc, l_i, m_i
 
 

@@ -31,7 +31,7 @@ from ._common import (
     require,
 )
 
-from .attention import _LOG2E, _check_gqa, _check_head_dim
+from .attention import _LOG2E, _check_gqa, _check_head_dim, _online_softmax_step, _scores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,23 +91,8 @@ def _decode_split_kernel(
         n_mask = offs_n < end
         k = tl.load(k_base + offs_n[:, None].to(tl.int64) * stride_kn + offs_d[None, :], mask=n_mask[:, None], other=0.0)
         v = tl.load(v_base + offs_n[:, None].to(tl.int64) * stride_vn + offs_d[None, :], mask=n_mask[:, None], other=0.0)
-        kt = tl.trans(k)
-        if UPCAST_DOT:
-            qk = tl.dot(q.to(tl.float32), kt.to(tl.float32), input_precision=INPUT_PRECISION)
-        else:
-            qk = tl.dot(q, kt, input_precision=INPUT_PRECISION)
-        qk = tl.where(n_mask[None, :], qk * qk_scale, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        alpha = tl.math.exp2(m_i - m_new)
-        p = tl.math.exp2(qk - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None]
-        p = p.to(v.dtype)
-        if UPCAST_DOT:
-            acc = tl.dot(p.to(tl.float32), v.to(tl.float32), acc, input_precision=INPUT_PRECISION)
-        else:
-            acc = tl.dot(p, v, acc, input_precision=INPUT_PRECISION)
-        m_i = m_new
+        qk = tl.where(n_mask[None, :], _scores(q, k, INPUT_PRECISION, UPCAST_DOT) * qk_scale, float("-inf"))
+        acc, l_i, m_i = _online_softmax_step(qk, v, acc, l_i, m_i, INPUT_PRECISION, UPCAST_DOT)
 
     # An empty split (start >= seq_len) writes out = 0, lse = -inf: it gets zero weight when combined.
     nonempty = l_i > 0.0
