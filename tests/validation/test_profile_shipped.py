@@ -54,7 +54,7 @@ def test_auto_picks_the_measured_profile_and_peak_stays_selectable(name):
     assert load_profile("auto", gpu="a100-80gb-sxm").name == "default"
 
 
-@pytest.mark.parametrize("name", ["peak", "default", "h200-sxm"])
+@pytest.mark.parametrize("name", ["peak", "default"])
 def test_profiles_without_grouped_gemm_fall_back_to_gemm(name):
     prof = load_profile(name)
     assert "grouped_gemm" not in prof.kinds and not prof.has_kind("grouped_gemm")
@@ -63,14 +63,16 @@ def test_profiles_without_grouped_gemm_fall_back_to_gemm(name):
         prof.kind("no_such_kind")
 
 
-def test_measured_h100_grouped_gemm():
-    """The H100 profile has its own grouped-GEMM kind (torch._grouped_mm over the routed experts): it
-    describes its measurements and is slower than a dense cuBLAS GEMM of the same size."""
-    prof = load_profile("h100-sxm")
+@pytest.mark.parametrize("gpu", ["h100-sxm", "h200-sxm"])
+def test_measured_grouped_gemm(gpu):
+    """The measured profiles have their own grouped-GEMM kind (torch._grouped_mm over the routed experts):
+    it describes its measurements and is slower than a dense cuBLAS GEMM of the same size."""
+    prof = load_profile(gpu)
     assert prof.has_kind("grouped_gemm") and prof.environment["engines"]["grouped_gemm"] == "grouped_mm"
     grouped, gemm = prof.kind("grouped_gemm"), prof.kind("gemm")
     assert grouped is not gemm and grouped.basis.startswith("measured")
-    assert prof.measurements["fit"]["grouped_gemm"]["median_abs_err"] < 0.05
+    # the fit's median residual on its own points, as measured: 3-5% on the H100, 6.4% on the H200
+    assert prof.measurements["fit"]["grouped_gemm"]["median_abs_err"] < {"h100-sxm": 0.05, "h200-sxm": 0.07}[gpu]
     assert sum(1 for row in prof.measurements["points"] if row[0] == "grouped_gemm") == 78
     for flops in (1e10, 1e11, 4e11):
         assert grouped.compute(flops) < gemm.compute(flops)
