@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from hwmodels.devices import Accelerator, Node
-from hwmodels.errors import InputError, pydantic_to_input_error, unknown_name
+from hwmodels.errors import InputError, unknown_name, validated
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -48,10 +47,7 @@ def list_nodes() -> list[str]:
 
 def accelerator_from_dict(data: dict[str, Any], field: str = "hardware.gpu") -> Accelerator:
     """Validate a user's accelerator description (same schema as the catalog files)."""
-    try:
-        return Accelerator.model_validate(data)
-    except ValidationError as exc:
-        raise pydantic_to_input_error(exc, field) from None
+    return validated(Accelerator, data, field)
 
 
 @lru_cache(maxsize=None)
@@ -83,7 +79,4 @@ def get_node(name: str, field: str = "hardware.node") -> Node:
     """A built-in node by name."""
     if name not in _node_files():
         raise unknown_name(field, name, _node_files())
-    try:
-        return Node.model_validate(_read_yaml(_node_files()[name], field))
-    except ValidationError as exc:
-        raise pydantic_to_input_error(exc, field) from None
+    return validated(Node, _read_yaml(_node_files()[name], field), field)

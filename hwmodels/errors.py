@@ -32,7 +32,17 @@ def pydantic_to_input_error(exc, prefix: str = "") -> InputError:
     first = exc.errors()[0]
     loc = ".".join(str(part) for part in first.get("loc", ()) if part != "__root__")
     field = ".".join(p for p in (prefix, loc) if p)
-    msg = first.get("msg", "invalid value")
+    msg = first.get("msg", "invalid value").removeprefix("Value error, ")
     if first.get("type") == "missing":
         msg = "field required"
     return InputError(field, msg)
+
+
+def validated(model, data, field: str = ""):
+    """``model.model_validate(data)`` (a pydantic class), its first error as a one-line ``InputError``."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise pydantic_to_input_error(exc, field) from None

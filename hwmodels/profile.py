@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
 
-from hwmodels.errors import InputError, pydantic_to_input_error, unknown_name
+from hwmodels.errors import InputError, unknown_name, validated
 
 SCHEMA_VERSION = 1
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -130,10 +130,7 @@ def builtin_profiles() -> list[str]:
 
 
 def profile_from_dict(data: dict[str, Any], field: str = "calibration") -> Profile:
-    try:
-        return Profile.model_validate(data)
-    except ValidationError as exc:
-        raise pydantic_to_input_error(exc, field) from None
+    return validated(Profile, data, field)
 
 
 @lru_cache(maxsize=None)

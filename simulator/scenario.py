@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from hwmodels.dtypes import DType
-from hwmodels.errors import InputError, pydantic_to_input_error
+from hwmodels.errors import InputError, validated
 
 Phase = Literal["prefill", "decode", "generate"]
 OverlapPolicy = Literal["serial", "overlapped"]
@@ -80,10 +80,7 @@ class Scenario(_Section):
         """Validate a mapping; errors become one-line ``InputError``s naming the field."""
         if not isinstance(data, dict):
             raise InputError("scenario", "expected a mapping")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise pydantic_to_input_error(exc) from None
+        return validated(cls, data)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Scenario":

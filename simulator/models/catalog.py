@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-from hwmodels.errors import InputError, pydantic_to_input_error, unknown_name
+from hwmodels.errors import InputError, unknown_name, validated
 from simulator.models.spec import ModelSpec
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -31,10 +30,7 @@ def model_from_dict(data: dict[str, Any], field: str = "model") -> ModelSpec:
         from simulator.models.hf_config import spec_from_hf_config
 
         return spec_from_hf_config(data, field=field)
-    try:
-        return ModelSpec.model_validate(data)
-    except ValidationError as exc:
-        raise pydantic_to_input_error(exc, field) from None
+    return validated(ModelSpec, data, field)
 
 
 @lru_cache(maxsize=None)

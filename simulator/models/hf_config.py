@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field as dc_field
 from typing import Any
 
-from pydantic import ValidationError
 
-from hwmodels.errors import InputError, pydantic_to_input_error
+from hwmodels.errors import InputError, validated
 from simulator.models.spec import ModelSpec
 
 
@@ -222,7 +221,4 @@ def spec_from_hf_config(config: dict[str, Any], name: str | None = None, field: 
         mla=mla,
         source=str(outer.get("source", "")),
     )
-    try:
-        return ModelSpec.model_validate(data)
-    except ValidationError as exc:
-        raise pydantic_to_input_error(exc, field) from None
+    return validated(ModelSpec, data, field)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from hwmodels.errors import InputError, pydantic_to_input_error, unknown_name
+from hwmodels.errors import InputError, unknown_name, validated
 
 
 class Technique(BaseModel):
@@ -114,11 +114,7 @@ def parse_techniques(entries: list[dict[str, Any]]) -> list[Technique]:
         if name in seen:
             raise InputError(f"{field}.name", f"{name!r} appears twice; give it once with all its parameters")
         seen.add(name)
-        try:
-            tech = REGISTRY[name].model_validate(params)
-        except ValidationError as exc:
-            err = pydantic_to_input_error(exc, field)
-            raise InputError(err.field, err.message.removeprefix("Value error, ")) from None
+        tech = validated(REGISTRY[name], params, field)
         tech._entry = field
         out.append(tech)
     return out
