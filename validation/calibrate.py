@@ -250,9 +250,7 @@ def run(out: str | None = None, quick: bool = False, device_name: str | None = N
     t_start = time.time()
     torch.manual_seed(0)
     env = envmod.environment()
-    name = device_name or env["catalog_name"]
-    if not name:
-        raise SystemExit(f"roofsim: error: unknown GPU {env['device_name']!r}; pass --device NAME (a catalog name)")
+    name = envmod.accelerator_name(env, device_name)
     gpu = get_accelerator(name)
     peak_flops = gpu.peak_for("bf16")
     peak_bw = gpu.hbm_bandwidth_bytes_per_s

@@ -58,6 +58,14 @@ def catalog_name(torch_name: str) -> str | None:
     return None
 
 
+def accelerator_name(env: dict, device_name: str | None = None) -> str:
+    """The catalog name of the GPU being measured: ``device_name`` if given, else recognised from ``env``."""
+    name = device_name or env.get("catalog_name")
+    if not name:
+        raise SystemExit(f"roofsim: error: unknown GPU {env['device_name']!r}; pass --device NAME (a catalog name)")
+    return name
+
+
 def _nvidia_smi() -> dict[str, str]:
     fields = "driver_version,name,memory.total,clocks.max.sm,clocks.max.memory,power.limit,pci.bus_id"
     try:

@@ -356,9 +356,7 @@ def run(profile: str | None = None, out: str = "validation-out", quick: bool = F
     t_start = time.time()
     torch.manual_seed(0)
     env = envmod.environment()
-    gpu_name = device_name or env["catalog_name"]
-    if not gpu_name:
-        raise SystemExit(f"roofsim: error: unknown GPU {env['device_name']!r}; pass --device NAME (a catalog name)")
+    gpu_name = envmod.accelerator_name(env, device_name)
     gpu = get_accelerator(gpu_name)
     profile_ref = profile or "auto"
     prof = load_profile(profile_ref, gpu=gpu_name)
