@@ -10,6 +10,7 @@ Everything here is tolerant: what it cannot read it leaves out.
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -152,11 +153,10 @@ def validation_results(profile) -> tuple[str, dict] | None:
     """The shipped ``roofsim validate`` results for the profile's device, if the source tree has them."""
     if not profile.device:
         return None
-    try:
-        import validation
-    except ImportError:
+    try:  # the results are data files installed with the validation package; no code of it is imported
+        path = Path(str(resources.files("validation"))) / "results" / f"{profile.device}.validation.json"
+    except ModuleNotFoundError:
         return None
-    path = Path(validation.__file__).parent / "results" / f"{profile.device}.validation.json"
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -1,10 +1,10 @@
-"""How the explorer writes numbers: the CLI's formatters, so both faces print the same strings."""
+"""How the explorer writes numbers: the same formatters as the CLI, so both faces print the same strings."""
 
 from __future__ import annotations
 
 import math
 
-from simulator.cli.format import count, seconds, size
+from simulator.humanize import count, seconds, size
 
 __all__ = ["count", "delta", "percent", "rate", "seconds", "size"]
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from simulator import predict
-from simulator.cli.main import main
+from roofsim.cli.main import main
 
 CONTRACT_COMMON = {"memory", "max_concurrency", "bound", "breakdown"}
 MEMORY_KEYS = {"weights_bytes", "kv_cache_bytes", "activation_bytes", "total_bytes", "capacity_bytes", "fits"}
@@ -21,10 +21,10 @@ def run(capsys, *argv):
 
 
 def test_done_when_command_prints_the_contract():
-    """The issue's acceptance command, through a real subprocess (`python -m simulator`)."""
+    """The issue's acceptance command, through a real subprocess (`python -m roofsim`)."""
     argv = ["predict", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--phase", "decode", "--batch", "32",
             "--context", "4096", "--json"]
-    proc = subprocess.run([sys.executable, "-m", "simulator", *argv], capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, "-m", "roofsim", *argv], capture_output=True, text=True, check=True)
     data = json.loads(proc.stdout)
     assert data["phase"] == "decode"
     assert {"latency_s", "tokens_per_s"} | CONTRACT_COMMON <= set(data)

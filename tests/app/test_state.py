@@ -9,7 +9,7 @@ import pytest
 from apphelpers import HF_CONFIGS
 from app import state
 from simulator import Scenario, predict
-from simulator.cli.main import main as roofsim
+from roofsim.cli.main import main as roofsim
 
 
 def rich_scenario() -> dict:

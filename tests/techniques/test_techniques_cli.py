@@ -5,8 +5,8 @@ import json
 import pytest
 
 from hwmodels import InputError
-from simulator.cli.main import main
-from simulator.cli.predict import parse_technique
+from roofsim.cli.main import main
+from roofsim.cli.predict import parse_technique
 from simulator.techniques import REGISTRY
 
 ISSUE_NAMES = {"gqa", "mla", "sliding_window", "linear_attention", "yoco", "kv_quant", "kv_eviction", "duo_attention",

@@ -19,7 +19,7 @@ RESULTS = ROOT / "validation" / "results"
 def _roofsim(*args, env_extra=None):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", **(env_extra or {})}
     env.pop("TRITON_INTERPRET", None)
-    return subprocess.run([sys.executable, "-m", "simulator.cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "roofsim.cli.main", *args], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=300)
 
 
@@ -109,7 +109,7 @@ def test_only_validation_imports_torch_or_triton():
 
 def test_cli_modules_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None; sys.modules['triton'] = None\n"
-            "import simulator.cli.main as m, simulator.cli.calibrate, simulator.cli.validate\n"
+            "import roofsim.cli.main as m, roofsim.cli.calibrate, roofsim.cli.validate\n"
             "import validation.env, validation.fit, validation.sweeps\n"
             "names = [c.__name__.rsplit('.', 1)[1] for c in m.COMMANDS]\n"
             "assert 'calibrate' in names and 'validate' in names, names\n"

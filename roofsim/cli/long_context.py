@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simulator.cli.format import table
+from roofsim.cli.format import table
 from simulator.long_context import PAPER_CONTEXTS, long_context_table, paper_scenario
 
 # Figures reported in Fu 2024 (arXiv 2405.08944) for Yi-34B on one A100-80GB at theoretical peak.

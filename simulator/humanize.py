@@ -1,4 +1,5 @@
-"""Human-readable numbers and plain-text tables for the CLI."""
+"""Human-readable numbers (seconds, bytes, counts), shared by the CLI and the explorer so both print
+the same strings."""
 
 from __future__ import annotations
 
@@ -28,12 +29,3 @@ def count(value: float) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.3g}{unit}"
     return f"{value:.3g}"
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """Left-aligned first column, right-aligned others."""
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    def line(cells):
-        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line(headers), sep, *(line(r) for r in rows)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from hwmodels import get_accelerator, list_accelerators
-from simulator.cli.format import table
+from roofsim.cli.format import table
 
 
 def add_parser(sub) -> None:

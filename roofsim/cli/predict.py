@@ -6,7 +6,7 @@ import json
 
 from hwmodels.errors import InputError
 from simulator.api import predict
-from simulator.cli.format import count, seconds, size, table
+from roofsim.cli.format import count, seconds, size, table
 from simulator.prediction import Prediction
 from simulator.scenario import Scenario
 

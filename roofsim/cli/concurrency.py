@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from simulator.cli.format import seconds, size, table
-from simulator.cli.predict import add_scenario_flags, scenario_from_args
+from roofsim.cli.format import seconds, size, table
+from roofsim.cli.predict import add_scenario_flags, scenario_from_args
 from simulator.long_context import long_context_table
 
 DEFAULT_CONTEXTS = "4096,16384,32768,50000,131072,262144,1048576"

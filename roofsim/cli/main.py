@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from hwmodels.errors import InputError
-from simulator.cli import calibrate, concurrency, demo, hardware, long_context, models, predict, techniques, validate
+from roofsim.cli import calibrate, concurrency, demo, hardware, long_context, models, predict, techniques, validate
 
 COMMANDS = [predict, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate]
 

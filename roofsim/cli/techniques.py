@@ -7,7 +7,7 @@ import inspect
 from pydantic_core import PydanticUndefined
 
 from hwmodels.errors import unknown_name
-from simulator.cli.format import table
+from roofsim.cli.format import table
 from simulator.techniques import REGISTRY
 
 

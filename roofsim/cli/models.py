@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from simulator.cli.format import count, table
+from roofsim.cli.format import count, table
 from simulator.models import get_model, list_models
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from simulator.cli.calibrate import gpu_missing
+from roofsim.cli.calibrate import gpu_missing
 
 
 def add_parser(sub) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from simulator.api import predict
-from simulator.cli.format import seconds, size, table
+from roofsim.cli.format import seconds, size, table
 
 CASES = [
     ("llama-3.1-8b", "h100-sxm", 1, 32, 4096),

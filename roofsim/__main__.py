@@ -1,0 +1,5 @@
+import sys
+
+from roofsim.cli.main import main
+
+sys.exit(main())

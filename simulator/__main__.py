@@ -1,5 +1,0 @@
-import sys
-
-from simulator.cli.main import main
-
-sys.exit(main())
