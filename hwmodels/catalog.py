@@ -11,14 +11,16 @@ import yaml
 
 from hwmodels.devices import Accelerator, Node
 from hwmodels.errors import InputError, unknown_name, validated
+from hwmodels.io import read_text_bounded
 
 DATA_DIR = Path(__file__).parent / "data"
 
 
 def _read_yaml(path: Path, field: str) -> dict[str, Any]:
+    text = read_text_bounded(path, field=field)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         raise InputError(field, f"cannot read {path}: {exc.__class__.__name__}") from None
     if not isinstance(data, dict):
         raise InputError(field, f"{path} does not hold a mapping")

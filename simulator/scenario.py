@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from hwmodels.dtypes import DType
 from hwmodels.errors import InputError, validated
+from hwmodels.io import read_text_bounded
 
 Phase = Literal["prefill", "decode", "generate"]
 OverlapPolicy = Literal["serial", "overlapped"]
@@ -85,9 +86,10 @@ class Scenario(_Section):
     @classmethod
     def from_file(cls, path: str | Path) -> "Scenario":
         """Load a YAML or JSON scenario file."""
+        text = read_text_bounded(path, field="scenario")
         try:
-            data = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
             raise InputError("scenario", f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
         return cls.from_dict(data or {})
 
