@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from costmodels.roofline import BOUND_NAMES
+from hwmodels.errors import InputError
+from simulator.checks import scenario_warnings
 from simulator.engine import AXES, evaluate
 from simulator.prediction import MemoryReport, OperatorReport, Prediction, ResourceTimes
 from simulator.scenario import Scenario
@@ -18,8 +20,14 @@ def as_scenario(scenario: Scenario | Mapping[str, Any] | None = None, **override
     """A ``Scenario`` from an instance, a mapping or nothing (defaults), with dotted overrides."""
     if scenario is None:
         scenario = Scenario()
-    elif not isinstance(scenario, Scenario):
+    elif isinstance(scenario, str):
+        raise InputError("scenario", f"expected a Scenario or a mapping, got the string {scenario[:60]!r}; "
+                                     f"for a model write predict(model={scenario[:60]!r}), for a file "
+                                     "Scenario.from_file(path)")
+    elif isinstance(scenario, Mapping):
         scenario = Scenario.from_dict(dict(scenario))
+    elif not isinstance(scenario, Scenario):
+        raise InputError("scenario", f"expected a Scenario, a mapping or None, got {type(scenario).__name__}")
     return scenario.with_overrides(**overrides) if overrides else scenario
 
 
@@ -60,6 +68,7 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
         mfu=a["mfu"], mbu=a["mbu"], breakdown=breakdown, tokens_per_step=a["tokens_per_step"],
         s_mbu=a["s_mbu"], s_mfu=a["s_mfu"], optimal_tokens_per_s_per_gpu=a["optimal_tokens_per_s_per_gpu"],
         optimal_fraction=a["optimal_fraction"], techniques=effects, techniques_combined=combined,
+        warnings=scenario_warnings(sc, dep),
     )
 
 

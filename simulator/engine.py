@@ -12,6 +12,8 @@ import numpy as np
 from costmodels.roofline import BOUND_NAMES, COMMUNICATION, COMPUTE, MEMORY, OVERHEAD, OpCost, OpTime, price
 from hwmodels import InputError, get_accelerator, load_profile
 from hwmodels.dtypes import BYTES_PER_ELEMENT, DTYPES
+from simulator.bounds import AXIS_LIMITS, check_counts
+from simulator.checks import check_compute_format
 from simulator.deployment import Deployment
 from simulator.footprint import memory_arrays
 from simulator.models import get_model
@@ -82,11 +84,9 @@ def _axis_arrays(axes: dict[str, object]) -> dict[str, np.ndarray]:
             if bad:
                 raise InputError(name, f"unknown dtype {bad[0]!r}; choose from {', '.join(DTYPES)}")
         else:
-            if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-                raise InputError(name, "expected finite numbers")
-            if np.any(arr <= 0) or np.any(arr != np.round(arr)):
-                raise InputError(name, "expected positive integers")
-            arr = arr.astype(np.int64)
+            if not np.issubdtype(arr.dtype, np.number):
+                raise InputError(name, "expected whole numbers")
+            arr = check_counts(name, arr, *AXIS_LIMITS[name]).astype(np.int64)
         shape = [1] * n
         shape[i] = arr.size
         out[name] = arr.reshape(shape)
@@ -129,6 +129,7 @@ def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment
     replicas = scenario.hardware.num_gpus // (int(np.max(tp_arr)) * pp)
 
     compute = knob("compute", prec.compute)
+    check_compute_format(gpu, compute)
     act_dtype = np.where(np.isin(compute, ["fp32", "tf32", "fp64"]), "fp32", "bf16") \
         if isinstance(compute, np.ndarray) else ("fp32" if compute in ("fp32", "tf32", "fp64") else "bf16")
     dep = Deployment(

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hwmodels.dtypes import DType
 from hwmodels.errors import InputError, validated
 from hwmodels.io import read_text_bounded
+from simulator.bounds import Batch, GPUs, Tokens
 
 Phase = Literal["prefill", "decode", "generate"]
 OverlapPolicy = Literal["serial", "overlapped"]
@@ -22,13 +23,13 @@ class _Section(BaseModel):
 
 class HardwareConfig(_Section):
     gpu: str | dict[str, Any] = Field("h100-sxm", description="catalog name, YAML/JSON path, or inline spec")
-    num_gpus: PositiveInt = 1
+    num_gpus: GPUs = 1
     node: str | None = Field(None, description="catalog node (host memory for KV offload); optional")
 
 
 class ParallelismConfig(_Section):
-    tp: PositiveInt | None = Field(None, description="tensor-parallel degree; default num_gpus / pp")
-    pp: PositiveInt = 1
+    tp: GPUs | None = Field(None, description="tensor-parallel degree; default num_gpus / pp")
+    pp: GPUs = 1
 
 
 class PrecisionConfig(_Section):
@@ -39,10 +40,10 @@ class PrecisionConfig(_Section):
 
 class WorkloadConfig(_Section):
     phase: Phase = "decode"
-    batch_size: PositiveInt = Field(1, description="sequences per model replica")
-    prompt_len: PositiveInt = Field(1024, description="tokens per prompt (prefill, generate)")
-    context_len: PositiveInt = Field(4096, description="tokens already cached per sequence (decode)")
-    output_len: PositiveInt = Field(256, description="tokens generated per sequence (generate)")
+    batch_size: Batch = Field(1, description="sequences per model replica (at most 1,000,000)")
+    prompt_len: Tokens = Field(1024, description="tokens per prompt (prefill, generate; at most 2^24)")
+    context_len: Tokens = Field(4096, description="tokens already cached per sequence (decode; at most 2^24)")
+    output_len: Tokens = Field(256, description="tokens generated per sequence (generate; at most 2^24)")
 
 
 class Scenario(_Section):
@@ -97,10 +98,18 @@ class Scenario(_Section):
         """A copy with fields replaced by dotted path, e.g. ``{"workload.batch_size": 8}``."""
         data = self.model_dump()
         for path, value in dotted.items():
-            node = data
+            node, cls = data, type(self)
             *parents, leaf = path.split(".")
-            for key in parents:
-                node = node[key]
+            for i, key in enumerate([*parents, leaf]):
+                fields = cls.model_fields if isinstance(cls, type) and issubclass(cls, BaseModel) else {}
+                where = ".".join([*parents, leaf][:i])
+                if not fields:
+                    raise InputError(path, f"{where} is a value, not a section with fields")
+                if key not in fields:
+                    raise InputError(path, f"unknown field {key!r}{' in ' + where if where else ''}; "
+                                           f"known: {', '.join(fields)}")
+                if key != leaf:
+                    node, cls = node[key], fields[key].annotation
             node[leaf] = value
         return Scenario.from_dict(data)
 
