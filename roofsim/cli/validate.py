@@ -14,7 +14,8 @@ from roofsim.cli.calibrate import gpu_missing
 def add_parser(sub) -> None:
     p = sub.add_parser("validate", help="compare predictions with a decoder timed on this GPU (needs a GPU)")
     p.add_argument("--profile", help="profile to validate: a path or a name (default: the shipped one for this GPU)")
-    p.add_argument("--out", default="validation-out", help="folder for validation.{json,md,html}")
+    p.add_argument("--out", default="validation-out",
+                   help="folder for validation.{json,md,html} (default ./validation-out, also with --from)")
     p.add_argument("--quick", action="store_true", help="fewer cases")
     p.add_argument("--models", help="comma-separated subset of llama-3.1-8b, llama-2-7b, olmoe-1b-7b")
     p.add_argument("--layers", type=int, help="run (and predict) the models with at most this many layers")
@@ -30,7 +31,7 @@ def run(args) -> int:
     if args.from_json:
         from validation.validate import repredict
 
-        _summary(repredict(args.from_json, args.profile, args.out if args.out != "validation-out" else None))
+        _summary(repredict(args.from_json, args.profile, args.out))
         return 0
     status = gpu_missing("validate")
     if status is not None:
