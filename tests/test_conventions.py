@@ -117,3 +117,31 @@ def test_make_test_takes_an_extra_package_index():
     default = [line for line in _make_n().splitlines() if "'.[test]'" in line]
     assert default and "index" not in default[0]
     assert f"make test PIP_EXTRA_INDEX={cpu}" in (ROOT / "README.md").read_text()
+
+
+# --- issue 8 item 12 (the input side): idle GPUs, the demo's profile and fit ---------------------
+
+def test_gpus_left_over_by_tp_times_pp_are_a_warning(capsys):
+    p = predict(**{"hardware.num_gpus": 10, "parallelism.tp": 4})
+    assert p.replicas == 2
+    assert p.warnings == ["hardware.num_gpus: 10 GPUs hold 2 replica(s) of tp x pp = 4; 2 GPU(s) stay idle and are "
+                          "not counted in throughput"]
+    assert predict(**{"hardware.num_gpus": 8, "parallelism.tp": 4}).warnings == []
+    code, out = run(capsys, "predict", "--num-gpus", "10", "--tp", "4")
+    assert code == 0 and "warning: hardware.num_gpus: 10 GPUs hold 2 replica(s)" in out
+
+
+def test_demo_names_each_rows_profile_and_flags_rows_that_do_not_fit(capsys):
+    from roofsim.cli.demo import CASES
+
+    code, out = run(capsys, "demo")
+    assert code == 0 and "default profile" not in out
+    lines = {line.split()[0] + " " + line.split()[1]: line for line in out.splitlines()[3:3 + len(CASES)]}
+    for model, gpu, n, batch, ctx in CASES:
+        p = predict(model=model, **{"hardware.gpu": gpu, "hardware.num_gpus": n, "workload.batch_size": batch,
+                                    "workload.context_len": ctx})
+        line = lines[f"{model} {n}x"]
+        assert line.rstrip().endswith(p.calibration)
+        assert (" NO " in line) == (not p.memory.fits)
+    assert any(" NO " in line for line in lines.values())  # the 70B at 32K with batch 64 does not fit
+    assert "at most 43 sequences fit" in out
