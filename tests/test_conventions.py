@@ -136,11 +136,11 @@ def test_demo_names_each_rows_profile_and_flags_rows_that_do_not_fit(capsys):
 
     code, out = run(capsys, "demo")
     assert code == 0 and "default profile" not in out
-    lines = {line.split()[0] + " " + line.split()[1]: line for line in out.splitlines()[3:3 + len(CASES)]}
+    lines = {" ".join(line.split()[:3]): line for line in out.splitlines()[3:3 + len(CASES)]}
     for model, gpu, n, batch, ctx in CASES:
         p = predict(model=model, **{"hardware.gpu": gpu, "hardware.num_gpus": n, "workload.batch_size": batch,
                                     "workload.context_len": ctx})
-        line = lines[f"{model} {n}x"]
+        line = lines[f"{model} {n}x {gpu}"]
         assert line.rstrip().endswith(p.calibration)
         assert (" NO " in line) == (not p.memory.fits)
     assert any(" NO " in line for line in lines.values())  # the 70B at 32K with batch 64 does not fit

@@ -44,6 +44,6 @@ def run_show(args) -> int:
     elif args.name in list_accelerators() or args.name.endswith((".yaml", ".yml", ".json")):
         data = get_accelerator(args.name).model_dump(mode="json")  # a catalog name or a spec file
     else:
-        raise unknown_name("name", args.name, [*list_accelerators(), *list_nodes()])
+        raise unknown_name("hardware.gpu", args.name, [*list_accelerators(), *list_nodes()])
     print(yaml.safe_dump(data, sort_keys=False), end="")
     return 0
