@@ -136,7 +136,7 @@ def test_demo_names_each_rows_profile_and_flags_rows_that_do_not_fit(capsys):
 
     code, out = run(capsys, "demo")
     assert code == 0 and "default profile" not in out
-    lines = {" ".join(line.split()[:3]): line for line in out.splitlines()[3:3 + len(CASES)]}
+    lines = {" ".join(line.split()[:3]): line for line in out.splitlines()[4:4 + len(CASES)]}
     for model, gpu, n, batch, ctx in CASES:
         p = predict(model=model, **{"hardware.gpu": gpu, "hardware.num_gpus": n, "workload.batch_size": batch,
                                     "workload.context_len": ctx})
