@@ -15,6 +15,7 @@ from hwmodels.dtypes import BYTES_PER_ELEMENT, DTYPES
 from simulator.deployment import Deployment
 from simulator.footprint import memory_arrays
 from simulator.models import get_model
+from simulator.parallel import apply_parallelism
 from simulator.scenario import Scenario
 from simulator.step import StepShape, build_step
 from simulator.techniques import parse_techniques
@@ -145,6 +146,7 @@ def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment
         memory_utilization=scenario.memory_utilization,
         techniques=tuple(techniques),
     )
+    dep = apply_parallelism(dep, scenario)
     for tech in techniques:
         dep = tech.apply_deployment(dep)
     work = {
