@@ -55,6 +55,7 @@ class Deployment:
     collective_algorithm: str = "auto"
     overlap_boundaries: dict = field(default_factory=dict)  # boundary -> policy (simulator.parallel.overlap)
     expert_load_imbalance: float = 1.0  # max / mean routed tokens per expert-parallel GPU
+    pipeline_stage: bool = False  # set while pricing one micro-batch through the stages of a pipeline
 
     @property
     def hbm_bandwidth_bytes_per_s(self) -> float:
