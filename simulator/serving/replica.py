@@ -202,12 +202,22 @@ class Replica:
         return now + dur
 
     def _crossings(self, now: float) -> None:
-        heap = self.cross_heap
+        """Blocks for the decodes whose next token starts a new block; preempt when they run out."""
+        heap, version, member = self.cross_heap, self.version, self.member
+        due = []
         while heap and heap[0][0] <= self.k:
             _, rid, ver = heapq.heappop(heap)
-            if self.version.get(rid) != ver or rid not in self.member:
-                continue
-            if self._allocate(rid, 1, now) and rid in self.member:
+            if version.get(rid) == ver and rid in member:
+                due.append((rid, ver))
+        if not due:
+            return
+        if self.pool.allocate(len(due)):  # the common case: enough free blocks for all
+            for rid, ver in due:
+                self.blocks[rid] += 1
+                self._push_cross(rid, ver)
+            return
+        for rid, ver in due:
+            if rid in member and self._allocate(rid, 1, now) and rid in member:
                 self._push_cross(rid, ver)
 
     def _continue_prefills(self, now: float, budget: int, chunks: list) -> int:

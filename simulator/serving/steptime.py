@@ -78,6 +78,28 @@ class _LazyGrid:
         self.values.update(zip(keys, values.ravel().tolist()))
         self.fills += 1
 
+    def at2(self, x: float, y: float) -> float:
+        """``self(x, y)`` for a 2-D grid, unrolled (the DES calls this once per step part)."""
+        u = x if x < _K else _K + _K * math.log2(x / _K)
+        i = int(u)
+        x0 = _scalar_grid(i)
+        wx = (x - x0) / (_scalar_grid(i + 1) - x0)
+        u = y if y < _K else _K + _K * math.log2(y / _K)
+        j = int(u)
+        y0 = _scalar_grid(j)
+        wy = (y - y0) / (_scalar_grid(j + 1) - y0)
+        values = self.values
+        total = 0.0
+        for idx, weight in (((i, j), (1.0 - wx) * (1.0 - wy)), ((i + 1, j), wx * (1.0 - wy)),
+                            ((i, j + 1), (1.0 - wx) * wy), ((i + 1, j + 1), wx * wy)):
+            if weight > 1e-12:
+                value = values.get(idx)
+                if value is None:
+                    self._fill(idx)
+                    value = values[idx]
+                total += weight * value
+        return total
+
     def __call__(self, *x: float) -> float:
         corners = [((), 1.0)]  # (grid index, weight) of the corners with a non-zero weight
         for v in x:
@@ -101,6 +123,7 @@ class _LazyGrid:
         return total
 
 
+@lru_cache(maxsize=4096)
 def _scalar_grid(j: int) -> float:
     return float(j) if j < _K else _K * 2.0 ** ((j - _K) / _K)
 
@@ -228,12 +251,12 @@ class StepTimer:
     def _seconds(self, decode: int, context_sum: float, chunk_tokens: float, chunk_pairs: float, chunks: int) -> float:
         n = float(chunk_tokens)
         if decode and n <= 0:
-            return self._decode(float(decode), context_sum / decode)
+            return self._decode.at2(float(decode), context_sum / decode)
         if decode:
             p = max(0.0, (chunk_pairs - n * (n + 1.0) / 2.0) / n)
             b, c = float(decode), context_sum / decode
             if self.separable:
-                return self._linear(b, n) + self._attend(b, c) + self._chunk(n, p)
+                return self._linear.at2(b, n) + self._attend.at2(b, c) + self._chunk.at2(n, p)
             return self._mixed(b, c, n, p)
         mean = n / chunks
         p = max(0.0, (chunk_pairs / chunks - mean * (mean + 1.0) / 2.0) / mean)
