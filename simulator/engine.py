@@ -17,6 +17,9 @@ from simulator.checks import check_compute_format
 from simulator.deployment import Deployment
 from simulator.footprint import memory_arrays
 from simulator.models import get_model
+from simulator.parallel import apply_parallelism
+from simulator.parallel.overlap import apply_overlaps
+from simulator.parallel.pipeline import run_pipelined
 from simulator.scenario import Scenario
 from simulator.step import StepShape, build_step
 from simulator.techniques import parse_techniques
@@ -146,6 +149,7 @@ def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment
         memory_utilization=scenario.memory_utilization,
         techniques=tuple(techniques),
     )
+    dep = apply_parallelism(dep, scenario)
     for tech in techniques:
         dep = tech.apply_deployment(dep)
     work = {
@@ -160,11 +164,14 @@ def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment
 
 def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -> StepResult:
     """Build, transform and price one step, then combine its operators by the overlap policy.
-    ``techniques`` defaults to the deployment's own; each may edit the operator list (``apply_ops``)."""
+    ``techniques`` defaults to the deployment's own; each may edit the operator list (``apply_ops``).
+    With pp > 1 the stages run micro-batches in flight (``simulator.parallel.pipeline``)."""
+    if dep.pp > 1 and not dep.pipeline_stage:
+        return run_pipelined(dep, shape, overlap, techniques, run_step)
     ops = build_step(dep, shape)
     for tech in dep.techniques if techniques is None else techniques:
         ops = tech.apply_ops(ops, shape, dep)
-    times = [price(op, dep.profile) for op in ops]
+    times = apply_overlaps(ops, [price(op, dep.profile) for op in ops], dep)
     sm = sum(t.compute_s for t in times)
     hbm = sum(t.memory_s for t in times)
     link = sum(t.link_s for t in times)

@@ -53,6 +53,15 @@ class OperatorReport(_Out):
     link_s: float
     overhead_s: float  # launch overheads
     bound: Bound
+    # collectives only: kind (all_reduce, all_gather, reduce_scatter, all_to_all, send_recv), parallel group
+    # (tp, cp, ep, etp, pp), the link it ran on, the algorithm, ranks; ``hidden_s``: time hidden behind
+    # other work by the boundary's overlap policy (``time_s`` is what remains exposed)
+    collective: str | None = None
+    group: str | None = None
+    link: str | None = None
+    algorithm: str | None = None
+    ranks: int | None = None
+    hidden_s: float = 0.0
 
 
 class ResourceTimes(_Out):
@@ -112,6 +121,7 @@ class Prediction(_Out):
     techniques: list[TechniqueEffect] = []
     techniques_combined: TechniqueEffect | None = None
     warnings: list[str] = []  # what runs but likely is not meant: context beyond the trained positions, idle GPUs
+    parallelism: dict[str, Any] | None = None  # degrees, placement (groups, GPUs, nodes, links), pipeline
 
     def contract(self) -> dict:
         """The JSON contract: the phase's own fields, then the common ones."""

@@ -24,12 +24,36 @@ class _Section(BaseModel):
 class HardwareConfig(_Section):
     gpu: str | dict[str, Any] = Field("h100-sxm", description="catalog name, YAML/JSON path, or inline spec")
     num_gpus: GPUs = 1
-    node: str | None = Field(None, description="catalog node (host memory for KV offload); optional")
+    node: str | None = Field(None, description="catalog node (GPUs per node, scale-up link, host memory); "
+                             "default: the GPU's own node when the catalog has one")
+    network: str | None = Field(None, description="scale-out network between nodes; default: the node's own")
+    num_nodes: GPUs | None = Field(None, description="nodes in the cluster; default: as many as num_gpus needs")
+
+
+class OverlapConfig(_Section):
+    """What each parallel boundary's communication overlaps with (simulator/parallel/overlap.py)."""
+
+    tp: Literal["none", "ladder"] = Field("none", description="TP all-reduce: exposed, or behind the next "
+                                          "block's compute (Ladder-residual)")
+    ep: Literal["none", "shared_experts", "two_batch"] = Field(
+        "none", description="EP all-to-all: exposed, behind the shared experts, or behind the other micro-batch")
+    pp: Literal["none", "next_microbatch"] = Field("next_microbatch", description="stage send/recv")
+    cp: Literal["none", "attention"] = Field("attention", description="ring-attention KV/Q passes")
 
 
 class ParallelismConfig(_Section):
-    tp: GPUs | None = Field(None, description="tensor-parallel degree; default num_gpus / pp")
+    tp: GPUs | None = Field(None, description="tensor-parallel degree; default num_gpus / (pp x cp)")
     pp: GPUs = 1
+    cp: GPUs = Field(1, description="context-parallel GPUs a prompt's sequence is split over (prefill)")
+    cp_method: Literal["ring", "tokenring"] = Field("ring", description="ring attention (KV passes one way) "
+                                                    "or TokenRing (Q one way, partial outputs back)")
+    ep: GPUs = Field(1, description="expert-parallel degree (divides the routed experts)")
+    expert_tp: GPUs | None = Field(None, description="GPUs one expert is split over; default tp if ep = 1 "
+                                          "else 1")
+    sp: bool = Field(False, description="Megatron sequence parallelism")
+    microbatches: Batch | None = Field(None, description="pipeline micro-batches in flight; default pp")
+    collective_algorithm: Literal["auto", "ring", "tree", "hierarchical"] = "auto"
+    overlap: OverlapConfig = OverlapConfig()
 
 
 class PrecisionConfig(_Section):
@@ -75,7 +99,8 @@ class Scenario(_Section):
 
     @property
     def tp(self) -> int:
-        return self.parallelism.tp or max(1, self.hardware.num_gpus // self.parallelism.pp)
+        par = self.parallelism
+        return par.tp or max(1, self.hardware.num_gpus // (par.pp * par.cp))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Scenario":

@@ -7,9 +7,10 @@ import sys
 from importlib import metadata
 
 from hwmodels.errors import InputError
-from roofsim.cli import calibrate, concurrency, demo, hardware, long_context, models, predict, techniques, validate
+from roofsim.cli import (calibrate, concurrency, demo, hardware, long_context, models, predict, serve, techniques,
+                         validate)
 
-COMMANDS = [predict, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate]
+COMMANDS = [predict, serve, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate]
 
 
 def version() -> str:
