@@ -205,3 +205,15 @@ def test_hidden_size_not_divisible_by_heads_needs_head_dim():
     assert err.value.field == "model.head_dim"
     assert "hidden_size=4100 is not divisible by num_attention_heads=32" in err.value.message
     assert get_model({**config, "head_dim": 128}).head_dim == 128
+
+
+def test_a_serving_trace_is_read_with_the_bound(tmp_path):
+    """A request trace (``roofsim serve --arrival trace:PATH``) that is a device or a FIFO is refused at once."""
+    from simulator.serving.workload import Workload
+
+    fifo = tmp_path / "trace.csv"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo)):
+        with pytest.raises(InputError, match="is not a regular file") as err:
+            Workload(arrival=f"trace:{path}").requests()
+        assert err.value.field == "workload.arrival"
