@@ -59,12 +59,14 @@ def context_warning(model, tokens, what: str = "workload.context_len") -> str | 
             "the model was not trained that long (costs are extrapolated)")
 
 
-def idle_gpus_warning(num_gpus: int, tp: int, pp: int) -> str | None:
-    per_replica = tp * pp
+def idle_gpus_warning(num_gpus: int, tp: int, pp: int, cp: int = 1) -> str | None:
+    """A warning when ``num_gpus`` is not a multiple of the GPUs one replica takes (tp x pp x cp)."""
+    per_replica = tp * pp * cp
     idle = num_gpus - (num_gpus // per_replica) * per_replica
     if not idle:
         return None
-    return (f"hardware.num_gpus: {num_gpus} GPUs hold {num_gpus // per_replica} replica(s) of tp x pp = "
+    shape = "tp x pp" + (" x cp" if cp > 1 else "")
+    return (f"hardware.num_gpus: {num_gpus} GPUs hold {num_gpus // per_replica} replica(s) of {shape} = "
             f"{per_replica}; {idle} GPU(s) stay idle and are not counted in throughput")
 
 
@@ -84,6 +86,7 @@ def scenario_warnings(scenario, dep) -> list[str]:
     """Warnings for a point scenario once resolved (``dep``: its ``Deployment``)."""
     what, tokens = sequence_tokens(scenario)
     found = [context_warning(dep.model, tokens, what),
-             idle_gpus_warning(scenario.hardware.num_gpus, int(np.max(dep.tp)), dep.pp),
+             idle_gpus_warning(scenario.hardware.num_gpus, int(np.max(dep.tp)), dep.pp,
+                               int(getattr(scenario.parallelism, "cp", 1))),
              checkpoint_warning(dep.model, scenario.precision.weights)]
     return [w for w in found if w]
