@@ -39,6 +39,7 @@ from costmodels.roofline import OpCost
 from simulator.deployment import Deployment
 from simulator.models.spec import Linear
 from simulator.parallel.comm import group_cost, group_shape
+from simulator.parallel.experts import expert_plan
 
 # Projections whose output is cached (K/V, or the MLA latent); cross layers do not run them.
 KV_PROJECTIONS = ("attn.k_proj", "attn.v_proj", "attn.kv_a_proj")
@@ -270,7 +271,7 @@ class StepBuilder:
         for lin in linears:
             if lin.tp == "row":
                 self._gemm(prefix + lin.name, [lin], n, tokens)
-        self._tp_all_reduce(prefix + "attn.all_reduce", n, tokens)
+        self._tp_all_reduce(prefix + "attn.all_reduce", n, tokens, overlap="tp")
         self._elementwise(prefix + "attn_residual", n, h, 2, 1, ADD_FLOPS_PER_ELEMENT, tokens)
 
         mlp_kinds = m.mlp_kinds()
@@ -333,11 +334,16 @@ class StepBuilder:
             self._ffn(prefix, m.dense_mlp_linears(), count, tokens)
         else:
             assert m.moe is not None
-            self._routed_experts(prefix, count, tokens)
+            plan = self._routed_experts(prefix, count, tokens)
             shared = [lin for lin in m.shared_expert_linears() if lin.name != "moe.shared_gate"]
             if shared:
                 self._ffn(prefix, shared, count, tokens)
-        self._tp_all_reduce(prefix + ("mlp.all_reduce" if dense else "moe.all_reduce"), count, tokens)
+            if plan.gather_tp:  # each TP rank got back its own share of the tokens
+                message = np.asarray(tokens, dtype=float) * h * self.dep.act_bytes
+                self._collective(prefix + "moe.all_gather", "all_gather", count, message, "tp")
+        if dense or not plan.gather_tp:
+            self._tp_all_reduce(prefix + ("mlp.all_reduce" if dense else "moe.all_reduce"), count, tokens,
+                                overlap="tp")
         self._elementwise(prefix + ("mlp_residual" if dense else "moe_residual"), count, h, 2, 1,
                           ADD_FLOPS_PER_ELEMENT, tokens)
 
@@ -357,19 +363,31 @@ class StepBuilder:
         m, dep = self.model, self.dep
         moe = m.moe
         router = m.router_linear()
-        self._gemm(prefix + "moe.router", [router], count, tokens)
+        plan = expert_plan(dep, tokens)
+        routed = plan.routed_tokens
+        self._gemm(prefix + "moe.router", [router], count, routed)
         experts, k = dep.local_out(router), moe.top_k
         linears = m.expert_linears()
-        flops, nbytes = moe_ops.route(tokens, experts, k, dep.act_bytes)
+        flops, nbytes = moe_ops.route(routed, experts, k, dep.act_bytes)
         self._kernel(prefix + "moe.route", "memory", count, flops, nbytes, per_layer=True)
-        flops, nbytes = moe_ops.sort(tokens, experts, k)
+        flops, nbytes = moe_ops.sort(routed, experts, k)
         self._kernel(prefix + "moe.sort", "memory", count, flops, nbytes, per_layer=True)
-        flops, nbytes = moe_ops.permute(tokens, k, dep.local_in(linears[0]), dep.act_bytes)
+        rows = plan.rows / k  # permute/unpermute take tokens and multiply by k
+        flops, nbytes = moe_ops.permute(rows, k, dep.local_in(linears[0]), dep.act_bytes)
         self._kernel(prefix + "moe.permute", "memory", count, flops, nbytes, per_layer=True)
-        touched = expected_distinct_experts(tokens, moe.num_experts, k)
-        self._ffn(prefix, linears, count, tokens * k, weight_copies=touched, kind="grouped_gemm")
-        flops, nbytes = moe_ops.unpermute(tokens, k, dep.local_out(linears[-1]), dep.act_bytes)
+        if plan.all_to_all:
+            self._collective(prefix + "moe.dispatch.all_to_all", "all_to_all", count, plan.message_bytes, "ep",
+                             overlap="ep")
+        self._ffn(prefix, linears, count, plan.rows, weight_copies=plan.weight_copies, kind="grouped_gemm")
+        if plan.all_to_all and np.any(np.asarray(dep.etp) > 1):  # partial sums of an expert split over etp GPUs
+            message = plan.rows * m.hidden_size * dep.act_bytes
+            self._collective(prefix + "moe.expert_tp.all_reduce", "all_reduce", count, message, "etp")
+        if plan.all_to_all:
+            self._collective(prefix + "moe.combine.all_to_all", "all_to_all", count, plan.message_bytes, "ep",
+                             overlap="ep")
+        flops, nbytes = moe_ops.unpermute(rows, k, dep.local_out(linears[-1]), dep.act_bytes)
         self._kernel(prefix + "moe.unpermute", "memory", count, flops, nbytes, per_layer=True)
+        return plan
 
 
 def build_step(dep: Deployment, shape: StepShape) -> list[OpCost]:
