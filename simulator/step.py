@@ -19,7 +19,7 @@ once per layer, its GEMM rows and weight elements, the KV bytes an attention lau
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from costmodels.roofline import OpCost
 from simulator.deployment import Deployment
 from simulator.models.spec import Linear
 from simulator.parallel.comm import group_cost, group_shape
+from simulator.parallel import context
 from simulator.parallel.experts import expert_plan
 
 # Projections whose output is cached (K/V, or the MLA latent); cross layers do not run them.
@@ -177,6 +178,10 @@ class StepBuilder:
                                group=group, link=link, algorithm=algorithm,
                                ranks=span.get("ranks", group_shape(self.dep, group)[0]), overlap=overlap))
 
+    def _sp(self, tokens):
+        """Tokens a norm or residual add runs over: 1/tp of them under sequence parallelism."""
+        return np.asarray(tokens, dtype=float) / self.dep.tp if self.dep.sp else tokens
+
     def _tp_all_reduce(self, name, count, tokens, per_layer=True, overlap=""):
         """The row-parallel output's all-reduce over TP; under sequence parallelism (Korthikanti et al. 2022,
         arXiv 2205.05198, §4.2.2) a reduce-scatter and an all-gather of the same total traffic."""
@@ -192,6 +197,8 @@ class StepBuilder:
     # --- the step --------------------------------------------------------------------------------
 
     def build(self) -> list[OpCost]:
+        if self.dep.cp > 1 and self.shape.phase == "prefill":  # each CP rank runs s/cp of every sequence
+            self.shape = context.local_shape(self.shape, self.dep.cp)
         m, dep, shape = self.model, self.dep, self.shape
         h = m.hidden_size
         tokens = shape.tokens
@@ -240,7 +247,7 @@ class StepBuilder:
         n_own = n - n_cross
         cross_name = (lambda name: name) if prefix.startswith("cross") else (lambda name: "cross." + name)
 
-        self._elementwise(prefix + "attn_norm", n, h, 1, 1, NORM_FLOPS_PER_ELEMENT, tokens)
+        self._elementwise(prefix + "attn_norm", n, h, 1, 1, NORM_FLOPS_PER_ELEMENT, self._sp(tokens))
         linears = m.attention_linears()
         columns = [lin for lin in linears if lin.tp != "row"]
         if n_own:
@@ -272,7 +279,7 @@ class StepBuilder:
             if lin.tp == "row":
                 self._gemm(prefix + lin.name, [lin], n, tokens)
         self._tp_all_reduce(prefix + "attn.all_reduce", n, tokens, overlap="tp")
-        self._elementwise(prefix + "attn_residual", n, h, 2, 1, ADD_FLOPS_PER_ELEMENT, tokens)
+        self._elementwise(prefix + "attn_residual", n, h, 2, 1, ADD_FLOPS_PER_ELEMENT, self._sp(tokens))
 
         mlp_kinds = m.mlp_kinds()
         for kind, count in Counter(mlp_kinds[i] for i in layers).items():
@@ -292,11 +299,13 @@ class StepBuilder:
             return
         qk_dim, v_dim = attention_head_dims(m, shape.phase)
         kv_elems = dep.kv_elems_per_token_layer_local
+        cp = self.dep.cp
         if shape.phase == "prefill":
+            full = replace(shape, new_tokens=np.asarray(shape.new_tokens, dtype=float) * cp) if cp > 1 else shape
             window = m.sliding_window if kind == "sliding" else None
-            pairs = dep.attention_pairs(attn.attended_pairs(shape.new_tokens, shape.past_tokens, window), shape, kind)
-            cached = dep.window_tokens(shape.total_tokens, kind)
-            flops = attn.attention_flops(pairs, dep.q_heads_local, qk_dim, v_dim) * b
+            pairs = dep.attention_pairs(attn.attended_pairs(full.new_tokens, full.past_tokens, window), full, kind)
+            cached = dep.window_tokens(full.total_tokens, kind)
+            flops = attn.attention_flops(pairs, dep.q_heads_local, qk_dim, v_dim) * b / cp
             args = (dep.q_heads_local, qk_dim, v_dim, kv_elems, dep.act_bytes, dep.kv_bytes)
             nbytes = attn.prefill_attention_bytes(b, shape.new_tokens, cached, *args)
             kv_read = b * cached * kv_elems * dep.kv_bytes
@@ -308,8 +317,24 @@ class StepBuilder:
                 shared = dep.kv_shared_fraction()
                 readers = b * (1.0 - shared) + shared
             kv_read = readers * cached * kv_elems * dep.kv_bytes
+            kv_read = kv_read / cp  # each CP rank holds 1/cp of the cache
+            flops = flops / cp
             nbytes = kv_read + b * shape.new_tokens * dep.q_heads_local * (qk_dim + v_dim) * dep.act_bytes
         self._kernel(name, op_kind, count, flops, nbytes, per_layer=True, kv_read_bytes=kv_read)
+        if cp > 1:
+            self._context_parallel(prefix + f"attention.{kind}{suffix}", count, shape, qk_dim, v_dim)
+
+    def _context_parallel(self, name, count, shape, qk_dim, v_dim):
+        """Ring-attention / TokenRing passes (prefill) or the split-KV gather (decode) over the CP group."""
+        dep = self.dep
+        if shape.phase == "prefill":
+            method = (dep.overlap_boundaries or {}).get("cp_method", "ring")
+            message = context.ring_step_bytes(dep, shape, qk_dim, v_dim, method)
+            self._collective(name + ".cp_send_recv", "send_recv", count * (dep.cp - 1), message, "cp", overlap="cp",
+                             ranks=2, per_node=np.where(group_shape(dep, "cp")[1] < dep.cp, 1, 2))
+        else:
+            message = context.decode_gather_bytes(dep, shape.batch, shape.new_tokens, v_dim)
+            self._collective(name + ".cp_all_gather", "all_gather", count, message, "cp")
 
     def _ffn(self, prefix: str, linears: list[Linear], count: int, tokens, weight_copies=None, kind="gemm"):
         """gate/up GEMM, activation, down GEMM. ``weight_copies`` overrides how many weight sets are read
@@ -329,7 +354,7 @@ class StepBuilder:
         h = m.hidden_size
         dense = kind == "dense"
         self._elementwise(prefix + ("mlp_norm" if dense else "moe_norm"), count, h, 1, 1, NORM_FLOPS_PER_ELEMENT,
-                          tokens)
+                          self._sp(tokens))
         if dense:
             self._ffn(prefix, m.dense_mlp_linears(), count, tokens)
         else:
@@ -345,7 +370,7 @@ class StepBuilder:
             self._tp_all_reduce(prefix + ("mlp.all_reduce" if dense else "moe.all_reduce"), count, tokens,
                                 overlap="tp")
         self._elementwise(prefix + ("mlp_residual" if dense else "moe_residual"), count, h, 2, 1,
-                          ADD_FLOPS_PER_ELEMENT, tokens)
+                          ADD_FLOPS_PER_ELEMENT, self._sp(tokens))
 
     def _routed_experts(self, prefix: str, count: int, tokens):
         """Router GEMM, routing, permutation, the experts as grouped GEMMs, and the weighted sum back.
