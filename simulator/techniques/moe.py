@@ -65,8 +65,6 @@ class MoE(Technique):
             raise self.error("expert_parallel", f"must be 1 or tp={int(np.max(dep.tp))}")
         if ep != 1 and dep.model.moe.num_experts % ep:
             raise self.error("expert_parallel", f"{ep} does not divide num_experts={dep.model.moe.num_experts}")
-        if ep != 1 and dep.ep not in (1, ep):
-            raise self.error("expert_parallel", f"conflicts with parallelism.ep={dep.ep}")
         return replace(dep, ep=ep if ep != 1 else dep.ep, expert_load_imbalance=self.load_imbalance)
 
 
