@@ -84,6 +84,6 @@ def scenario_warnings(scenario, dep) -> list[str]:
     """Warnings for a point scenario once resolved (``dep``: its ``Deployment``)."""
     what, tokens = sequence_tokens(scenario)
     found = [context_warning(dep.model, tokens, what),
-             idle_gpus_warning(scenario.hardware.num_gpus, int(np.max(dep.tp)), dep.pp),
+             idle_gpus_warning(scenario.hardware.num_gpus, int(np.max(dep.tp)) * dep.cp, dep.pp),
              checkpoint_warning(dep.model, scenario.precision.weights)]
     return [w for w in found if w]

@@ -149,9 +149,9 @@ def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment
         memory_utilization=scenario.memory_utilization,
         techniques=tuple(techniques),
     )
-    dep = apply_parallelism(dep, scenario)
     for tech in techniques:
         dep = tech.apply_deployment(dep)
+    dep = apply_parallelism(dep, scenario)
     work = {
         "batch_size": knob("batch_size", wl.batch_size),
         "prompt_len": knob("prompt_len", wl.prompt_len),
