@@ -171,6 +171,7 @@ class Simulation:
             done = start + duration
         self.link_free[rep.index] = done
         led.kv_transfer[rid] = done - start
+        led.kv_exposed[rid] = done - end
         self._push(done, "kv", (rep, rid))
 
     def _escalate(self, rep: Replica, rid: int, end: float) -> bool:

@@ -108,6 +108,7 @@ def summarise(sim: Simulation, request_rate: float) -> ServeResult:
         slo_attainment=float(ok.sum() / max(len(rec), 1)) if has_slo else None,
         goodput_req_per_s=float(ok.sum()) / duration, preemptions=int(rec["preemptions"].sum()),
         kv_transfer_s=Stats.of(rec["kv_transfer_s"][done]),
+        kv_transfer_exposed_s=Stats.of(rec["kv_exposed_s"][done]),
         requests_per_s=float(done.sum()) / duration, input_tokens_per_s=input_tokens / duration,
         rejections=dict(Counter(led.rejected.values())), saturated=saturated,
         mean_batch_size=float(np.sum([r.mean_batch_size * r.busy_s for r in rows]) / busy_total) if busy_total else 0.0,

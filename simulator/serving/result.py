@@ -79,6 +79,7 @@ class ServeResult(BaseModel):
     preemptions: int
     kv_transfer_s: Stats
     # extensions
+    kv_transfer_exposed_s: Stats  # the part of each transfer after its prefill ended (layerwise hides the rest)
     requests_per_s: float
     input_tokens_per_s: float
     rejections: dict[str, int]
