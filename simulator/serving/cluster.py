@@ -211,11 +211,11 @@ class Simulation:
         led, cfg = self.ledger, self.cfg
         total = led.prompt[rid] + led.output[rid]
         if total > self.max_model_len:
-            return f"prompt + output = {total} tokens exceeds max_model_len {self.max_model_len}"
+            return f"prompt + output exceeds max_model_len {self.max_model_len}"
         for group in self.groups:
             if -(-total // cfg.block_size) > group.budget.blocks:
-                return f"needs {-(-total // cfg.block_size)} KV blocks; a {group.name} replica holds {group.budget.blocks}"
-        return f"{total} tokens exceed max_num_batched_tokens {cfg.max_num_batched_tokens} without chunked prefill"
+                return f"needs more KV blocks than a {group.name} replica holds ({group.budget.blocks})"
+        return f"prompt + output exceeds max_num_batched_tokens {cfg.max_num_batched_tokens} without chunked prefill"
 
     def run(self) -> None:
         led = self.ledger
