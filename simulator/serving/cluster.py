@@ -64,13 +64,14 @@ class Group:
 
 
 def replica_scenario(scenario: Scenario, count: int | None = None) -> tuple[Scenario, int]:
-    """(the scenario of one replica, number of replicas): ``num_gpus`` split into replicas of tp x pp."""
+    """(the scenario of one replica, number of replicas): ``num_gpus`` split into replicas of tp x pp x cp
+    GPUs (``count`` replicas when tp is not given)."""
     par = scenario.parallelism
-    tp = par.tp or (max(1, scenario.hardware.num_gpus // (count * par.pp)) if count else scenario.tp)
-    per = tp * par.pp
+    tp = par.tp or (max(1, scenario.hardware.num_gpus // (count * par.pp * par.cp)) if count else scenario.tp)
+    per = tp * par.pp * par.cp
     replicas = scenario.hardware.num_gpus // per
     if replicas < 1:
-        raise InputError("hardware.num_gpus", f"{scenario.hardware.num_gpus} GPUs cannot hold tp x pp = {per}")
+        raise InputError("hardware.num_gpus", f"{scenario.hardware.num_gpus} GPUs cannot hold tp x pp x cp = {per}")
     one = scenario.with_overrides(**{"hardware.num_gpus": per, "parallelism.tp": tp})
     return one, replicas
 
