@@ -80,6 +80,8 @@ def splitwise() -> None:
         "Splitwise-HH 2P:2D": {**slo, "disaggregate": "2:2"},
         "Splitwise-HA 1P H100 : 3D A100": {**slo, "disaggregate": "1:3",
                                            "decode_overrides": {"hardware.gpu": "a100-80gb-sxm"}},
+        "Splitwise-HA 2P H100 : 2D A100": {**slo, "disaggregate": "2:2",
+                                           "decode_overrides": {"hardware.gpu": "a100-80gb-sxm"}},
     }
     compare("Splitwise conversation: Llama-2-70B, tp=8 machines, TTFT <= 1 s, TPOT <= 50 ms, 90% attainment",
             sc, wl, rows, dict.fromkeys(rows, 32))
