@@ -33,6 +33,8 @@ class PlanRequest(BaseModel):
     disaggregate: bool = Field(True, description="also search prefill/decode splits xPyD")
     max_num_batched_tokens: PositiveInt = Field(2048, description="token budget per step (vLLM's default)")
     chunked_prefill: bool = True
+    max_load: float = Field(0.9, gt=0.0, le=1.0, description="highest rate / capacity a plan may run at (the fast "
+                            "path is validated against the DES up to 0.8; queues grow without bound towards 1)")
     budget_usd_per_hour: PositiveFloat | None = None
     power_budget_w: PositiveFloat | None = None
     power_provisioning: Literal["observed", "tdp"] = Field(

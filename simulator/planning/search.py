@@ -155,7 +155,7 @@ def evaluate(req: PlanRequest) -> tuple[Space, Rows, int]:
     m["joules_per_token"] = m["power_w"] / np.maximum(served * tokens, 1e-300)
     m["joules_per_output_token"] = m["power_w"] / np.maximum(served * req.output_len, 1e-300)
     m["meets_slo"] = (~m["saturated"]) & (m["ttft_pct_s"] <= req.slo_ttft_s) & (m["tpot_pct_s"] <= req.slo_tpot_s)
-    allowed = m["num_gpus"] <= req.max_gpus
+    allowed = (m["num_gpus"] <= req.max_gpus) & (m["load"] <= req.max_load)
     if req.budget_usd_per_hour is not None:
         allowed &= m["usd_per_hour"] <= req.budget_usd_per_hour
     if req.power_budget_w is not None:
