@@ -56,10 +56,10 @@ def des_available() -> bool:
     return True
 
 
-def run_jobs(jobs: list[dict[str, Any]], backend: str = "local", address: str | None = None) -> list[dict[str, Any]]:
-    """Every job's summary, in order, in process or as Ray tasks."""
+def run_jobs(jobs: list[Any], backend: str = "local", address: str | None = None, fn=run_job) -> list[Any]:
+    """``fn`` of every job, in order, in process or as Ray tasks (``fn`` a module-level function)."""
     if backend == "local":
-        return [run_job(j) for j in jobs]
+        return [fn(j) for j in jobs]
     try:
         import ray
     except ImportError:
@@ -69,7 +69,7 @@ def run_jobs(jobs: list[dict[str, Any]], backend: str = "local", address: str | 
         ray.init(address=address, num_cpus=None if address else 1, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
     try:
-        remote = ray.remote(num_cpus=1)(run_job)
+        remote = ray.remote(num_cpus=1)(fn)
         refs = [remote.remote(ray.put(j)) for j in jobs]
         return ray.get(refs)
     finally:
