@@ -15,13 +15,15 @@ t_m(b) the same step carrying a prefill chunk of C tokens, S_p one prompt's pref
   (t_m - t_d). With Delta that marginal prefill time per request, the mean step a
   decoding request sees is tau = t_d(u) / (1 - lambda Delta), so TPOT = tau / k and u = 1 + lambda (O-1)
   tau / k; the fixed point is solved exactly on the piecewise-linear t_d table (two passes refresh Delta).
-* TTFT = R + W + S_eff: R the residual of the decode step in progress (half a step while decoding), S_eff
-  the prefill as the request sees it (n_c = ceil(P / (budget - B)) mixed steps carrying Delta in all,
-  or S_p; S_p as well when nothing is decoding), and W the wait of an M/G/1 queue of
-  prefills (Pollaczek-Khinchine, Kleinrock 1975, Queueing Systems I eq. 5.105):
-  E[W] = rho S (1 + c_s^2) / (2 (1 - rho)), rho = lambda S_eff. For percentiles the wait of a delayed
-  request is taken as exponential with mean E[W] / rho (the heavy-traffic limit, Kingman 1962):
-  W_p = E[W] / rho * ln(rho / (1 - p)) when rho > 1 - p, else 0.
+* TTFT = R + W + S_eff. Prefill is a FCFS stream of work: S_w = P (x / C + t_d / c) per request under
+  chunked prefill (each of a step's c = budget - B k prompt tokens costs x / C of t_m - t_d = x and its
+  share of the step's t_d), S_p under prefill-first; rho = lambda S_w. W is the M/G/1 wait
+  (Pollaczek-Khinchine, Kleinrock 1975, Queueing Systems I eq. 5.105): E[W] = rho S_w (1 + c_s^2) /
+  (2 (1 - rho)); for percentiles a delayed request's wait is taken as exponential with mean E[W] / rho
+  (the heavy-traffic limit, Kingman 1962): W_p = E[W] / rho * ln(rho / (1 - p)) when rho > 1 - p, else 0.
+  S_eff is the prompt's own steps: n_c = ceil(P / c), the last carrying its remaining tokens and, with
+  probability rho, a waiting prompt's (S_p when nothing is decoding). R = (1 - rho) t_d / 2 is the rest of
+  the decode step in progress at arrival.
 * TPOT percentiles: a request's decode time D is its (O-1)/k steps plus the prefill work of the
   Poisson(lambda D) arrivals it overlaps, so Var D = lambda D Delta^2 (compound Poisson) and
   TPOT_p = TPOT + z_p sqrt(Var D) / (O - 1).
@@ -32,13 +34,16 @@ t_m(b) the same step carrying a prefill chunk of C tokens, S_p one prompt's pref
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import ndtri
 
-# Batch sizes the step tables are evaluated at (1 .. 1024, about 1.5x apart); between them t_d is linear.
-BATCH_GRID = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024], dtype=float)
+# Batch sizes the step tables are evaluated at: 1 .. 1024 in half-octaves (2^(j/2)), so a batch's
+# segment is found arithmetically, j = floor(2 log2 b); between grid points t_d is linear.
+BATCH_GRID = 2.0 ** (np.arange(21) / 2.0)
+_PER_OCTAVE = 2.0
+_WIDTH = 32  # bisection width (a power of two above the grid size)
 
 
 @dataclass
@@ -52,6 +57,7 @@ class StepTables:
     KV cache fits at the full context P + O; ``chunk_tokens[k]``: the prefill chunk ``mixed_s`` carries (0:
     prefill-first); ``budget_tokens[k]``: tokens per step (vLLM max_num_batched_tokens), decodes first;
     ``new_prompt_tokens[k]``: prompt tokens prefill computes (fewer than P with a prefix-cache hit).
+    ``grid`` must be ``BATCH_GRID``.
     """
 
     grid: np.ndarray
@@ -63,44 +69,59 @@ class StepTables:
     chunk_tokens: np.ndarray
     budget_tokens: np.ndarray
     new_prompt_tokens: np.ndarray
+    _derived: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def kinds(self) -> int:
         return self.decode_s.shape[0]
 
+    def derived(self) -> dict[str, np.ndarray]:
+        """Flat per-segment intercepts and slopes of t_d and of t_m - t_d, and the bisection keys
+        r = (g - 1) / t_d(g) padded with +inf (computed once per table)."""
+        if self._derived is None:
+            if self.grid.shape != BATCH_GRID.shape or not np.allclose(self.grid, BATCH_GRID):
+                raise ValueError("step tables must be evaluated on BATCH_GRID")
+            g = self.grid
+            out = {}
+            for name, t in (("d", self.decode_s), ("x", self.mixed_s - self.decode_s)):
+                slope = np.diff(t, axis=1) / np.diff(g)
+                out[name + "_s"] = slope.ravel()
+                out[name + "_a"] = (t[:, :-1] - slope * g[:-1]).ravel()
+            r = np.full((self.kinds, _WIDTH), np.inf)
+            r[:, : g.size] = (g - 1.0) / self.decode_s
+            out["r"] = r.ravel()
+            self._derived = out
+        return self._derived
 
-def _interp_rows(table: np.ndarray, grid: np.ndarray, kind: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``table[kind]`` linearly interpolated at ``b`` (extrapolated beyond the ends), element-wise."""
-    g = grid.size
-    j = np.clip(np.searchsorted(grid, b, side="right") - 1, 0, g - 2)
-    flat = table.ravel()
-    lo = flat[kind * g + j]
-    hi = flat[kind * g + j + 1]
-    return lo + (hi - lo) * (b - grid[j]) / (grid[j + 1] - grid[j])
+
+def _segment(b: np.ndarray) -> np.ndarray:
+    """Index j of the grid segment [g_j, g_j+1] holding b (the end segments extrapolate)."""
+    j = np.floor(_PER_OCTAVE * np.log2(np.maximum(b, 1.0))).astype(np.int64)
+    return np.minimum(j, BATCH_GRID.size - 2)
+
+
+def _interp(d: dict, name: str, kind: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The table ``name`` ("d": t_d, "x": t_m - t_d) of ``kind`` at batch ``b``, element-wise."""
+    i = kind * (BATCH_GRID.size - 1) + _segment(b)
+    return d[name + "_a"][i] + d[name + "_s"][i] * b
 
 
 def _solve_batch(tables: StepTables, kind: np.ndarray, kappa: np.ndarray) -> np.ndarray:
     """u with u = 1 + kappa t_d(u) (the first crossing), exact on the piecewise-linear table; inf when
-    the table's largest batch cannot keep up. (u - 1) / t_d(u) rises with u, so the crossing segment is
-    found by bisection over the grid."""
-    grid, t = tables.grid, tables.decode_s
-    g = grid.size
-    r = ((grid - 1.0) / t).ravel()  # crossing at grid j once kappa < r[k, j]
-    lo = np.zeros(kind.shape, dtype=np.int64)
-    hi = np.full(kind.shape, g, dtype=np.int64)
-    base = kind * g
-    for _ in range(int(np.ceil(np.log2(g + 1)))):
-        mid = (lo + hi) // 2
-        above = r[base + np.minimum(mid, g - 1)] > kappa
-        hi = np.where(above, mid, hi)
-        lo = np.where(above, lo, mid + 1)
-    j = np.clip(hi, 1, g - 1)
-    flat = t.ravel()
-    t0, t1 = flat[base + j - 1], flat[base + j]
-    slope = (t1 - t0) / (grid[j] - grid[j - 1])
-    intercept = t0 - slope * grid[j - 1]
-    u = (1.0 + kappa * intercept) / np.maximum(1.0 - kappa * slope, 1e-12)
-    return np.where(hi >= g, np.inf, np.maximum(u, 1.0))
+    the table's largest batch cannot keep up. (u - 1) / t_d(u) rises with u, so the last grid point
+    still below the line is found by a branch-free bisection."""
+    d = tables.derived()
+    r, g = d["r"], BATCH_GRID.size
+    base = kind * _WIDTH
+    pos = np.zeros(kind.shape, dtype=np.int64)  # r[k, 0] = 0 <= kappa
+    step = _WIDTH // 2
+    while step:
+        pos += step * (r[base + pos + step] <= kappa)
+        step //= 2
+    seg = np.minimum(pos, g - 2)
+    i = kind * (g - 1) + seg
+    u = (1.0 + kappa * d["d_a"][i]) / np.maximum(1.0 - kappa * d["d_s"][i], 1e-12)
+    return np.where(pos >= g - 1, np.inf, np.maximum(u, 1.0))
 
 
 def _wait_percentile(mean_wait, rho, p):
@@ -127,35 +148,44 @@ def colocated(tables: StepTables, kind, replicas, max_batch, rate, prompt_len, o
     share = new / np.maximum(chunk, 1.0)  # prompt tokens in units of the table's chunk
     steps = max(O - 1.0, 0.0) / k  # decode steps per request
 
+    d = tables.derived()
+
     def marginal(u):
         """Prefill time per request that decode steps pay: S_p, or its tokens' share of t_m - t_d
         (a mixed step's extra time is linear in its chunk tokens) when chunked."""
-        extra = _interp_rows(tables.mixed_s, tables.grid, kind, u) - _interp_rows(tables.decode_s, tables.grid, kind, u)
-        return np.where(chunked, share * np.maximum(extra, 0.0), s_p)
+        return np.where(chunked, share * np.maximum(_interp(d, "x", kind, u), 0.0), s_p)
 
     delta = marginal(np.ones_like(lam))
     for _ in range(2):
         free = np.maximum(1.0 - lam * delta, 1e-12)
-        u = _solve_batch(tables, kind, lam * steps / free)
+        kappa = lam * steps / free
+        u = _solve_batch(tables, kind, kappa)
         delta = marginal(np.where(np.isfinite(u), u, 1.0))
     free = 1.0 - lam * delta
-    cap = np.minimum(max_batch, tables.kv_capacity[kind])
-    t_cap = _interp_rows(tables.decode_s, tables.grid, kind, np.maximum(cap, 1.0))
-    delta_cap = marginal(np.maximum(cap, 1.0))
-    lam_max = np.where(cap >= 1.0, cap / (steps * t_cap + cap * delta_cap), 0.0)
+    cap = np.maximum(np.minimum(max_batch, tables.kv_capacity[kind]), 0.0)
+    cap1 = np.maximum(cap, 1.0)
+    lam_max = np.where(cap >= 1.0, cap / (steps * _interp(d, "d", kind, cap1) + cap * marginal(cap1)), 0.0)
     load = np.where(lam_max > 0, lam / np.maximum(lam_max, 1e-300), np.inf)
     saturated = (load >= 1.0) | ~np.isfinite(u) | (free <= 0.0)
     u_ok = np.where(saturated, 1.0, u)
     batch = u_ok - 1.0  # mean sequences decoding (Little)
-    t_d = _interp_rows(tables.decode_s, tables.grid, kind, u_ok)
+    t_d = _interp(d, "d", kind, u_ok)
     free_ok = np.where(saturated, 1.0, free)
     tpot = t_d / (k * free_ok)
     busy = 1.0 - np.exp(-batch)  # P(someone is decoding), Poisson occupancy
-    # decodes take their tokens of the budget first; the prompt spreads over n_c steps of the rest
-    n_c = np.where(chunked, np.ceil(new / np.maximum(tables.budget_tokens[kind] - batch * k, 1.0)), 1.0)
-    s_eff = np.where(chunked, busy * (n_c * t_d + delta) + (1.0 - busy) * s_p, s_p)
-    rho = lam * s_eff
-    mean_wait = rho * s_eff * (1.0 + prompt_cv2) / (2.0 * np.maximum(1.0 - rho, 1e-12))
+    # Chunked: decodes take their tokens of the budget first, so a step has c = budget - B k prompt
+    # tokens and each costs x / C (x = t_m - t_d, C the table's chunk) besides the step's own t_d. The
+    # prompt spreads over n_c = ceil(P / c) steps; its last step carries its remaining r tokens and, when
+    # a prompt waits (probability rho), fills up with that one's. Prefill-first: one step of S_p.
+    per_tok = np.maximum(_interp(d, "x", kind, u_ok), 0.0) / np.maximum(chunk, 1.0)
+    c = np.maximum(tables.budget_tokens[kind] - batch * k, 1.0)
+    n_c = np.ceil(new / c)
+    remaining = new - (n_c - 1.0) * c
+    s_w = np.where(chunked, new * (per_tok + t_d / c), s_p)  # prefill work per request
+    rho = lam * s_w
+    last = t_d + per_tok * (remaining + np.minimum(rho, 1.0) * (c - remaining))
+    s_eff = np.where(chunked, busy * ((n_c - 1.0) * (t_d + per_tok * c) + last) + (1.0 - busy) * s_p, s_p)
+    mean_wait = rho * s_w * (1.0 + prompt_cv2) / (2.0 * np.maximum(1.0 - rho, 1e-12))
     residual = busy * (1.0 - rho) * t_d / 2.0
     ttft_base = residual + s_eff
     decode_time = steps * tpot * k
@@ -209,12 +239,13 @@ def decode_pool(tables: StepTables, kind, replicas, max_batch, rate, output_len,
     k = tables.tokens_per_step[kind]
     steps = max(O - 1.0, 0.0) / k
     u = _solve_batch(tables, kind, lam * steps)
-    cap = np.minimum(max_batch, tables.kv_capacity[kind])
-    t_cap = _interp_rows(tables.decode_s, tables.grid, kind, np.maximum(cap, 1.0))
+    d = tables.derived()
+    cap = np.maximum(np.minimum(max_batch, tables.kv_capacity[kind]), 0.0)
+    t_cap = _interp(d, "d", kind, np.maximum(cap, 1.0))
     lam_max = np.where(cap >= 1.0, cap / np.maximum(steps * t_cap, 1e-300), 0.0)
     saturated = (lam >= lam_max) | ~np.isfinite(u)
     u_ok = np.where(saturated, 1.0, u)
-    tpot = _interp_rows(tables.decode_s, tables.grid, kind, u_ok) / k + transfer / max(O - 1.0, 1.0)
+    tpot = _interp(d, "d", kind, u_ok) / k + transfer / max(O - 1.0, 1.0)
     tpot = tpot + np.where(saturated, np.inf, 0.0)
     return {"saturated": saturated, "capacity_req_per_s": lam_max * replicas, "batch_mean": np.where(saturated, cap, u_ok - 1.0),
             "busy_fraction": np.where(saturated, 1.0, 1.0 - np.exp(-(u_ok - 1.0))), "tpot_p50_s": tpot, "tpot_pct_s": tpot}
