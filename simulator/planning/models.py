@@ -82,6 +82,8 @@ class Plan(BaseModel):
     replicas: int
     disaggregate: str | None = Field(None, description="'xPyD' prefill and decode replicas, else co-located")
     decode_gpu: str | None = None
+    decode_tp: int | None = None
+    decode_scenario: dict[str, Any] | None = Field(None, description="a split's decode pool when its layout differs")
     techniques: list[str]
     max_num_seqs: int
     scenario: dict[str, Any] = Field(description="a scenario roofsim serve/predict accept as is")

@@ -95,15 +95,16 @@ def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
     split = rows.d_replicas[i] > 0
     x, y = int(rows.replicas[i]), int(rows.d_replicas[i])
     cap = int(rows.cap[i])
-    replicas = x + y if split else x
-    scenario = k.scenario(req.model, replicas, req.calibration)
-    scenario["workload"] = {"phase": "generate", "batch_size": cap, "prompt_len": req.prompt_len,
-                            "output_len": req.output_len}
+    same = not split or k == d  # the DES runs a split of one layout as P:D replicas of one scenario
+    replicas = x + y if split and same else x
+    workload = {"phase": "generate", "batch_size": cap, "prompt_len": req.prompt_len, "output_len": req.output_len}
+    scenario = {**k.scenario(req.model, replicas, req.calibration), "workload": workload}
+    decode_scenario = None if same else {**d.scenario(req.model, y, req.calibration), "workload": workload}
     serve_config = {"max_num_seqs": cap, "max_num_batched_tokens": max(req.max_num_batched_tokens, cap),
                     "chunked_prefill": req.chunked_prefill,
                     "prefix_caching": any(t["name"] == "prefix_cache" for t in scenario["techniques"]),
                     "slo_ttft_s": req.slo_ttft_s, "slo_tpot_s": req.slo_tpot_s}
-    if split:
+    if split and same:
         serve_config["disaggregate"] = f"{x}:{y}"
     args = (req.model, d.tp, d.pp, 1 if split else x, cap, req.max_num_batched_tokens, d.weights, d.kv_cache,
             d.technique_dicts())
@@ -119,6 +120,7 @@ def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
     return Plan(
         gpu=k.gpu, num_gpus=int(m["num_gpus"][i]), tp=k.tp, pp=k.pp, replicas=replicas,
         disaggregate=f"{x}P{y}D" if split else None, decode_gpu=d.gpu if split else None,
+        decode_tp=d.tp if split else None, decode_scenario=decode_scenario,
         techniques=sorted(set(k.labels()) | set(d.labels())), max_num_seqs=cap, scenario=scenario,
         serve_config=serve_config, ttft_p50_s=float(m["ttft_p50_s"][i]), tpot_p50_s=float(m["tpot_p50_s"][i]),
         ttft_p90_s=float(m["ttft_pct_s"][i]), tpot_p90_s=tpot_pct, percentile=req.percentile,
@@ -138,9 +140,10 @@ def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
 
 
 def _verify(req: PlanRequest, plans: list[Plan]) -> float:
-    """Simulate the first ``req.verify`` plans (same-GPU layouts the DES runs); sets ``verified``."""
+    """Simulate the first ``req.verify`` plans the DES can run (co-located, or a split of one layout);
+    sets ``verified``."""
     t0 = time.perf_counter()
-    todo = [p for p in plans if p.decode_gpu in (None, p.gpu)][: req.verify]
+    todo = [p for p in plans if p.decode_scenario is None][: req.verify]
     if not todo or not verify.des_available():
         return 0.0
     hit = next((float(t.get("hit_rate", 0.5)) for t in req.techniques if t["name"] == "prefix_cache"), 0.0)
