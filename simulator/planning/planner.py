@@ -30,6 +30,12 @@ def _dedupe(space: Space, rows: Rows, idx: np.ndarray, by_cap: bool = True) -> n
     return idx[np.sort(first)]
 
 
+def _key(space: Space, rows: Rows, i: int) -> tuple:
+    """A configuration's identity: layouts, replicas and the batch cap clipped to what KV memory holds."""
+    cap = min(rows.cap[i], space.tables.kv_capacity[rows.d_kind[i]])
+    return int(rows.kind[i]), int(rows.d_kind[i]), float(rows.replicas[i]), float(rows.d_replicas[i]), float(cap)
+
+
 def _ranked(rows: Rows, mask: np.ndarray) -> np.ndarray:
     idx = np.flatnonzero(mask)
     m = rows.m
@@ -79,14 +85,16 @@ def _reason(req: PlanRequest, rows: Rows, i: int) -> str:
     m = rows.m
     if m["saturated"][i]:
         return f"cannot keep up: {m['load'][i]:.2f} x its capacity"
-    if not m["allowed"][i]:
+    if not m["within_limits"][i]:
         return "outside the GPU, budget or power limits"
+    if m["load"][i] > req.max_load:
+        return f"runs at {m['load'][i]:.0%} of its capacity (plans stay below {req.max_load:.0%})"
     out = []
     if m["ttft_pct_s"][i] > req.slo_ttft_s:
         out.append(f"p{req.percentile:g} TTFT {m['ttft_pct_s'][i]:.3f} s > {req.slo_ttft_s:g} s")
     if m["tpot_pct_s"][i] > req.slo_tpot_s:
         out.append(f"p{req.percentile:g} TPOT {m['tpot_pct_s'][i] * 1e3:.1f} ms > {req.slo_tpot_s * 1e3:g} ms")
-    return "; ".join(out) or "meets the SLOs in the fast path"
+    return "; ".join(out) or "meets the SLOs in the fast path; not simulated"
 
 
 def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
@@ -140,19 +148,26 @@ def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
 
 
 def _verify(req: PlanRequest, plans: list[Plan]) -> float:
-    """Simulate the first ``req.verify`` plans the DES can run (co-located, or a split of one layout);
-    sets ``verified``."""
+    """Simulate the plans the DES can run (co-located, or a split of one layout) in price order, ``verify``
+    at a time, until ``verify`` of them meet the SLOs or three rounds have run; sets ``verified``."""
     t0 = time.perf_counter()
-    todo = [p for p in plans if p.decode_scenario is None][: req.verify]
-    if not todo or not verify.des_available():
+    todo = [p for p in plans if p.decode_scenario is None]
+    if req.verify == 0 or not todo or not verify.des_available():
         return 0.0
     hit = next((float(t.get("hit_rate", 0.5)) for t in req.techniques if t["name"] == "prefix_cache"), 0.0)
-    jobs = [verify.job(p.scenario, p.serve_config, req.rate, req.prompt_len, req.output_len, req.num_requests,
-                       req.seed, req.slo_ttft_s, req.slo_tpot_s, req.percentile,
-                       prefix_tokens=int(hit * req.prompt_len) if "prefix_cache" in p.techniques else 0) for p in todo]
-    for p, out in zip(todo, verify.run_jobs(jobs, req.backend, req.ray_address)):
-        p.verification = Verification(**out)
-        p.verified = out["meets_slo"]
+    passed = 0
+    for start in range(0, min(len(todo), 3 * req.verify), req.verify):
+        batch = todo[start:start + req.verify]
+        jobs = [verify.job(p.scenario, p.serve_config, req.rate, req.prompt_len, req.output_len, req.num_requests,
+                           req.seed, req.slo_ttft_s, req.slo_tpot_s, req.percentile,
+                           prefix_tokens=int(hit * req.prompt_len) if "prefix_cache" in p.techniques else 0)
+                for p in batch]
+        for p, out in zip(batch, verify.run_jobs(jobs, req.backend, req.ray_address)):
+            p.verification = Verification(**out)
+            p.verified = out["meets_slo"]
+            passed += out["meets_slo"]
+        if passed >= req.verify:
+            break
     return time.perf_counter() - t0
 
 
@@ -163,25 +178,33 @@ def plan(request: PlanRequest | Mapping[str, Any] | None = None, **fields: Any) 
     t0 = time.perf_counter()
     space, rows, searched = evaluate(req)
     m = rows.m
-    feasible = _dedupe(space, rows, _ranked(rows, m["feasible"]), by_cap=False)
-    candidates = feasible[: max(LISTED, req.verify)]
+    feasible = _dedupe(space, rows, _ranked(rows, m["feasible"]))
+    candidates = feasible[: max(LISTED, 3 * req.verify)]
     front = np.flatnonzero(m["allowed"] & ~m["saturated"])
     front = front[pareto_mask(m["usd_per_hour"][front], m["tpot_pct_s"][front])]
     front = front[np.argsort(m["usd_per_hour"][front], kind="stable")]
     search_time = time.perf_counter() - t0
     plans = [_plan(req, space, rows, int(i)) for i in candidates]
     verify_time = _verify(req, plans)
-    simulated = any(p.verified is not None for p in plans)
-    ok = [p for p in plans if p.verified] if simulated else plans
+    ok = [p for p in plans if p.verified] if any(p.verified is not None for p in plans) else plans
     cheapest = ok[0] if ok else None
     limit = cheapest.usd_per_hour if cheapest else np.inf
-    below = np.flatnonzero((m["usd_per_hour"] < limit) & m["allowed"])
+    below = np.flatnonzero((m["usd_per_hour"] < limit) & m["within_limits"])
     below = _dedupe(space, rows, below[np.argsort(-m["usd_per_hour"][below], kind="stable")])[:5]
     rejected = [{"config": _describe(space, rows, int(i)), "usd_per_hour": float(m["usd_per_hour"][i]),
                  "reason": _reason(req, rows, int(i))} for i in below]
-    rejected += [{"config": p.disaggregate or f"{p.replicas} x {p.gpu} tp{p.tp}, max {p.max_num_seqs} seqs",
-                  "usd_per_hour": p.usd_per_hour, "reason": "the DES misses an SLO"}
-                 for p in plans if p.verified is False and p.usd_per_hour < limit]
+    simulated = {_key(space, rows, int(i)): p for i, p in zip(candidates, plans) if p.verified is False}
+    for i, r in zip(below, rejected):
+        if _key(space, rows, int(i)) in simulated:
+            v = simulated[_key(space, rows, int(i))].verification
+            r["reason"] = (f"the DES misses an SLO: p{req.percentile:g} TTFT {v.ttft_pct_s:.3f} s, "
+                           f"TPOT {v.tpot_pct_s * 1e3:.1f} ms")
+    listed = {_key(space, rows, int(i)) for i in below}
+    rejected += [{"config": _describe(space, rows, int(i)), "usd_per_hour": p.usd_per_hour,
+                  "reason": (f"the DES misses an SLO: p{req.percentile:g} TTFT {p.verification.ttft_pct_s:.3f} s, "
+                             f"TPOT {p.verification.tpot_pct_s * 1e3:.1f} ms")}
+                 for i, p in zip(candidates, plans)
+                 if p.verified is False and p.usd_per_hour < limit and _key(space, rows, int(i)) not in listed]
     rejected += [{"config": f"{k.gpu} tp{k.tp} pp{k.pp} {'+'.join(k.labels())}".strip(), "usd_per_hour": None,
                   "reason": "does not fit: weights and one request's KV exceed memory"} for k in space.unfit]
     return PlanResult(request=req, plans=plans, pareto=[_plan(req, space, rows, int(i)) for i in front[:50]],

@@ -155,13 +155,14 @@ def evaluate(req: PlanRequest) -> tuple[Space, Rows, int]:
     m["joules_per_token"] = m["power_w"] / np.maximum(served * tokens, 1e-300)
     m["joules_per_output_token"] = m["power_w"] / np.maximum(served * req.output_len, 1e-300)
     m["meets_slo"] = (~m["saturated"]) & (m["ttft_pct_s"] <= req.slo_ttft_s) & (m["tpot_pct_s"] <= req.slo_tpot_s)
-    allowed = (m["num_gpus"] <= req.max_gpus) & (m["load"] <= req.max_load)
+    limits = m["num_gpus"] <= req.max_gpus
     if req.budget_usd_per_hour is not None:
-        allowed &= m["usd_per_hour"] <= req.budget_usd_per_hour
+        limits &= m["usd_per_hour"] <= req.budget_usd_per_hour
     if req.power_budget_w is not None:
-        allowed &= m["power_provisioned_w"] <= req.power_budget_w
-    m["allowed"] = allowed
-    m["feasible"] = m["meets_slo"] & allowed
+        limits &= m["power_provisioned_w"] <= req.power_budget_w
+    m["within_limits"] = limits
+    m["allowed"] = limits & (m["load"] <= req.max_load)
+    m["feasible"] = m["meets_slo"] & m["allowed"]
     return space, rows, searched
 
 

@@ -42,7 +42,8 @@ def test_every_cheaper_configuration_is_rejected_with_a_reason(example):
     assert below, "the space has configurations cheaper than the cheapest plan"
     assert all(r["usd_per_hour"] < example.cheapest.usd_per_hour for r in below)
     for r in example.rejected_cheaper:
-        assert any(word in r["reason"] for word in ("TTFT", "TPOT", "cannot keep up", "does not fit", "DES", "limits")), r
+        assert any(word in r["reason"] for word in ("TTFT", "TPOT", "cannot keep up", "does not fit", "DES", "limits",
+                                                    "capacity")), r
     assert any("does not fit" in r["reason"] for r in example.rejected_cheaper)  # e.g. 70B on one 80 GB GPU
 
 
