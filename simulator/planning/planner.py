@@ -81,6 +81,22 @@ def _cheaper_if(req: PlanRequest, space: Space, rows: Rows, i: int) -> str:
     return "nothing cheaper in the space serves this rate within either SLO; a cheaper GPU price or a technique would"
 
 
+def _cheaper_by_des(req: PlanRequest, best: Plan, plans: list[Plan]) -> None:
+    """When the simulation rejected cheaper plans, the single change is the SLO the cheapest of them
+    misses alone in the DES."""
+    for p in plans:
+        v = p.verification
+        if p.verified is not False or p.usd_per_hour >= best.usd_per_hour:
+            continue
+        ttft_over, tpot_over = v.ttft_pct_s > req.slo_ttft_s, v.tpot_pct_s > req.slo_tpot_s
+        if ttft_over != tpot_over and v.rejected == 0:
+            label, value, slo = ("TPOT", v.tpot_pct_s, req.slo_tpot_s) if tpot_over else ("TTFT", v.ttft_pct_s, req.slo_ttft_s)
+            best.cheaper_if = (f"a p{req.percentile:g} {label} SLO of {value * 1e3:.0f} ms (now {slo * 1e3:.0f} ms) admits "
+                               f"{p.num_gpus}x {p.gpu} ({p.disaggregate or f'{p.replicas} x tp{p.tp}'}, max "
+                               f"{p.max_num_seqs} seqs) at ${p.usd_per_hour:,.2f}/h, as simulated")
+            return
+
+
 def _reason(req: PlanRequest, rows: Rows, i: int) -> str:
     m = rows.m
     if m["saturated"][i]:
@@ -188,6 +204,8 @@ def plan(request: PlanRequest | Mapping[str, Any] | None = None, **fields: Any) 
     verify_time = _verify(req, plans)
     ok = [p for p in plans if p.verified] if any(p.verified is not None for p in plans) else plans
     cheapest = ok[0] if ok else None
+    if cheapest is not None:
+        _cheaper_by_des(req, cheapest, plans)
     limit = cheapest.usd_per_hour if cheapest else np.inf
     below = np.flatnonzero((m["usd_per_hour"] < limit) & m["within_limits"])
     below = _dedupe(space, rows, below[np.argsort(-m["usd_per_hour"][below], kind="stable")])[:5]
