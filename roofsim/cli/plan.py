@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--percentile", type=float, default=90.0, help="SLO percentile (default 90)")
     p.add_argument("--gpus", help="comma-separated catalog GPUs (default: every one with a price)")
     p.add_argument("--max-gpus", type=int, default=64)
+    p.add_argument("--pp", default="1", help="pipeline-parallel degrees to search, e.g. 1,2")
     p.add_argument("--techniques", default="", help="switches the plan may use: fp8_weights,fp8_kv,speculative,prefix_cache")
     p.add_argument("--technique", action="append", default=[], metavar="NAME[:k=v,...]",
                    help="a switch with parameters, e.g. prefix_cache:hit_rate=0.3 (repeatable)")
@@ -57,6 +58,7 @@ def request_from_args(args) -> dict:
         "model": args.model, "rate": args.rate, "prompt_len": _positive_int("--prompt-len", args.prompt_len),
         "output_len": _positive_int("--output-len", args.output_len), "slo_ttft_s": args.slo_ttft,
         "slo_tpot_s": args.slo_tpot, "percentile": args.percentile, "max_gpus": args.max_gpus,
+        "pp_options": [_positive_int("--pp", t) for t in args.pp.split(",") if t.strip()],
         "techniques": techniques, "disaggregate": not args.no_disaggregate, "budget_usd_per_hour": args.budget,
         "power_budget_w": args.power_budget, "power_provisioning": args.power_provisioning, "verify": args.verify,
         "num_requests": args.num_requests, "seed": args.seed, "backend": args.backend,
@@ -89,7 +91,8 @@ def render(result: PlanResult) -> str:
              f"verified with the DES in {result.verify_time_s:.1f} s ({result.backend})", ""]
     rows = []
     for p in result.plans:
-        layout = p.disaggregate or f"{p.replicas}x tp{p.tp}"
+        layout = p.disaggregate or (f"{p.replicas}x tp{p.tp}" + (f" pp{p.pp}" if p.pp > 1 else "")
+                                    + (f" ep{p.ep}" if p.ep > 1 else ""))
         des = p.verification
         rows.append([f"{p.num_gpus}x {p.gpu}" + (f"+{p.decode_gpu}" if p.decode_gpu and p.decode_gpu != p.gpu else ""),
                      layout, ",".join(p.techniques) or "-", str(p.max_num_seqs), f"${p.usd_per_hour:,.2f}",

@@ -26,9 +26,11 @@ def _speculative(techniques: list[dict]) -> dict | None:
 
 
 def vllm_command(model, tp: int, pp: int, replicas: int, max_num_seqs: int, max_batched_tokens: int,
-                 weights: str, kv_cache: str, techniques: list[dict], role: str | None = None) -> str:
+                 weights: str, kv_cache: str, techniques: list[dict], role: str | None = None, ep: int = 1) -> str:
     """``vllm serve``: one engine with ``replicas`` data-parallel copies of a tp x pp replica."""
     parts = [f"vllm serve {hf_name(model)}", f"--tensor-parallel-size {tp}", f"--pipeline-parallel-size {pp}"]
+    if ep > 1:
+        parts.append("--enable-expert-parallel")
     if replicas > 1:
         parts.append(f"--data-parallel-size {replicas}")
     parts += [f"--max-num-seqs {max_num_seqs}", f"--max-num-batched-tokens {max_batched_tokens}",
@@ -49,9 +51,11 @@ def vllm_command(model, tp: int, pp: int, replicas: int, max_num_seqs: int, max_
 
 
 def sglang_command(model, tp: int, pp: int, replicas: int, max_num_seqs: int, max_batched_tokens: int,
-                   weights: str, kv_cache: str, techniques: list[dict], role: str | None = None) -> str:
+                   weights: str, kv_cache: str, techniques: list[dict], role: str | None = None, ep: int = 1) -> str:
     """``python -m sglang.launch_server`` with the same layout and limits."""
     parts = [f"python -m sglang.launch_server --model-path {hf_name(model)}", f"--tp-size {tp}", f"--pp-size {pp}"]
+    if ep > 1:
+        parts.append(f"--ep-size {ep}")
     if replicas > 1:
         parts.append(f"--dp-size {replicas}")
     parts += [f"--max-running-requests {max_num_seqs}", f"--chunked-prefill-size {max_batched_tokens}"]

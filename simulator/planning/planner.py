@@ -62,7 +62,8 @@ def _describe(space: Space, rows: Rows, i: int) -> str:
         return (f"{int(rows.replicas[i])}P x {k.gpu} tp{k.tp} + {int(rows.d_replicas[i])}D x {d.gpu} tp{d.tp}"
                 f" at ${rows.m['usd_per_hour'][i]:.2f}/h")
     extra = "+".join(k.labels())
-    return (f"{int(rows.replicas[i])} x {k.gpu} tp{k.tp}{' ' + extra if extra else ''}, max {int(rows.cap[i])} seqs"
+    layout = f"tp{k.tp}" + (f" pp{k.pp}" if k.pp > 1 else "") + (f" ep{k.ep}" if k.ep > 1 else "")
+    return (f"{int(rows.replicas[i])} x {k.gpu} {layout}{' ' + extra if extra else ''}, max {int(rows.cap[i])} seqs"
             f" at ${rows.m['usd_per_hour'][i]:.2f}/h")
 
 
@@ -131,18 +132,20 @@ def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
     if split and same:
         serve_config["disaggregate"] = f"{x}:{y}"
     args = (req.model, d.tp, d.pp, 1 if split else x, cap, req.max_num_batched_tokens, d.weights, d.kv_cache,
-            d.technique_dicts())
+            d.technique_dicts(), None, d.ep)
     if split:
-        pargs = (req.model, k.tp, k.pp, 1, cap, req.max_num_batched_tokens, k.weights, k.kv_cache, k.technique_dicts())
-        vllm = (f"# {x} prefill instance(s):\n{vllm_command(*pargs, role='prefill')}\n# {y} decode instance(s):\n"
-                f"{vllm_command(*args, role='decode')}")
-        sgl = (f"# {x} prefill instance(s):\n{sglang_command(*pargs, role='prefill')}\n# {y} decode instance(s):\n"
-               f"{sglang_command(*args, role='decode')}")
+        pargs = (req.model, k.tp, k.pp, 1, cap, req.max_num_batched_tokens, k.weights, k.kv_cache, k.technique_dicts(),
+                 "prefill", k.ep)
+        dargs = (*args[:-2], "decode", d.ep)
+        vllm = (f"# {x} prefill instance(s):\n{vllm_command(*pargs)}\n# {y} decode instance(s):\n"
+                f"{vllm_command(*dargs)}")
+        sgl = (f"# {x} prefill instance(s):\n{sglang_command(*pargs)}\n# {y} decode instance(s):\n"
+               f"{sglang_command(*dargs)}")
     else:
         vllm, sgl = vllm_command(*args), sglang_command(*args)
     tpot_pct = float(m["tpot_pct_s"][i])
     return Plan(
-        gpu=k.gpu, num_gpus=int(m["num_gpus"][i]), tp=k.tp, pp=k.pp, replicas=replicas,
+        gpu=k.gpu, num_gpus=int(m["num_gpus"][i]), tp=k.tp, pp=k.pp, ep=k.ep, replicas=replicas,
         disaggregate=f"{x}P{y}D" if split else None, decode_gpu=d.gpu if split else None,
         decode_tp=d.tp if split else None, decode_scenario=decode_scenario,
         techniques=sorted(set(k.labels()) | set(d.labels())), max_num_seqs=cap, scenario=scenario,

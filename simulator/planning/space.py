@@ -51,6 +51,7 @@ class Kind:
     weights: str
     kv_cache: str
     techniques: tuple  # technique entries as (name, ((key, value), ...)) for hashing
+    ep: int = 1  # expert-parallel degree (MoE models: experts spread over the TP group)
 
     @property
     def gpus(self) -> int:
@@ -69,7 +70,7 @@ class Kind:
         return {
             "model": model,
             "hardware": {"gpu": self.gpu, "num_gpus": self.gpus * replicas},
-            "parallelism": {"tp": self.tp, "pp": self.pp},
+            "parallelism": {"tp": self.tp, "pp": self.pp, **({"ep": self.ep} if self.ep > 1 else {})},
             "precision": {"weights": self.weights, "kv_cache": self.kv_cache, "compute": "bf16"},
             "calibration": calibration,
             "techniques": self.technique_dicts(),
@@ -103,61 +104,73 @@ def valid_tps(model, max_tp: int) -> list[int]:
             and (m.mla or kv % tp == 0 or tp % kv == 0)]
 
 
+def _price(dep, overlap, P: float, O: float, new_prompt: float, chunk_tokens: int, width: int) -> dict[str, np.ndarray]:
+    """One deployment's tables, (G, width) or (width,): decode and mixed steps over the batch grid, the
+    decode steps' bound codes, one prompt's prefill, sequences whose KV fits, one prompt's KV bytes."""
+    g = BATCH_GRID.reshape(-1, 1)
+    ctx = P + O / 2.0
+    step = run_step(dep, dep.transform_shape(StepShape(g, 1.0, ctx, "decode")), overlap)
+    if chunk_tokens:
+        c = min(float(chunk_tokens), new_prompt)
+        past = P - new_prompt + (new_prompt - c) / 2.0
+        mixed = run_step(dep, dep.transform_shape(StepShape(g, 1.0, ctx, "decode", chunk_tokens=c, chunk_past=past)),
+                         overlap).latency_s
+        alone = np.ceil(new_prompt / c) * run_step(dep, StepShape(1.0, c, past, "prefill"), overlap).latency_s
+    else:
+        mixed = step.latency_s
+        alone = run_step(dep, StepShape(1.0, new_prompt, P - new_prompt, "prefill"), overlap).latency_s
+    grid, flat = (g.size, width), (1, width)
+    return {"decode": np.broadcast_to(step.latency_s, grid), "bound": np.broadcast_to(step.bound, grid),
+            "mixed": np.broadcast_to(mixed, grid), "prefill": np.broadcast_to(alone, flat).ravel(),
+            "kvcap": np.broadcast_to(memory_arrays(dep, 1.0, P + O, 1.0)["max_concurrency"], flat).ravel(),
+            "kvreq": np.broadcast_to(memory_arrays(dep, 1.0, P, 1.0)["kv_bytes_per_request"], flat).ravel()}
+
+
 def build(model, gpus: list[str], allowed: list[dict], prompt_len: float, output_len: float, *,
           pp_options=(1,), max_tp: int = GPUS_PER_NODE, chunk_tokens: int = 0,
           calibration="auto") -> Space:
-    """Kinds over GPUs x TP x PP x technique sets, with their step tables (kinds that cannot hold the
-    weights and one request's KV are left out)."""
+    """Kinds over GPUs x TP (and EP = TP for MoE models) x PP x technique sets, with their step tables
+    (kinds that cannot hold the weights and one request's KV are left out)."""
     P, O = float(prompt_len), float(output_len)
     tps = np.array(valid_tps(model, max_tp), dtype=np.int64)
-    g = BATCH_GRID.reshape(-1, 1)  # (G, T): batch grid x tp
-    kinds, unfit, rows = [], [], {k: [] for k in ("kvreq", "bound", "decode", "mixed", "prefill", "kstep", "kvcap", "chunk", "new")}
+    spec = get_model(model)
+    ep_tps = [int(t) for t in tps if spec.moe is not None and t > 1 and spec.moe.num_experts % t == 0]
+    kinds, unfit, rows = [], [], {k: [] for k in ("kvreq", "bound", "decode", "mixed", "prefill", "kstep", "kvcap",
+                                                  "chunk", "new")}
+
+    def add(kind, priced, i, dep, new_prompt):
+        if priced["kvcap"][i] < 1:
+            unfit.append(kind)
+            return
+        kinds.append(kind)
+        for key in ("kvreq", "prefill", "kvcap"):
+            rows[key].append(float(priced[key][i]))
+        for key in ("bound", "decode", "mixed"):
+            rows[key].append(priced[key][:, i])
+        rows["kstep"].append(float(dep.tokens_per_step()))
+        rows["chunk"].append(min(float(chunk_tokens), new_prompt) if chunk_tokens else 0.0)
+        rows["new"].append(new_prompt)
+
     for gpu in gpus:
         get_accelerator(gpu)
         for (precision, techniques), pp in itertools.product(technique_sets(allowed), pp_options):
-            sc = Scenario.from_dict({
-                "model": model, "hardware": {"gpu": gpu, "num_gpus": int(tps.max()) * pp},
-                "parallelism": {"tp": int(tps.max()), "pp": pp}, "calibration": calibration,
-                "precision": {"weights": precision.get("weights", "bf16"), "kv_cache": precision.get("kv_cache", "bf16")},
-                "techniques": [{"name": n, **dict(p)} for n, p in techniques if n != "prefix_cache"],
-            })
-            dep, _ = resolve(sc, {"tp": tps.reshape(1, -1)})
-            overlap = dep.overlap_policy(sc.overlap)
+            weights, kv = precision.get("weights", "bf16"), precision.get("kv_cache", "bf16")
+            base = {"model": model, "calibration": calibration, "precision": {"weights": weights, "kv_cache": kv},
+                    "techniques": [{"name": n, **dict(p)} for n, p in techniques if n != "prefix_cache"]}
             hit = next((dict(p).get("hit_rate", 0.5) for n, p in techniques if n == "prefix_cache"), 0.0)
             new_prompt = max(P * (1.0 - hit), 1.0)  # the scheduler's prefix cache skips cached blocks
-            ctx = P + O / 2.0
-            step = run_step(dep, dep.transform_shape(StepShape(g, 1.0, ctx, "decode")), overlap)
-            decode, bound = step.latency_s, step.bound
-            if chunk_tokens:
-                c = min(float(chunk_tokens), new_prompt)
-                n_c = np.ceil(new_prompt / c)
-                past = P - new_prompt + (new_prompt - c) / 2.0
-                mixed = run_step(dep, dep.transform_shape(StepShape(g, 1.0, ctx, "decode", chunk_tokens=c,
-                                                                    chunk_past=past)), overlap).latency_s
-                alone = n_c * run_step(dep, StepShape(1.0, c, past, "prefill"), overlap).latency_s
-            else:
-                mixed = decode
-                alone = run_step(dep, StepShape(1.0, new_prompt, P - new_prompt, "prefill"), overlap).latency_s
-            mem = memory_arrays(dep, 1.0, P + O, 1.0)
-            kvreq = np.broadcast_to(memory_arrays(dep, 1.0, P, 1.0)["kv_bytes_per_request"], (1, tps.size)).ravel()
-            cap = np.broadcast_to(mem["max_concurrency"], (1, tps.size)).ravel()
-            alone = np.broadcast_to(alone, (1, tps.size)).ravel()
+            sc = Scenario.from_dict({**base, "hardware": {"gpu": gpu, "num_gpus": int(tps.max()) * pp},
+                                     "parallelism": {"tp": int(tps.max()), "pp": pp}})
+            dep, _ = resolve(sc, {"tp": tps.reshape(1, -1)})
+            priced = _price(dep, dep.overlap_policy(sc.overlap), P, O, new_prompt, chunk_tokens, tps.size)
             for i, tp in enumerate(tps):
-                kind = Kind(gpu, int(tp), pp, precision.get("weights", "bf16"), precision.get("kv_cache", "bf16"),
-                            techniques)
-                if cap[i] < 1:
-                    unfit.append(kind)
-                    continue
-                kinds.append(kind)
-                rows["kvreq"].append(float(kvreq[i]))
-                rows["bound"].append(np.broadcast_to(bound, (g.size, tps.size))[:, i])
-                rows["decode"].append(np.broadcast_to(decode, (g.size, tps.size))[:, i])
-                rows["mixed"].append(np.broadcast_to(mixed, (g.size, tps.size))[:, i])
-                rows["prefill"].append(alone[i])
-                rows["kstep"].append(float(dep.tokens_per_step()))
-                rows["kvcap"].append(float(cap[i]))
-                rows["chunk"].append(min(float(chunk_tokens), new_prompt) if chunk_tokens else 0.0)
-                rows["new"].append(new_prompt)
+                add(Kind(gpu, int(tp), pp, weights, kv, techniques), priced, i, dep, new_prompt)
+            for tp in ep_tps:  # experts spread over the TP group (vLLM --enable-expert-parallel)
+                sc = Scenario.from_dict({**base, "hardware": {"gpu": gpu, "num_gpus": tp * pp},
+                                         "parallelism": {"tp": tp, "pp": pp, "ep": tp}})
+                dep, _ = resolve(sc, {})
+                priced = _price(dep, dep.overlap_policy(sc.overlap), P, O, new_prompt, chunk_tokens, 1)
+                add(Kind(gpu, tp, pp, weights, kv, techniques, ep=tp), priced, 0, dep, new_prompt)
     if not kinds:
         raise InputError("gpus", "no GPU in the search space holds the model's weights and one request's KV cache")
     tables = StepTables(BATCH_GRID, np.array(rows["decode"]), np.array(rows["mixed"]), np.array(rows["prefill"]),
