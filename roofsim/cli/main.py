@@ -7,10 +7,10 @@ import sys
 from importlib import metadata
 
 from hwmodels.errors import InputError
-from roofsim.cli import (calibrate, concurrency, demo, hardware, long_context, models, predict, serve, techniques,
-                         validate)
+from roofsim.cli import (calibrate, concurrency, demo, hardware, long_context, models, plan, predict, serve,
+                         techniques, validate)
 
-COMMANDS = [predict, serve, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate]
+COMMANDS = [predict, serve, plan, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate]
 
 
 def version() -> str:
