@@ -1,0 +1,312 @@
+"""One training step on a cluster, as broadcast numpy arrays over any knobs.
+
+``evaluate(scenario, knobs)`` resolves the scenario, builds one micro-batch's operators once
+(``simulator.training.ops``) with the knobs as arrays (tp, pp, cp, ep, micro-batch, sequence length,
+recompute code, ZeRO stage, GPUs, global batch), prices them with the profile (``costmodels.roofline``)
+and composes the step:
+
+``step = slots · t_stage + exposed per-step gradient reduction + optimizer step`` (or the offload
+schedule, ``costmodels.offload``), where ``t_stage`` is the forward + backward (+ recompute) time of one
+micro-batch on the critical pipeline stage (its layers' share plus the LM head and loss, which the last
+stage carries unless vocabulary parallelism spreads them) plus its point-to-point sends and the exposed
+part of its per-micro-batch ZeRO-2/3 collectives, and ``slots`` is the schedule's micro-batch slots
+(``costmodels.pipeline``). Overlap of data-parallel communication with backward is an explicit policy
+(``grad_overlap``): ``bucketed`` hides the gradient reduction behind the last micro-batch's backward,
+except its last bucket (PyTorch DDP, Li et al. 2020, arXiv 2006.15704, §3.2.3), and ZeRO-3's parameter
+gathers behind each micro-batch's compute (FSDP prefetching); ``none`` exposes everything.
+
+Process groups are placed as Megatron-LM orders them (tp innermost, then cp, ep within dp, then dp, pp
+outermost): a group uses the GPU's intra-node link while it fits in a node, else the inter-node NIC,
+whose bandwidth C4's congestion term (``comm_inflation``, Dong et al. 2024, arXiv 2406.04594) reduces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from costmodels.collectives import collective_traffic
+from costmodels.offload import cpu_adam_time_s, offload_step_time_s
+from costmodels.optimizer import optimizer_step
+from costmodels.pipeline import pipeline_slots
+from costmodels.roofline import OpCost, price
+from costmodels.training_flops import palm_flops_per_token
+from hwmodels import InputError, get_accelerator, get_node, list_nodes, load_profile
+from simulator.deployment import Deployment
+from simulator.models import get_model
+from simulator.training.memory import (local_param_counts, lora_params, optimizer_state_elems_per_param,
+                                       training_memory)
+from simulator.training.ops import training_ops
+from simulator.training.precision import precision
+from simulator.training.scenario import DDP_BUCKET_BYTES, RECOMPUTE_CODES, TrainScenario
+
+KNOBS = ("tp", "pp", "cp", "ep", "micro_batch", "seq_len", "recompute", "zero", "num_gpus", "global_batch")
+COMPUTE_KINDS = ("gemm", "gemm_dgrad", "gemm_wgrad", "grouped_gemm", "attention_prefill", "attention_backward")
+
+
+@dataclass
+class Setup:
+    """A resolved scenario: specs, precision and every knob as a scalar or an array."""
+
+    sc: TrainScenario
+    model: Any
+    gpu: Any
+    profile: Any
+    node: Any
+    tp: Any
+    pp_arr: Any
+    cp: Any
+    ep: Any
+    dp: Any
+    micro_batch: Any
+    seq_len: Any
+    recompute: Any
+    zero: Any
+    num_gpus: Any
+    global_batch: Any
+    microbatches: Any
+    gpus_per_node: int
+    lora_p: Any = None
+
+    def __getattr__(self, name):  # scenario fields not overridden by knobs
+        return getattr(self.sc, name)
+
+    @property
+    def sp(self):
+        return self.sc.sequence_parallel & (np.asarray(self.tp) > 1)
+
+    @property
+    def flash(self):
+        return self.sc.flash_attention
+
+    @property
+    def shard_ranks(self):
+        """Ranks ZeRO shards over: the data-parallel group, or its part inside one node under HSDP."""
+        if self.sc.hsdp:
+            return np.minimum(self.dp, np.maximum(self.gpus_per_node // (np.asarray(self.tp) * self.cp), 1))
+        return self.dp
+
+    @property
+    def persistent_grads(self):
+        return (np.asarray(self.microbatches) > 1) | (np.asarray(self.dp) > 1) | self.sc.main_grad_fp32
+
+
+def _node(sc: TrainScenario, gpu):
+    if sc.node:
+        return get_node(sc.node, "node")
+    matches = [n for n in list_nodes() if get_node(n).accelerator == gpu.name]
+    return get_node(matches[0]) if matches else None
+
+
+def resolve(sc: TrainScenario, knobs: dict[str, Any]) -> Setup:
+    gpu = get_accelerator(sc.gpu, "gpu")
+    profile = load_profile(sc.calibration, gpu=gpu.name)
+    model = get_model(sc.model)
+    node = _node(sc, gpu)
+    per_node = sc.gpus_per_node or (node.accelerators_per_node if node else 8)
+
+    def knob(name, default):
+        return np.asarray(knobs[name]) if name in knobs else default
+
+    tp, pp, cp, ep = (knob(k, getattr(sc, k)) for k in ("tp", "pp", "cp", "ep"))
+    mb, seq, gpus = knob("micro_batch", sc.micro_batch), knob("seq_len", sc.seq_len), knob("num_gpus", sc.num_gpus)
+    rc = knob("recompute", RECOMPUTE_CODES[sc.recompute])
+    zero = knob("zero", sc.zero)
+    model_par = np.asarray(tp) * pp * cp
+    if np.any(np.asarray(gpus) % model_par):
+        raise InputError("num_gpus", f"{int(np.max(gpus))} GPUs are not a multiple of tp x pp x cp = {int(np.max(model_par))}")
+    dp = np.asarray(gpus) // model_par
+    if np.any(model.num_attention_heads % np.asarray(tp)):
+        raise InputError("tp", f"tp must divide num_attention_heads={model.num_attention_heads}")
+    if np.any(np.asarray(tp) > per_node):
+        raise InputError("tp", f"tensor parallelism beyond one node ({per_node} GPUs) is not modelled")
+    if np.any(np.asarray(pp) > model.num_layers):
+        raise InputError("pp", f"pp exceeds num_layers={model.num_layers}")
+    if np.any(dp % np.asarray(ep)):
+        raise InputError("ep", "ep must divide the data-parallel degree")
+    if np.any((np.asarray(ep) > 1) & (model.moe is None)):
+        raise InputError("ep", f"{model.name} has no experts")
+    gb = knob("global_batch", sc.global_batch if sc.global_batch is not None else mb * dp)
+    m = np.asarray(gb) / (np.asarray(mb) * dp)
+    if np.any(m < 1) or np.any(m != np.round(m)):
+        raise InputError("global_batch", "global_batch must be a multiple of micro_batch x data-parallel degree")
+    s = Setup(sc, model, gpu, profile, node, tp, pp, cp, ep, dp, mb, seq, rc, zero, gpus, gb, m, per_node)
+    if sc.lora_rank is not None:
+        s.lora_p = lora_params(model, sc.lora_rank, sc.lora_targets, tp, pp)
+    if sc.offload == "nvme" and sc.nvme_bandwidth_bytes_per_s is None:
+        raise InputError("nvme_bandwidth_bytes_per_s", "offload to nvme needs the drives' bandwidth")
+    if sc.offload != "none" and node is None:
+        raise InputError("node", f"offload needs host memory bandwidth: name a node ({', '.join(list_nodes())})")
+    return s
+
+
+def _links(s: Setup):
+    """(bandwidth, latency) of each group's link: intra-node while the group fits in a node."""
+    intra = (s.gpu.intra_node_link.bandwidth_bytes_per_s, s.gpu.intra_node_link.latency_s)
+    inter = (s.sc.inter_node_bandwidth_bytes_per_s / (1.0 + s.sc.comm_inflation), s.sc.inter_node_latency_s)
+    g = s.gpus_per_node
+    tp = np.asarray(s.tp)
+
+    def pick(span):
+        fits = np.asarray(span) <= g
+        return np.where(fits, intra[0], inter[0]), np.where(fits, intra[1], inter[1])
+
+    return {"cp": pick(tp * s.cp), "ep": pick(tp * s.cp * s.ep), "dp": pick(tp * s.cp * s.dp),
+            "shard": pick(tp * s.cp * s.shard_ranks), "pp": pick(s.num_gpus)}
+
+
+def _collective_s(s, collective, message, ranks, link):
+    """Time of one collective of ``message`` bytes over ``ranks`` on ``link`` (bandwidth, latency)."""
+    traffic, steps = collective_traffic(collective, message, ranks)
+    op = OpCost(collective, "collective", 1, link_bytes=traffic, link_latency_s=steps * link[1],
+                link_bandwidth_bytes_per_s=link[0])
+    return price(op, s.profile).time_s
+
+
+def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every output of the training step as arrays broadcast over ``knobs``."""
+    s = resolve(sc, knobs or {})
+    prec = precision(sc.precision, sc.main_grad_fp32, s.gpu)
+    bf16_peak = s.gpu.peak_for("bf16")
+    dep = Deployment(model=s.model, gpu=s.gpu, profile=s.profile, tp=s.tp, pp=1, replicas=1, weight_bytes=1.0 if
+                     prec.compute == "fp8" else 2.0, kv_bytes=2.0, act_bytes=2.0,
+                     peak_flops_per_s=s.gpu.peak_for(prec.compute), memory_utilization=sc.memory_utilization)
+    links = _links(s)
+    ops = training_ops(dep, micro_batch=s.micro_batch, seq_len=s.seq_len, cp=s.cp, ep=s.ep, sp=s.sp,
+                       recompute=s.recompute, prec=prec, microbatches=s.microbatches, lora_rank=sc.lora_rank,
+                       lora_targets=tuple(sc.lora_targets), bf16_peak=bf16_peak, cp_link=links["cp"],
+                       ep_link=links["ep"])
+    pp = np.asarray(s.pp_arr, dtype=float)
+    head_share = np.where(sc.vocab_parallel, 1.0 / pp, 1.0)
+    emb_share = np.where(pp > 1, 0.0, 1.0) if not sc.vocab_parallel else 1.0 / pp
+    cats: dict[str, Any] = {}
+    per_op = []
+    backward_mb = 0.0
+    forward_mb = 0.0
+    for t in ops:
+        op = t.op
+        time = price(op, s.profile).time_s
+        share = {"layers": 1.0 / pp, "head": head_share, "embedding": emb_share}[t.part]
+        stage_time = time * share
+        if op.kind == "collective":
+            cat = f"{t.group}_comm"
+        elif op.kind in COMPUTE_KINDS:
+            cat = "compute"
+        else:
+            cat = "memory"
+        cats[cat] = cats.get(cat, 0.0) + stage_time
+        if t.phase == "forward":
+            forward_mb = forward_mb + stage_time
+        else:
+            backward_mb = backward_mb + stage_time
+        per_op.append((t, stage_time))
+    stage_mb = sum(cats.values())
+
+    total_p, layer_p, vocab_p = local_param_counts(s.model, s.tp, s.pp_arr, s.ep)
+    trainable = s.lora_p if s.lora_p is not None else total_p
+    state_elems = optimizer_state_elems_per_param(s.model, sc.optimizer)
+    zero = np.asarray(s.zero)
+    shard = s.shard_ranks
+    tokens_mb = np.asarray(s.micro_batch, dtype=float) * s.seq_len / s.cp
+
+    # pipeline point-to-point: one activation send forward and one gradient send backward per boundary
+    chunks = sc.virtual_stages if sc.schedule == "interleaved" else 1
+    p2p_msg = tokens_mb * s.model.hidden_size * 2.0 / np.where(s.sp, np.asarray(s.tp), 1.0)
+    p2p = np.where(pp > 1, 2.0 * chunks * _collective_s(s, "p2p", p2p_msg, 2, links["pp"]), 0.0)
+    cats["pp_comm"] = p2p
+    # ZeRO-2/3 per micro-batch: reduce-scatter of gradients; ZeRO-3 gathers parameters for forward and
+    # backward (and for a full recompute)
+    grad_msg = trainable * (2.0 if prec.cast_weights else prec.grad_bytes)
+    param_msg = total_p * prec.param_bytes
+    rs_mb = np.where(zero >= 2, _collective_s(s, "reduce_scatter", grad_msg, shard, links["shard"]), 0.0)
+    gathers = 2.0 + (np.asarray(s.recompute) == 2)
+    ag_mb = np.where(zero >= 3, gathers * _collective_s(s, "all_gather", param_msg, shard, links["shard"]), 0.0)
+    zero_mb = rs_mb + ag_mb
+    hidden_mb = stage_mb if sc.grad_overlap == "bucketed" else 0.0
+    zero_exposed_mb = np.maximum(zero_mb - hidden_mb, 0.0)
+    cats["zero_comm"] = zero_exposed_mb
+    if sc.offload in ("params", "nvme"):  # each stage's parameters streamed in for forward and backward
+        host = s.gpu.host_link
+        stream = 2.0 * param_msg / (host.bandwidth_bytes_per_s * s.profile.kind("host_transfer").memory(param_msg))
+        cats["offload"] = np.maximum(stream - (stage_mb + p2p + zero_exposed_mb), 0.0)
+    t_stage = sum(cats.values())
+    slots = pipeline_slots(sc.schedule, pp, s.microbatches, chunks)
+    m = np.asarray(s.microbatches, dtype=float)
+    bubble = (slots - m) * t_stage
+    pipeline_s = slots * t_stage
+
+    # per step: the data-parallel gradient reduction and the parameter all-gather after the update
+    red = np.where(zero == 0, _collective_s(s, "all_reduce", grad_msg, s.dp, links["dp"]),
+                   np.where(zero == 1, _collective_s(s, "reduce_scatter", grad_msg, s.dp, links["dp"]), 0.0))
+    if sc.hsdp:  # replicas of each shard across nodes all-reduce their shard
+        red = red + np.where(zero >= 2, _collective_s(s, "all_reduce", grad_msg / shard, s.dp / shard, links["dp"]), 0.0)
+    ag = np.where((zero == 1) | (zero == 2), _collective_s(s, "all_gather", param_msg, s.dp, links["dp"]), 0.0)
+    if sc.grad_overlap == "bucketed":
+        last_bucket = red * np.minimum(DDP_BUCKET_BYTES / np.maximum(grad_msg, 1.0), 1.0)
+        red_exposed = np.maximum(red - backward_mb, last_bucket)
+    else:
+        red_exposed = red
+    dp_exposed = red_exposed + ag
+
+    opt_params = trainable / np.where(zero >= 1, shard, 1.0)
+    f, b = optimizer_step(opt_params, sc.optimizer, prec.param_bytes, prec.grad_bytes, prec.master_bytes,
+                          state_elems * prec.state_bytes)
+    opt_op = OpCost("optimizer.step", "optimizer", 1, flops=f, hbm_bytes=b, peak_flops_per_s=s.gpu.peak_for("fp32"),
+                    hbm_bandwidth_bytes_per_s=s.gpu.hbm_bandwidth_bytes_per_s)
+    optimizer_s = price(opt_op, s.profile).time_s
+    gpu_s = pipeline_s + dp_exposed
+    offload_s = 0.0 * gpu_s
+    if sc.offload == "none":
+        step = gpu_s + optimizer_s
+    else:
+        host = s.gpu.host_link
+        eff = s.profile.kind("host_transfer").memory(grad_msg / shard)
+        d2h = opt_params * (2.0 if prec.cast_weights else prec.grad_bytes) / (host.bandwidth_bytes_per_s * eff)
+        h2d = opt_params * prec.param_bytes / (host.bandwidth_bytes_per_s * eff)
+        cpu = cpu_adam_time_s(opt_params, s.node.host_memory.bandwidth_bytes_per_s / s.gpus_per_node)
+        if sc.offload == "nvme":
+            states = opt_params * (prec.master_bytes + state_elems * prec.state_bytes)
+            cpu = cpu + 2.0 * states / (sc.nvme_bandwidth_bytes_per_s / s.gpus_per_node)
+        step = offload_step_time_s(sc.offload_policy, gpu_s, backward_mb * m, d2h, cpu, h2d)
+        offload_s = step - gpu_s
+        optimizer_s = 0.0 * optimizer_s
+
+    out = _report(s, prec, sc, cats, m, bubble, dp_exposed, optimizer_s, offload_s, step, per_op)
+    out["memory"] = training_memory(s, (total_p, layer_p, vocab_p), prec, state_elems)
+    out["params_per_gpu"] = total_p + 0.0 * step
+    return out
+
+
+def _report(s, prec, sc, cats, m, bubble, dp_exposed, optimizer_s, offload_s, step, per_op):
+    model = s.model
+    tokens_step = np.asarray(s.global_batch, dtype=float) * s.seq_len
+    matmul_params = model.active_params(count_input_embedding=bool(model.tie_word_embeddings))
+    layer_matmul = matmul_params - model.vocab_size * model.hidden_size
+    heads, hd = model.num_attention_heads, model.head_dim
+    per_token = palm_flops_per_token(matmul_params, model.num_layers, heads, hd, s.seq_len)
+    if s.lora_p is not None:  # the base weights get no weight gradients: 4N instead of 6N
+        per_token = per_token - 2.0 * matmul_params
+    attention_fwd = 4.0 * model.num_layers * heads * hd * np.asarray(s.seq_len, dtype=float)
+    rc = np.asarray(s.recompute)
+    recompute_per_token = np.where(rc == 2, 2.0 * layer_matmul + attention_fwd, np.where(rc == 1, attention_fwd, 0.0))
+    model_flops = tokens_step * per_token
+    hardware_flops = tokens_step * (per_token + recompute_per_token)
+    peak = s.gpu.peak_for(prec.compute) * np.asarray(s.num_gpus, dtype=float)
+    breakdown = {k: m * v for k, v in cats.items()}
+    breakdown.update(bubble=bubble, dp_comm=dp_exposed, optimizer=optimizer_s, offload=offload_s)
+    tokens_per_s = tokens_step / step
+    out = {
+        "step_time_s": step, "tokens_per_s": tokens_per_s, "mfu": model_flops / (step * peak),
+        "hfu": hardware_flops / (step * peak), "model_flops_per_step": model_flops,
+        "hardware_flops_per_step": hardware_flops, "breakdown": breakdown, "microbatches": m, "dp": s.dp,
+        "ops": per_op,
+    }
+    if sc.tokens is not None:
+        ttt = sc.tokens / tokens_per_s * (1.0 + sc.downtime_fraction)
+        out["time_to_train_s"] = ttt
+        out["gpu_hours"] = ttt * np.asarray(s.num_gpus, dtype=float) / 3600.0
+        if sc.usd_per_gpu_hour is not None:
+            out["cost_usd"] = out["gpu_hours"] * sc.usd_per_gpu_hour
+    return out
