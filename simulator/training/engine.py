@@ -301,7 +301,7 @@ def _report(s, prec, sc, cats, m, bubble, dp_exposed, optimizer_s, offload_s, st
         "step_time_s": step, "tokens_per_s": tokens_per_s, "mfu": model_flops / (step * peak),
         "hfu": hardware_flops / (step * peak), "model_flops_per_step": model_flops,
         "hardware_flops_per_step": hardware_flops, "breakdown": breakdown, "microbatches": m, "dp": s.dp,
-        "ops": per_op,
+        "global_batch": s.global_batch, "ops": per_op, "calibration": s.profile.name,
     }
     if sc.tokens is not None:
         ttt = sc.tokens / tokens_per_s * (1.0 + sc.downtime_fraction)

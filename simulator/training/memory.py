@@ -133,7 +133,7 @@ def training_memory(s, counts, prec, state_elems):
     act_first = tokens * saved * layers_per_stage * inflight + working
     act_last = tokens * saved * layers_per_stage + working
     vocab_local = s.model.vocab_size / np.asarray(s.tp, dtype=float)
-    loss = loss_buffer_bytes(tokens, vocab_local, 2.0) + tokens * s.model.hidden_size * 2.0
+    loss = loss_buffer_bytes(tokens, vocab_local, 2.0) + tokens * s.model.hidden_size * 2.0 * 2.0  # + final norm in/out
     if s.vocab_parallel:
         loss = loss / s.pp_arr
     head_grad = s.model.vocab_size * s.model.hidden_size / np.asarray(s.tp, dtype=float) * prec.grad_bytes
@@ -141,8 +141,8 @@ def training_memory(s, counts, prec, state_elems):
     if prec.cast_weights:
         head_grad = head_grad * 1.5  # the bf16 gradient and its fp32 cast
     buckets = np.where(zero >= 3, 2.0 * layer_p / max(s.model.num_layers, 1) * s.pp_arr * prec.param_bytes, 0.0)
-    workspace = s.profile.workspace_bytes
-    fixed = weights + optim + buckets + workspace
+    workspace = s.profile.workspace_bytes  # outside the allocator: counts against capacity, not in total_bytes
+    fixed = weights + optim + buckets
     persistent = s.persistent_grads
     first = fixed + np.where(persistent, grads + act_first, np.maximum(act_first, grads))
     last = fixed + np.where(persistent, grads + act_last + loss, np.maximum(act_last + loss + head_grad, grads))
@@ -157,6 +157,6 @@ def training_memory(s, counts, prec, state_elems):
     return {
         "weights_bytes": weights, "gradient_bytes": grads, "optimizer_bytes": optim, "activation_bytes": act,
         "loss_bytes": loss_rep, "bucket_bytes": buckets, "workspace_bytes": workspace + 0.0 * total,
-        "total_bytes": total, "capacity_bytes": capacity + 0.0 * total, "fits": total <= capacity,
+        "total_bytes": total, "capacity_bytes": capacity + 0.0 * total, "fits": total + workspace <= capacity,
         "host_bytes": host,
     }
