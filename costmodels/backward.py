@@ -37,6 +37,7 @@ ELEMENTWISE_BACKWARD = {
     "permute": (1, 1, 2),
     "unpermute": (1, 1, 3),
     "embedding": (1, 1, 3),
+    "softmax": (1, 1, 4),  # softmax and dropout backward: read the output gradient, the output and the mask, write
 }
 
 

@@ -6,13 +6,15 @@ import argparse
 import sys
 
 from hwmodels.errors import InputError
-from roofsim.cli import calibrate, concurrency, demo, hardware, long_context, models, predict, techniques, validate
+from roofsim.cli import (calibrate, concurrency, demo, hardware, long_context, models, plan_train, predict, techniques,
+                         train, validate)
 
-COMMANDS = [predict, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate]
+COMMANDS = [predict, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate, train,
+            plan_train]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="roofsim", description="Roofline and concurrency cost models for LLM serving.")
+    parser = argparse.ArgumentParser(prog="roofsim", description="Roofline and concurrency cost models for LLM serving and training.")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)

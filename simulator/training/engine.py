@@ -23,6 +23,7 @@ whose bandwidth C4's congestion term (``comm_inflation``, Dong et al. 2024, arXi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -93,11 +94,15 @@ class Setup:
         return (np.asarray(self.microbatches) > 1) | (np.asarray(self.dp) > 1) | self.sc.main_grad_fp32
 
 
-def _node(sc: TrainScenario, gpu):
-    if sc.node:
-        return get_node(sc.node, "node")
-    matches = [n for n in list_nodes() if get_node(n).accelerator == gpu.name]
+@lru_cache(maxsize=None)
+def _catalog_node(accelerator: str):
+    """The first catalog node built from ``accelerator`` (host memory for offload), or None."""
+    matches = [n for n in list_nodes() if get_node(n).accelerator == accelerator]
     return get_node(matches[0]) if matches else None
+
+
+def _node(sc: TrainScenario, gpu):
+    return get_node(sc.node, "node") if sc.node else _catalog_node(gpu.name)
 
 
 def resolve(sc: TrainScenario, knobs: dict[str, Any]) -> Setup:
@@ -142,19 +147,12 @@ def resolve(sc: TrainScenario, knobs: dict[str, Any]) -> Setup:
     return s
 
 
-def _links(s: Setup):
-    """(bandwidth, latency) of each group's link: intra-node while the group fits in a node."""
+def _pick_link(s: Setup, span):
+    """(bandwidth, latency) of a group spanning ``span`` consecutive ranks: intra-node while it fits."""
     intra = (s.gpu.intra_node_link.bandwidth_bytes_per_s, s.gpu.intra_node_link.latency_s)
     inter = (s.sc.inter_node_bandwidth_bytes_per_s / (1.0 + s.sc.comm_inflation), s.sc.inter_node_latency_s)
-    g = s.gpus_per_node
-    tp = np.asarray(s.tp)
-
-    def pick(span):
-        fits = np.asarray(span) <= g
-        return np.where(fits, intra[0], inter[0]), np.where(fits, intra[1], inter[1])
-
-    return {"cp": pick(tp * s.cp), "ep": pick(tp * s.cp * s.ep), "dp": pick(tp * s.cp * s.dp),
-            "shard": pick(tp * s.cp * s.shard_ranks), "pp": pick(s.num_gpus)}
+    fits = np.asarray(span) <= s.gpus_per_node
+    return np.where(fits, intra[0], inter[0]), np.where(fits, intra[1], inter[1])
 
 
 def _collective_s(s, collective, message, ranks, link):
@@ -173,35 +171,55 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
     dep = Deployment(model=s.model, gpu=s.gpu, profile=s.profile, tp=s.tp, pp=1, replicas=1, weight_bytes=1.0 if
                      prec.compute == "fp8" else 2.0, kv_bytes=2.0, act_bytes=2.0,
                      peak_flops_per_s=s.gpu.peak_for(prec.compute), memory_utilization=sc.memory_utilization)
-    links = _links(s)
-    ops = training_ops(dep, micro_batch=s.micro_batch, seq_len=s.seq_len, cp=s.cp, ep=s.ep, sp=s.sp,
-                       recompute=s.recompute, prec=prec, microbatches=s.microbatches, lora_rank=sc.lora_rank,
-                       lora_targets=tuple(sc.lora_targets), bf16_peak=bf16_peak, cp_link=links["cp"],
-                       ep_link=links["ep"])
+    # the operators depend on a few knobs only: build and price them once per distinct combination
+    # of those (``u``) and index the results back onto every configuration
+    keys = np.broadcast_arrays(*(np.asarray(x) for x in (s.tp, s.cp, s.ep, s.micro_batch, s.seq_len, s.recompute,
+                                                         np.asarray(s.microbatches) > 1)))
+    shape = keys[0].shape
+    flat = [np.ravel(k).astype(np.int64) for k in keys]
+    dims = tuple(int(k.max()) + 1 for k in flat)
+    codes, inverse = np.unique(np.ravel_multi_index(flat, dims), return_inverse=True)
+    inverse = np.ravel(inverse)
+    u_tp, u_cp, u_ep, u_mb, u_seq, u_rc, u_acc = np.unravel_index(codes, dims)
+    uniq = codes[None, :]
+    dep.tp = u_tp
+    ops = training_ops(dep, micro_batch=u_mb, seq_len=u_seq.astype(float), cp=u_cp, ep=u_ep,
+                       sp=sc.sequence_parallel & (u_tp > 1), recompute=u_rc, prec=prec,
+                       microbatches=np.where(u_acc, 2, 1), lora_rank=sc.lora_rank, lora_targets=tuple(sc.lora_targets),
+                       bf16_peak=bf16_peak, cp_link=_pick_link(s, u_tp * u_cp), ep_link=_pick_link(s, u_tp * u_cp * u_ep),
+                       flash=sc.flash_attention)
+
+    def back(x):
+        return np.broadcast_to(np.asarray(x, dtype=float), uniq.shape[1:])[inverse].reshape(shape)
+
     pp = np.asarray(s.pp_arr, dtype=float)
     head_share = np.where(sc.vocab_parallel, 1.0 / pp, 1.0)
     emb_share = np.where(pp > 1, 0.0, 1.0) if not sc.vocab_parallel else 1.0 / pp
-    cats: dict[str, Any] = {}
-    per_op = []
-    backward_mb = 0.0
-    forward_mb = 0.0
+    share = {"layers": 1.0 / pp, "head": head_share, "embedding": emb_share}
+    sums: dict[tuple, Any] = {}  # (category, part, is forward) -> time on the distinct combinations
+    priced = []
     for t in ops:
         op = t.op
-        time = price(op, s.profile).time_s
-        share = {"layers": 1.0 / pp, "head": head_share, "embedding": emb_share}[t.part]
-        stage_time = time * share
         if op.kind == "collective":
             cat = f"{t.group}_comm"
         elif op.kind in COMPUTE_KINDS:
             cat = "compute"
         else:
             cat = "memory"
+        time = price(op, s.profile).time_s
+        key = (cat, t.part, t.phase == "forward")
+        sums[key] = sums.get(key, 0.0) + time
+        priced.append((t, time))
+    cats: dict[str, Any] = {}
+    forward_mb = backward_mb = 0.0
+    for (cat, part, is_forward), time in sums.items():
+        stage_time = back(time) * share[part]
         cats[cat] = cats.get(cat, 0.0) + stage_time
-        if t.phase == "forward":
+        if is_forward:
             forward_mb = forward_mb + stage_time
         else:
             backward_mb = backward_mb + stage_time
-        per_op.append((t, stage_time))
+    per_op = [(t, back(time) * share[t.part]) for t, time in priced] if np.prod(shape) <= 1 else []
     stage_mb = sum(cats.values())
 
     total_p, layer_p, vocab_p = local_param_counts(s.model, s.tp, s.pp_arr, s.ep)
@@ -211,18 +229,22 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
     shard = s.shard_ranks
     tokens_mb = np.asarray(s.micro_batch, dtype=float) * s.seq_len / s.cp
 
-    # pipeline point-to-point: one activation send forward and one gradient send backward per boundary
+    # pipeline point-to-point: one activation send forward and one gradient send backward per boundary;
+    # each tp rank sends its 1/tp slice and the receivers all-gather it over the node's links (Megatron-LM's
+    # scatter-gather optimisation, Narayanan et al. 2021, arXiv 2104.04473, §4.1)
     chunks = sc.virtual_stages if sc.schedule == "interleaved" else 1
-    p2p_msg = tokens_mb * s.model.hidden_size * 2.0 / np.where(s.sp, np.asarray(s.tp), 1.0)
-    p2p = np.where(pp > 1, 2.0 * chunks * _collective_s(s, "p2p", p2p_msg, 2, links["pp"]), 0.0)
+    p2p_msg = tokens_mb * s.model.hidden_size * 2.0 / np.asarray(s.tp)
+    p2p = np.where(pp > 1, 2.0 * chunks * _collective_s(s, "p2p", p2p_msg, 2, _pick_link(s, s.num_gpus)), 0.0)
     cats["pp_comm"] = p2p
     # ZeRO-2/3 per micro-batch: reduce-scatter of gradients; ZeRO-3 gathers parameters for forward and
     # backward (and for a full recompute)
     grad_msg = trainable * (2.0 if prec.cast_weights else prec.grad_bytes)
+    tp_cp = np.asarray(s.tp) * s.cp
+    shard_link, dp_link = _pick_link(s, tp_cp * shard), _pick_link(s, tp_cp * s.dp)
     param_msg = total_p * prec.param_bytes
-    rs_mb = np.where(zero >= 2, _collective_s(s, "reduce_scatter", grad_msg, shard, links["shard"]), 0.0)
+    rs_mb = np.where(zero >= 2, _collective_s(s, "reduce_scatter", grad_msg, shard, shard_link), 0.0)
     gathers = 2.0 + (np.asarray(s.recompute) == 2)
-    ag_mb = np.where(zero >= 3, gathers * _collective_s(s, "all_gather", param_msg, shard, links["shard"]), 0.0)
+    ag_mb = np.where(zero >= 3, gathers * _collective_s(s, "all_gather", param_msg, shard, shard_link), 0.0)
     zero_mb = rs_mb + ag_mb
     hidden_mb = stage_mb if sc.grad_overlap == "bucketed" else 0.0
     zero_exposed_mb = np.maximum(zero_mb - hidden_mb, 0.0)
@@ -238,11 +260,11 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
     pipeline_s = slots * t_stage
 
     # per step: the data-parallel gradient reduction and the parameter all-gather after the update
-    red = np.where(zero == 0, _collective_s(s, "all_reduce", grad_msg, s.dp, links["dp"]),
-                   np.where(zero == 1, _collective_s(s, "reduce_scatter", grad_msg, s.dp, links["dp"]), 0.0))
+    red = np.where(zero == 0, _collective_s(s, "all_reduce", grad_msg, s.dp, dp_link),
+                   np.where(zero == 1, _collective_s(s, "reduce_scatter", grad_msg, s.dp, dp_link), 0.0))
     if sc.hsdp:  # replicas of each shard across nodes all-reduce their shard
-        red = red + np.where(zero >= 2, _collective_s(s, "all_reduce", grad_msg / shard, s.dp / shard, links["dp"]), 0.0)
-    ag = np.where((zero == 1) | (zero == 2), _collective_s(s, "all_gather", param_msg, s.dp, links["dp"]), 0.0)
+        red = red + np.where(zero >= 2, _collective_s(s, "all_reduce", grad_msg / shard, s.dp / shard, dp_link), 0.0)
+    ag = np.where((zero == 1) | (zero == 2), _collective_s(s, "all_gather", param_msg, s.dp, dp_link), 0.0)
     if sc.grad_overlap == "bucketed":
         last_bucket = red * np.minimum(DDP_BUCKET_BYTES / np.maximum(grad_msg, 1.0), 1.0)
         red_exposed = np.maximum(red - backward_mb, last_bucket)

@@ -43,17 +43,22 @@ def local_param_counts(model, tp, pp, ep):
     t = np.asarray(tp, dtype=float)
     m = model
 
-    def local(lin):
-        return lin.params if lin.tp == "replicated" else lin.params / t
+    def split(linears):  # (replicated, tp-split) parameters
+        rep = sum(lin.params for lin in linears if lin.tp == "replicated")
+        return rep, sum(lin.params for lin in linears) - rep
 
-    layers = 0.0
-    for kind in m.mlp_kinds():
-        layers = layers + sum(local(lin) for lin in m.attention_linears())
-        if kind == "dense":
-            layers = layers + sum(local(lin) for lin in m.dense_mlp_linears())
-        else:
-            layers = layers + m.moe.num_experts / np.asarray(ep, dtype=float) * sum(local(lin) for lin in m.expert_linears())
-            layers = layers + sum(local(lin) for lin in m.shared_expert_linears()) + local(m.router_linear())
+    kinds = m.mlp_kinds()
+    n_moe = sum(1 for k in kinds if k == "moe")
+    rep, cut = split(m.attention_linears())
+    rep, cut = rep * m.num_layers, cut * m.num_layers
+    r, c = split(m.dense_mlp_linears())
+    rep, cut = rep + r * (m.num_layers - n_moe), cut + c * (m.num_layers - n_moe)
+    layers = rep + cut / t
+    if n_moe:
+        r, c = split(m.expert_linears())
+        layers = layers + n_moe * m.moe.num_experts / np.asarray(ep, dtype=float) * (r + c / t)
+        r, c = split(m.shared_expert_linears() + [m.router_linear()])
+        layers = layers + n_moe * (r + c / t)
     vocab = m.vocab_size * m.hidden_size * (1 if m.tie_word_embeddings else 2) / t
     norms = m.num_layers * m.norm_params_per_layer() + m.hidden_size
     p = np.asarray(pp, dtype=float)

@@ -48,6 +48,8 @@ class TrainOp:
 
 
 def _role(name: str, gated: bool) -> str:
+    if name.endswith(".softmax"):
+        return "softmax"
     leaf = name.rsplit(".", 1)[-1] if not name.startswith("moe.") else name
     for role in ("route", "sort", "unpermute", "permute"):
         if name.endswith("moe." + role):
@@ -146,8 +148,27 @@ def _collective(name, collective, count, message_bytes, ranks, link, latency_s):
                   link_bandwidth_bytes_per_s=link)
 
 
+# Unfused attention (no FlashAttention): per score element the QK^T GEMM writes it (2 bytes), the fused
+# masked softmax reads it and writes its output (2 + 2), dropout reads that and writes its output and a
+# one-byte mask (2 + 2 + 1): 11 bytes (Megatron-LM's scaled_masked_softmax and dropout; the s x s
+# tensors Korthikanti et al. 2022, §4.1, count as activations). The backward moves about twice as much.
+SOFTMAX_BYTES_PER_SCORE = 11.0
+
+
+def _with_unfused_softmax(fwd, micro_batch, seq_len, cp, dep):
+    """Insert, after each attention core, the memory-bound pass over its s x s scores."""
+    out = []
+    for op in fwd:
+        out.append(op)
+        if op.kind == "attention_prefill":
+            scores = np.asarray(micro_batch, dtype=float) * dep.q_heads_local * np.asarray(seq_len, dtype=float) ** 2 / cp
+            out.append(replace(op, name=op.name + ".softmax", kind="memory", flops=5.0 * scores,
+                               hbm_bytes=SOFTMAX_BYTES_PER_SCORE * scores))
+    return out
+
+
 def training_ops(dep, *, micro_batch, seq_len, cp, ep, sp, recompute, prec, microbatches, lora_rank=None,
-                 lora_targets=(), bf16_peak, cp_link=(0.0, 0.0), ep_link=(0.0, 0.0)):
+                 lora_targets=(), bf16_peak, cp_link=(0.0, 0.0), ep_link=(0.0, 0.0), flash=True):
     """Every operator of one micro-batch's forward, backward and recompute on one GPU, tagged."""
     m = dep.model
     gated = m.gated_mlp
@@ -158,6 +179,8 @@ def training_ops(dep, *, micro_batch, seq_len, cp, ep, sp, recompute, prec, micr
     grad_bytes = 2.0 if prec.cast_weights else prec.grad_bytes  # amp: bf16 wgrad, cast to fp32 below
     accumulate = (np.asarray(microbatches) > 1) | (prec.grad_bytes > prec.param_bytes)
     ops: list[TrainOp] = []
+    if not flash:
+        fwd = _with_unfused_softmax(fwd, micro_batch, seq_len, cp, dep)
     for op in fwd:
         part = _part(op)
         group = "tp" if op.kind == "collective" else "compute"
@@ -165,7 +188,8 @@ def training_ops(dep, *, micro_batch, seq_len, cp, ep, sp, recompute, prec, micr
         for b in backward_op(op, dep.act_bytes, grad_bytes, accumulate, lora, gated, bf16_peak):
             ops.append(TrainOp(b, part, "backward", group))
         if part == "layers":
-            again = np.where(rc == 2, 1.0, np.where((rc == 1) & (op.kind == "attention_prefill"), 1.0, 0.0))
+            core = op.kind == "attention_prefill" or op.name.endswith(".softmax")
+            again = np.where(rc == 2, 1.0, np.where((rc == 1) & core, 1.0, 0.0))
             if np.any(again):
                 ops.append(TrainOp(replace(op, name=op.name + ".recompute", count=op.count * again), part,
                                    "recompute", group))
