@@ -9,12 +9,14 @@ way plus the 16-bit copy written (:data:`CPU_ADAM_BYTES_PER_PARAM`). ZeRO-Infini
 
 How much of that overlaps the GPU's work is a policy (:func:`offload_step_time_s`):
 
-* ``serial``: ZeRO-Offload without its delayed update: device-to-host not hidden beyond backward, then
-  the CPU step, then host-to-device;
-* ``overlapped``: the schedule of chunk-based systems (ProTrain, Huang et al. 2024, arXiv 2406.08334)
-  and of Deep Optimizer States (Maurya et al. 2024, arXiv 2410.21316), whose update of each subgroup
-  runs on the CPU or the GPU, whichever finishes first, while transfers of the others proceed: the step
-  takes the busiest of GPU, link and CPU.
+* ``serial``: ZeRO-Offload without its delayed update: the gradients' device-to-host copy hidden behind
+  backward as far as it lasts, then the CPU step, then the host-to-device copy of the parameters;
+* ``overlapped``: interleaved offloading (Deep Optimizer States, Maurya et al. 2024, arXiv 2410.21316,
+  §4; ProTrain's chunked overlap, Huang et al. 2024, arXiv 2406.08334, follows the same principle): the
+  update is split into subgroups, each run on the CPU or on the GPU (its states copied over PCIe and back),
+  in the proportion that makes both finish together. With t_c the CPU's time for all of it and t_g the
+  GPU's (bound by moving the states both ways), the update takes ``t_g·t_c / (t_g + t_c)``, and only the
+  CPU's share of parameters still has to be copied back.
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ def cpu_adam_time_s(params, host_bandwidth_bytes_per_s):
     return np.asarray(params, dtype=float) * CPU_ADAM_BYTES_PER_PARAM / host_bandwidth_bytes_per_s
 
 
-def offload_step_time_s(policy: str, gpu_s, backward_s, d2h_s, cpu_s, h2d_s):
-    """Step time with offloaded optimizer work under ``policy`` (``serial`` or ``overlapped``)."""
-    gpu_s, backward_s, d2h_s, cpu_s, h2d_s = (np.asarray(x, dtype=float) for x in (gpu_s, backward_s, d2h_s, cpu_s, h2d_s))
+def offload_step_time_s(policy: str, gpu_s, backward_s, d2h_s, cpu_s, h2d_s, gpu_update_s):
+    """Step time with offloaded optimizer work under ``policy`` (``serial`` or ``overlapped``);
+    ``gpu_update_s``: the whole update run on the GPU instead, its states copied in and out."""
+    gpu_s, backward_s, d2h_s, cpu_s, h2d_s, gpu_update_s = (
+        np.asarray(x, dtype=float) for x in (gpu_s, backward_s, d2h_s, cpu_s, h2d_s, gpu_update_s))
+    exposed_d2h = np.maximum(d2h_s - backward_s, 0.0)
     if policy == "overlapped":
-        return np.maximum.reduce([gpu_s, d2h_s + h2d_s, cpu_s + 0.0 * gpu_s])
-    return gpu_s + np.maximum(d2h_s - backward_s, 0.0) + cpu_s + h2d_s
+        cpu_share = gpu_update_s / (gpu_update_s + cpu_s)
+        return gpu_s + exposed_d2h + cpu_s * cpu_share + h2d_s * cpu_share
+    return gpu_s + exposed_d2h + cpu_s + h2d_s

@@ -105,6 +105,14 @@ def _node(sc: TrainScenario, gpu):
     return get_node(sc.node, "node") if sc.node else _catalog_node(gpu.name)
 
 
+def gpus_per_node(sc: TrainScenario) -> int:
+    """GPUs per node: the scenario's, else its node's (named or the catalog's for the GPU), else 8."""
+    if sc.gpus_per_node:
+        return sc.gpus_per_node
+    node = _node(sc, get_accelerator(sc.gpu, "gpu"))
+    return node.accelerators_per_node if node else 8
+
+
 def resolve(sc: TrainScenario, knobs: dict[str, Any]) -> Setup:
     gpu = get_accelerator(sc.gpu, "gpu")
     profile = load_profile(sc.calibration, gpu=gpu.name)
@@ -288,10 +296,12 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
         d2h = opt_params * (2.0 if prec.cast_weights else prec.grad_bytes) / (host.bandwidth_bytes_per_s * eff)
         h2d = opt_params * prec.param_bytes / (host.bandwidth_bytes_per_s * eff)
         cpu = cpu_adam_time_s(opt_params, s.node.host_memory.bandwidth_bytes_per_s / s.gpus_per_node)
-        if sc.offload == "nvme":
+        if sc.offload == "nvme":  # ZeRO-Infinity: the states read from and written back to NVMe each step
             states = opt_params * (prec.master_bytes + state_elems * prec.state_bytes)
             cpu = cpu + 2.0 * states / (sc.nvme_bandwidth_bytes_per_s / s.gpus_per_node)
-        step = offload_step_time_s(sc.offload_policy, gpu_s, backward_mb * m, d2h, cpu, h2d)
+        states = opt_params * (prec.master_bytes + state_elems * prec.state_bytes)
+        gpu_update = 2.0 * states / (host.bandwidth_bytes_per_s * eff)
+        step = offload_step_time_s(sc.offload_policy, gpu_s, backward_mb * m, d2h, cpu, h2d, gpu_update)
         offload_s = step - gpu_s
         optimizer_s = 0.0 * optimizer_s
 

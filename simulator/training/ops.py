@@ -50,7 +50,7 @@ class TrainOp:
 def _role(name: str, gated: bool) -> str:
     if name.endswith(".softmax"):
         return "softmax"
-    leaf = name.rsplit(".", 1)[-1] if not name.startswith("moe.") else name
+    leaf = name.rsplit(".", 1)[-1]
     for role in ("route", "sort", "unpermute", "permute"):
         if name.endswith("moe." + role):
             return role

@@ -21,7 +21,7 @@ import numpy as np
 from hwmodels import InputError
 from simulator.models import get_model
 from simulator.training.api import as_train_scenario
-from simulator.training.engine import evaluate, resolve
+from simulator.training.engine import evaluate, gpus_per_node
 from simulator.training.scenario import RECOMPUTE_CODES
 
 MICRO_BATCHES = (1, 2, 4, 8, 16)
@@ -66,7 +66,7 @@ def plan_train(scenario=None, objective: str = "fastest", top: int = 5, **fields
     if objective not in ("fastest", "cheapest"):
         raise InputError("objective", "choose fastest or cheapest")
     sc = as_train_scenario(scenario, **fields)
-    per_node = resolve(sc, {}).gpus_per_node
+    per_node = gpus_per_node(sc)
     knobs = candidates(sc, per_node, objective)
     n = knobs["tp"].size
     if n == 0:
