@@ -37,7 +37,7 @@ def candidates(sc, per_node: int, objective: str) -> dict[str, np.ndarray]:
     m = get_model(sc.model)
     tps = [t for t in _divisors(per_node) if m.num_attention_heads % t == 0]
     pps = [p for p in _divisors(m.num_layers) if p <= sc.num_gpus]
-    cps = [c for c in CP_DEGREES if sc.seq_len % (2 * c) == 0 and c <= sc.num_gpus]
+    cps = [c for c in CP_DEGREES if c == 1 or (sc.seq_len % (2 * c) == 0 and c <= sc.num_gpus)]
     eps = _divisors(m.moe.num_experts) if m.moe else [1]
     gpus = [sc.num_gpus]
     if objective == "cheapest":
