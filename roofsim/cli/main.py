@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from hwmodels.errors import InputError
-from roofsim.cli import (calibrate, concurrency, demo, hardware, long_context, models, plan_train, predict, techniques,
-                         train, validate)
+from roofsim.cli import (calibrate, concurrency, demo, hardware, long_context, models, plan_train, predict, serve,
+                         techniques, train, validate)
 
-COMMANDS = [predict, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate, train,
+COMMANDS = [predict, serve, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate, train,
             plan_train]
 
 
