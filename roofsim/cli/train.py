@@ -21,7 +21,7 @@ FLAGS = {
     "schedule": (str, ["gpipe", "1f1b", "interleaved"]), "virtual_stages": (int, None),
     "grad_overlap": (str, ["none", "bucketed"]), "usd_per_gpu_hour": (float, None),
     "downtime_fraction": (float, None), "comm_inflation": (float, None), "calibration": (str, None),
-    "memory_utilization": (float, None), "inter_node_bandwidth_bytes_per_s": (float, None),
+    "memory_utilization": (float, None), "network": (str, None), "inter_node_bandwidth_bytes_per_s": (float, None),
     "nvme_bandwidth_bytes_per_s": (float, None),
 }
 SWITCHES = {"vocab_parallel": "spread vocabulary layers over all pipeline stages",

@@ -15,9 +15,10 @@ part of its per-micro-batch ZeRO-2/3 collectives, and ``slots`` is the schedule'
 except its last bucket (PyTorch DDP, Li et al. 2020, arXiv 2006.15704, §3.2.3), and ZeRO-3's parameter
 gathers behind each micro-batch's compute (FSDP prefetching); ``none`` exposes everything.
 
-Process groups are placed as Megatron-LM orders them (tp innermost, then cp, ep within dp, then dp, pp
-outermost): a group uses the GPU's intra-node link while it fits in a node, else the inter-node NIC,
-whose bandwidth C4's congestion term (``comm_inflation``, Dong et al. 2024, arXiv 2406.04594) reduces.
+Process groups are placed as Megatron-Core orders them for training (``tp-cp-ep-dp-pp``: tp innermost, ep
+within dp, pp outermost), and each collective is priced by the parallel package's two-level model
+(``costmodels.collectives.collective_cost`` over the node's scale-up link and the network's NIC), whose
+network bandwidth C4's congestion term (``comm_inflation``, Dong et al. 2024, arXiv 2406.04594) reduces.
 """
 
 from __future__ import annotations
@@ -28,15 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from costmodels.collectives import collective_traffic
+from costmodels.collectives import collective_cost
 from costmodels.offload import cpu_adam_time_s, offload_step_time_s
 from costmodels.optimizer import optimizer_step
 from costmodels.pipeline import pipeline_slots
 from costmodels.roofline import OpCost, price
 from costmodels.training_flops import palm_flops_per_token
-from hwmodels import InputError, get_accelerator, get_node, list_nodes, load_profile
+from hwmodels import InputError, get_accelerator, get_network, get_node, list_nodes, load_profile
 from simulator.deployment import Deployment
 from simulator.models import get_model
+from simulator.parallel import GENERIC_NETWORK
+from simulator.parallel.placement import span
 from simulator.training.memory import (local_param_counts, lora_params, optimizer_state_elems_per_param,
                                        training_memory)
 from simulator.training.ops import training_ops
@@ -155,20 +158,82 @@ def resolve(sc: TrainScenario, knobs: dict[str, Any]) -> Setup:
     return s
 
 
-def _pick_link(s: Setup, span):
-    """(bandwidth, latency) of a group spanning ``span`` consecutive ranks: intra-node while it fits."""
-    intra = (s.gpu.intra_node_link.bandwidth_bytes_per_s, s.gpu.intra_node_link.latency_s)
-    inter = (s.sc.inter_node_bandwidth_bytes_per_s / (1.0 + s.sc.comm_inflation), s.sc.inter_node_latency_s)
-    fits = np.asarray(span) <= s.gpus_per_node
-    return np.where(fits, intra[0], inter[0]), np.where(fits, intra[1], inter[1])
+def factorize(*arrays):
+    """The distinct combinations of broadcast integer ``arrays``: (their values, one array per input; the
+    index of each element's combination; the broadcast shape). Lets a function of a few knobs run once
+    per distinct combination instead of once per configuration."""
+    arrays = np.broadcast_arrays(*(np.asarray(a) for a in arrays))
+    shape = arrays[0].shape
+    values, ranks, dims = [], [], []
+    for a in arrays:
+        u, inv = np.unique(np.ravel(a), return_inverse=True)
+        values.append(u)
+        ranks.append(np.ravel(inv))
+        dims.append(len(u))
+    codes, inverse = np.unique(np.ravel_multi_index(ranks, dims), return_inverse=True)
+    picks = np.unravel_index(codes, dims)
+    return [u[i] for u, i in zip(values, picks)], np.ravel(inverse), shape
 
 
-def _collective_s(s, collective, message, ranks, link):
-    """Time of one collective of ``message`` bytes over ``ranks`` on ``link`` (bandwidth, latency)."""
-    traffic, steps = collective_traffic(collective, message, ranks)
-    op = OpCost(collective, "collective", 1, link_bytes=traffic, link_latency_s=steps * link[1],
-                link_bandwidth_bytes_per_s=link[0])
-    return price(op, s.profile).time_s
+def _links(s: Setup):
+    """(scale-up link, scale-out link) of the cluster: the node's NVLink domain (else the GPU's own link)
+    and its network's per-GPU NIC (the scenario's ``network``, else the node's, else InfiniBand NDR),
+    whose bandwidth C4's congestion term divides by ``1 + comm_inflation``."""
+    intra = (s.node.scale_up_link if s.node is not None and s.node.scale_up_link else None) or s.gpu.intra_node_link
+    net = get_network(s.sc.network or (s.node.network if s.node is not None else None) or GENERIC_NETWORK,
+                      "network").link()
+    bw = s.sc.inter_node_bandwidth_bytes_per_s or net.bandwidth_bytes_per_s
+    return intra, (bw / (1.0 + s.sc.comm_inflation), net.latency_s)
+
+
+def _group_op(s: Setup, name, collective, count, message, size, stride):
+    """One collective of a group of ``size`` ranks ``stride`` apart (Megatron-Core's order tp-cp-ep-dp-pp:
+    the group's ranks per node follow from the stride, ``simulator.parallel.placement.span``), priced by
+    ``costmodels.collectives.collective_cost`` (ring, tree or hierarchical, whichever is fastest) as an
+    operator for the profile's collective efficiency."""
+    intra, (net_bw, net_lat) = _links(s)
+    per_node, _ = span(size, stride, s.gpus_per_node)
+    cost = collective_cost(collective, message, size, per_node, intra.bandwidth_bytes_per_s, intra.latency_s,
+                           net_bw, net_lat)
+    bw = np.where(np.isfinite(cost.bandwidth_bytes_per_s), cost.bandwidth_bytes_per_s, 1.0)
+    return OpCost(name, "collective", count, link_bytes=cost.traffic_bytes, link_latency_s=cost.latency_s,
+                  link_bandwidth_bytes_per_s=bw)
+
+
+def _collective_s(s, collective, message, size, stride):
+    """Time of one collective of a group (see ``_group_op``)."""
+    return price(_group_op(s, collective, collective, 1, message, size, stride), s.profile).time_s
+
+
+def _comm_terms(s: Setup, prec) -> dict[str, Any]:
+    """Times of the pipeline send and the data-parallel collectives, each computed once per distinct
+    (tp, pp, cp, ep, dp, micro-batch, sequence) and indexed back onto every configuration.
+
+    Pipeline: one activation send per boundary, each tp rank sending its 1/tp slice (Megatron-LM's
+    scatter-gather, Narayanan et al. 2021, arXiv 2104.04473, §4.1). Data parallel: gradients (bf16 under
+    amp's autocast) reduced over dp or the ZeRO shard group, parameters gathered in the parameter dtype."""
+    (tp, pp, cp, ep, dp, mb, seq), inverse, shape = factorize(s.tp, s.pp_arr, s.cp, s.ep, s.dp, s.micro_batch,
+                                                                 s.seq_len)
+    total_p, _, _ = local_param_counts(s.model, tp, pp, ep)
+    trainable = lora_params(s.model, s.sc.lora_rank, s.sc.lora_targets, tp, pp) if s.lora_p is not None else total_p
+    grad_msg = trainable * (2.0 if prec.cast_weights else prec.grad_bytes)
+    param_msg = total_p * prec.param_bytes
+    if s.sc.hsdp:
+        shard = np.minimum(dp, np.maximum(s.gpus_per_node // (tp * cp), 1))
+    else:
+        shard = dp
+    tp_cp = tp * cp
+    p2p_msg = mb * seq / cp * s.model.hidden_size * 2.0 / tp
+    terms = {
+        "p2p": _collective_s(s, "send_recv", p2p_msg, 2, tp_cp * dp),
+        "shard_reduce_scatter": _collective_s(s, "reduce_scatter", grad_msg, shard, tp_cp),
+        "shard_all_gather": _collective_s(s, "all_gather", param_msg, shard, tp_cp),
+        "dp_all_reduce": _collective_s(s, "all_reduce", grad_msg, dp, tp_cp),
+        "dp_reduce_scatter": _collective_s(s, "reduce_scatter", grad_msg, dp, tp_cp),
+        "dp_all_gather": _collective_s(s, "all_gather", param_msg, dp, tp_cp),
+        "replica_all_reduce": _collective_s(s, "all_reduce", grad_msg / shard, dp / shard, tp_cp * shard),
+    }
+    return {k: np.broadcast_to(np.asarray(v, dtype=float), tp.shape)[inverse].reshape(shape) for k, v in terms.items()}
 
 
 def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -181,24 +246,19 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
                      peak_flops_per_s=s.gpu.peak_for(prec.compute), memory_utilization=sc.memory_utilization)
     # the operators depend on a few knobs only: build and price them once per distinct combination
     # of those (``u``) and index the results back onto every configuration
-    keys = np.broadcast_arrays(*(np.asarray(x) for x in (s.tp, s.cp, s.ep, s.micro_batch, s.seq_len, s.recompute,
-                                                         np.asarray(s.microbatches) > 1)))
-    shape = keys[0].shape
-    flat = [np.ravel(k).astype(np.int64) for k in keys]
-    dims = tuple(int(k.max()) + 1 for k in flat)
-    codes, inverse = np.unique(np.ravel_multi_index(flat, dims), return_inverse=True)
-    inverse = np.ravel(inverse)
-    u_tp, u_cp, u_ep, u_mb, u_seq, u_rc, u_acc = np.unravel_index(codes, dims)
-    uniq = codes[None, :]
+    (u_tp, u_cp, u_ep, u_mb, u_seq, u_rc, u_acc), inverse, shape = factorize(
+        s.tp, s.cp, s.ep, s.micro_batch, s.seq_len, s.recompute, np.asarray(s.microbatches) > 1)
+    n_unique = u_tp.size
     dep.tp = u_tp
     ops = training_ops(dep, micro_batch=u_mb, seq_len=u_seq.astype(float), cp=u_cp, ep=u_ep,
                        sp=sc.sequence_parallel & (u_tp > 1), recompute=u_rc, prec=prec,
                        microbatches=np.where(u_acc, 2, 1), lora_rank=sc.lora_rank, lora_targets=tuple(sc.lora_targets),
-                       bf16_peak=bf16_peak, cp_link=_pick_link(s, u_tp * u_cp), ep_link=_pick_link(s, u_tp * u_cp * u_ep),
-                       flash=sc.flash_attention)
+                       bf16_peak=bf16_peak, flash=sc.flash_attention,
+                       comm=lambda name, coll, count, msg, group: _group_op(
+                           s, name, coll, count, msg, *({"cp": (u_cp, u_tp), "ep": (u_ep, u_tp * u_cp)}[group])))
 
     def back(x):
-        return np.broadcast_to(np.asarray(x, dtype=float), uniq.shape[1:])[inverse].reshape(shape)
+        return np.broadcast_to(np.asarray(x, dtype=float), (n_unique,))[inverse].reshape(shape)
 
     pp = np.asarray(s.pp_arr, dtype=float)
     head_share = np.where(sc.vocab_parallel, 1.0 / pp, 1.0)
@@ -235,24 +295,18 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
     state_elems = optimizer_state_elems_per_param(s.model, sc.optimizer)
     zero = np.asarray(s.zero)
     shard = s.shard_ranks
-    tokens_mb = np.asarray(s.micro_batch, dtype=float) * s.seq_len / s.cp
 
-    # pipeline point-to-point: one activation send forward and one gradient send backward per boundary;
-    # each tp rank sends its 1/tp slice and the receivers all-gather it over the node's links (Megatron-LM's
-    # scatter-gather optimisation, Narayanan et al. 2021, arXiv 2104.04473, §4.1)
     chunks = sc.virtual_stages if sc.schedule == "interleaved" else 1
-    p2p_msg = tokens_mb * s.model.hidden_size * 2.0 / np.asarray(s.tp)
-    p2p = np.where(pp > 1, 2.0 * chunks * _collective_s(s, "p2p", p2p_msg, 2, _pick_link(s, s.num_gpus)), 0.0)
-    cats["pp_comm"] = p2p
+    comm = _comm_terms(s, prec)
+    cats["pp_comm"] = np.where(pp > 1, 2.0 * chunks * comm["p2p"], 0.0)
+    p2p = cats["pp_comm"]
     # ZeRO-2/3 per micro-batch: reduce-scatter of gradients; ZeRO-3 gathers parameters for forward and
     # backward (and for a full recompute)
     grad_msg = trainable * (2.0 if prec.cast_weights else prec.grad_bytes)
-    tp_cp = np.asarray(s.tp) * s.cp
-    shard_link, dp_link = _pick_link(s, tp_cp * shard), _pick_link(s, tp_cp * s.dp)
     param_msg = total_p * prec.param_bytes
-    rs_mb = np.where(zero >= 2, _collective_s(s, "reduce_scatter", grad_msg, shard, shard_link), 0.0)
+    rs_mb = np.where(zero >= 2, comm["shard_reduce_scatter"], 0.0)
     gathers = 2.0 + (np.asarray(s.recompute) == 2)
-    ag_mb = np.where(zero >= 3, gathers * _collective_s(s, "all_gather", param_msg, shard, shard_link), 0.0)
+    ag_mb = np.where(zero >= 3, gathers * comm["shard_all_gather"], 0.0)
     zero_mb = rs_mb + ag_mb
     hidden_mb = stage_mb if sc.grad_overlap == "bucketed" else 0.0
     zero_exposed_mb = np.maximum(zero_mb - hidden_mb, 0.0)
@@ -268,11 +322,10 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
     pipeline_s = slots * t_stage
 
     # per step: the data-parallel gradient reduction and the parameter all-gather after the update
-    red = np.where(zero == 0, _collective_s(s, "all_reduce", grad_msg, s.dp, dp_link),
-                   np.where(zero == 1, _collective_s(s, "reduce_scatter", grad_msg, s.dp, dp_link), 0.0))
+    red = np.where(zero == 0, comm["dp_all_reduce"], np.where(zero == 1, comm["dp_reduce_scatter"], 0.0))
     if sc.hsdp:  # replicas of each shard across nodes all-reduce their shard
-        red = red + np.where(zero >= 2, _collective_s(s, "all_reduce", grad_msg / shard, s.dp / shard, dp_link), 0.0)
-    ag = np.where((zero == 1) | (zero == 2), _collective_s(s, "all_gather", param_msg, s.dp, dp_link), 0.0)
+        red = red + np.where(zero >= 2, comm["replica_all_reduce"], 0.0)
+    ag = np.where((zero == 1) | (zero == 2), comm["dp_all_gather"], 0.0)
     if sc.grad_overlap == "bucketed":
         last_bucket = red * np.minimum(DDP_BUCKET_BYTES / np.maximum(grad_msg, 1.0), 1.0)
         red_exposed = np.maximum(red - backward_mb, last_bucket)

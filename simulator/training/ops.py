@@ -29,7 +29,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from costmodels import backward as bwd
-from costmodels.collectives import collective_traffic
 from costmodels.gemm import gemm_bytes, gemm_flops
 from costmodels.loss import cross_entropy_backward, cross_entropy_forward
 from costmodels.roofline import OpCost
@@ -142,12 +141,6 @@ def _lora_ops(dep, fwd, rank, targets, bf16_peak):
     return out
 
 
-def _collective(name, collective, count, message_bytes, ranks, link, latency_s):
-    traffic, steps = collective_traffic(collective, message_bytes, ranks)
-    return OpCost(name, "collective", count, link_bytes=traffic, link_latency_s=steps * latency_s,
-                  link_bandwidth_bytes_per_s=link)
-
-
 # Unfused attention (no FlashAttention): per score element the QK^T GEMM writes it (2 bytes), the fused
 # masked softmax reads it and writes its output (2 + 2), dropout reads that and writes its output and a
 # one-byte mask (2 + 2 + 1): 11 bytes (Megatron-LM's scaled_masked_softmax and dropout; the s x s
@@ -168,8 +161,9 @@ def _with_unfused_softmax(fwd, micro_batch, seq_len, cp, dep):
 
 
 def training_ops(dep, *, micro_batch, seq_len, cp, ep, sp, recompute, prec, microbatches, lora_rank=None,
-                 lora_targets=(), bf16_peak, cp_link=(0.0, 0.0), ep_link=(0.0, 0.0), flash=True):
-    """Every operator of one micro-batch's forward, backward and recompute on one GPU, tagged."""
+                 lora_targets=(), bf16_peak, comm=None, flash=True):
+    """Every operator of one micro-batch's forward, backward and recompute on one GPU, tagged. ``comm(name,
+    collective, count, message_bytes, group)`` makes the context- and expert-parallel collectives' operators."""
     m = dep.model
     gated = m.gated_mlp
     lora = lora_rank is not None
@@ -217,11 +211,12 @@ def training_ops(dep, *, micro_batch, seq_len, cp, ep, sp, recompute, prec, micr
                               hbm_bandwidth_bytes_per_s=dep.hbm_bandwidth_bytes_per_s), "head", "backward"))
     if lora:
         ops.extend(_lora_ops(dep, fwd, lora_rank, lora_targets, bf16_peak))
-    ops.extend(_parallel_comm(dep, tokens, cp, ep, rc, cp_link, ep_link))
+    if comm is not None:
+        ops.extend(_parallel_comm(dep, tokens, cp, ep, rc, comm))
     return ops
 
 
-def _parallel_comm(dep, tokens, cp, ep, rc, cp_link, ep_link):
+def _parallel_comm(dep, tokens, cp, ep, rc, comm):
     """Context-parallel K/V exchange and expert-parallel all-to-alls of one micro-batch.
 
     Ring attention (Liu et al. 2023, arXiv 2310.01889) passes every rank's K/V around the cp ranks in
@@ -234,15 +229,15 @@ def _parallel_comm(dep, tokens, cp, ep, rc, cp_link, ep_link):
     if np.any(np.asarray(cp) > 1):
         kv = tokens * dep.kv_elems_per_token_layer_local * dep.act_bytes * cp  # the full sequence's K/V
         again = np.where(rc == 2, 1.0, 0.0)
-        out.append(TrainOp(_collective("cp.kv_all_gather", "all_gather", n_attn * (1.0 + again), kv, cp, *cp_link),
+        out.append(TrainOp(comm("cp.kv_all_gather", "all_gather", n_attn * (1.0 + again), kv, "cp"),
                            "layers", "forward", "cp"))
-        out.append(TrainOp(_collective("cp.kv_grad_reduce_scatter", "reduce_scatter", n_attn, kv, cp, *cp_link),
+        out.append(TrainOp(comm("cp.kv_grad_reduce_scatter", "reduce_scatter", n_attn, kv, "cp"),
                            "layers", "backward", "cp"))
     if m.moe is not None and np.any(np.asarray(ep) > 1):
         n_moe = sum(1 for k in m.mlp_kinds() if k == "moe")
         rows = tokens * m.moe.top_k * m.hidden_size * dep.act_bytes
-        out.append(TrainOp(_collective("ep.all_to_all", "all_to_all", 2 * n_moe, rows, ep, *ep_link),
+        out.append(TrainOp(comm("ep.all_to_all", "all_to_all", 2 * n_moe, rows, "ep"),
                            "layers", "forward", "ep"))
-        out.append(TrainOp(_collective("ep.all_to_all.backward", "all_to_all", 2 * n_moe, rows, ep, *ep_link),
+        out.append(TrainOp(comm("ep.all_to_all.backward", "all_to_all", 2 * n_moe, rows, "ep"),
                            "layers", "backward", "ep"))
     return out

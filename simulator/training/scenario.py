@@ -13,12 +13,6 @@ from hwmodels.errors import InputError, validated
 Recompute = Literal["none", "selective", "full"]
 RECOMPUTE_CODES = {"none": 0, "selective": 1, "full": 2}
 
-# Per-GPU NIC of current 8-GPU servers: one ConnectX-7 NDR 400 Gb/s port per GPU in DGX H100/H200
-# (NVIDIA DGX H100 user guide, "Hardware overview":
-# https://docs.nvidia.com/dgx/dgxh100-user-guide/introduction-to-dgxh100.html), 50 GB/s per direction.
-DEFAULT_INTER_NODE_BANDWIDTH = 50.0e9
-# NCCL inter-node small-message latency over InfiniBand, order of 5 us per step (NCCL tests on IB; a round figure).
-DEFAULT_INTER_NODE_LATENCY = 5.0e-6
 # PyTorch DDP's default gradient bucket (``bucket_cap_mb=25``, torch.nn.parallel.DistributedDataParallel docs).
 DDP_BUCKET_BYTES = 25.0 * 2**20
 
@@ -33,8 +27,9 @@ class TrainScenario(BaseModel):
     num_gpus: PositiveInt = 1
     node: str | None = Field(None, description="catalog node: host memory for offload, GPUs per node")
     gpus_per_node: PositiveInt | None = Field(None, description="default: the node's, else 8")
-    inter_node_bandwidth_bytes_per_s: PositiveFloat = DEFAULT_INTER_NODE_BANDWIDTH
-    inter_node_latency_s: NonNegativeFloat = DEFAULT_INTER_NODE_LATENCY
+    network: str | None = Field(None, description="scale-out network (hwmodels/data/networks); default: the node's, "
+                                "else ib-ndr-400")
+    inter_node_bandwidth_bytes_per_s: PositiveFloat | None = Field(None, description="overrides the network's per-GPU NIC")
     tp: PositiveInt = 1
     pp: PositiveInt = 1
     cp: PositiveInt = 1

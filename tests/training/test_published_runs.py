@@ -39,7 +39,7 @@ def _table5_errors():
             r = train(model=spec, gpu="a100-80gb-sxm", node="dgx-a100-80gb", num_gpus=n, tp=8, pp=pp, global_batch=gb,
                       micro_batch=mb, seq_len=2048, schedule="interleaved" if v > 1 else "1f1b", virtual_stages=v,
                       recompute=mode, sequence_parallel=mode == "selective", precision="mixed", main_grad_fp32=True,
-                      flash_attention=False, dropout=True, inter_node_bandwidth_bytes_per_s=SELENE_NIC_BYTES_PER_S,
+                      flash_attention=False, dropout=True, network="ib-hdr-200",
                       calibration="default")
             assert r.memory.fits
             errs.append(r.step_time_s / published - 1.0)
