@@ -24,10 +24,37 @@ def add_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--from", dest="from_json", metavar="JSON",
                    help="predict again the cases of an earlier validation.json (no GPU needed)")
+    p.add_argument("--train", action="store_true",
+                   help="time real training steps of a torch Llama-style model against `roofsim train` "
+                        "(with --from: re-predict a saved training validation)")
     p.set_defaults(run=run)
 
 
+def _train(args) -> int:
+    from validation.training.report import markdown, repredict, summary
+
+    if args.from_json:
+        raw_path = args.from_json
+    else:
+        status = gpu_missing("validate")
+        if status is not None:
+            return status
+        from validation.training.run import main as measure_training
+
+        measure_training(["--out", args.out, "--skip-kernels"])
+        raw_path = f"{args.out}/training_raw.json"
+    rows = repredict(raw_path, args.profile or "auto")
+    print(markdown(rows))
+    s = summary(rows)
+    print(f"\n{s['n']} steps: time median |err| {s['time_err']['median']:.1%} (p90 {s['time_err']['p90']:.1%}), "
+          f"peak memory median |err| {s['memory_err']['median']:.1%} (p90 {s['memory_err']['p90']:.1%}); "
+          f"fits/out-of-memory agree on {s['fits_agree']} of {s['cases']}")
+    return 0
+
+
 def run(args) -> int:
+    if args.train:
+        return _train(args)
     if args.from_json:
         from validation.validate import repredict
 
