@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,8 @@ class Deployment:
     recurrent_state_elems: int = 0  # ``linear`` layers: state elements per head
     recurrent_state_bytes: float = 4.0  # ``linear`` layers: bytes per state element
     achievable_flops_per_s: float | None = None  # GEMM rate the throughput optimum assumes; None: peak
+    stack: Any = None  # simulator.stacks.StackProfile: the implementation the steps are priced for, or None
+    calibration: Any = None  # simulator.stacks.Calibration: where the profile came from (for error bands)
 
     @property
     def hbm_bandwidth_bytes_per_s(self) -> float:
