@@ -137,28 +137,64 @@ def run(quick: bool = False) -> dict[str, Any]:
             return json.load(f)
 
 
+def _groups(data: dict[str, Any]) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """{collective: {group size: (message sizes S, seconds)}} from either sweep: this module's
+    (``results``: per-rank sizes over the whole ``world``) or ``validation.multigpu.collectives``'
+    (``cases``: the cost model's message S per collective and group size)."""
+    pts: dict[str, dict[int, list[tuple[float, float]]]] = {}
+    if "cases" in data:
+        for c in data["cases"]:
+            if c.get("time_s"):
+                pts.setdefault(c["collective"], {}).setdefault(int(c["group"]), []).append(
+                    (float(c["message_bytes"]), float(c["time_s"])))
+    else:
+        world = int(data["world"])
+        for name, rows in data["results"].items():
+            if name in COLLECTIVES:  # all-gather: the per-rank input; the cost model's message is the output
+                pts[name] = {world: [(p[0] * (world if name == "all_gather" else 1), p[1]) for p in rows]}
+    return {name: {n: (np.array([p[0] for p in v]), np.array([p[1] for p in v])) for n, v in by_n.items()}
+            for name, by_n in pts.items()}
+
+
+def _fit_one(name: str, sizes: np.ndarray, times: np.ndarray, n: int, link):
+    """Alpha-beta and the link-efficiency curve of one collective at group size ``n``."""
+    traffic, steps = collective_traffic("p2p" if name == "send_recv" else name, sizes, n)
+    traffic = np.asarray(traffic, dtype=float) * np.ones_like(sizes)
+    kf, ab = fitmod.fit_link(traffic, times, link.bandwidth_bytes_per_s, float(np.max(steps)) * link.latency_s)
+    return kf, {"alpha_s": ab["alpha_s"], "beta_bytes_per_s": ab["beta_bytes_per_s"],
+                "points": [[int(s), float(t)] for s, t in zip(sizes, times)], "fit": kf.stats}
+
+
 def fit(data: dict[str, Any], gpu) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The profile's ``collective`` kind (fitted to all-reduce, the collective the step prices) and
-    an alpha-beta fit per collective for ``measurements``."""
-    world = int(data["world"])
+    """The profile's ``collective`` kind and an alpha-beta fit per collective and group size for
+    ``measurements.collectives``.
+
+    The kind is fitted to all-reduce (the collective the step prices) at the largest group measured;
+    ``groups[collective][n]`` holds every collective's fit at every group size n, with its
+    ``efficiency`` curve (a ``KindEfficiency``) for a cost model that prices each collective and
+    group size on its own curve. The top-level ``<collective>`` entries are the largest group's (the
+    keys a 2-GPU profile has always had); their ``points`` are (per-rank bytes, s) for a 2-GPU sweep
+    and (message S, s) in ``groups``."""
+    world = int(data.get("world") or max(int(c["group"]) for c in data["cases"]))
     link = gpu.intra_node_link
     raw: dict[str, Any] = {"world": world, "link": link.name, "methods": data.get("methods", {}),
-                           "eager": data.get("eager", {})}
+                           "eager": data.get("eager", {}), "groups": {}}
+    if "cases" in data:
+        raw["cases"] = data["cases"]
     kind = None
-    for name, pts in data["results"].items():
-        if name not in COLLECTIVES:
-            continue
-        sizes = np.array([p[0] for p in pts], dtype=float)
-        times = np.array([p[1] for p in pts], dtype=float)
-        full = sizes * world if name == "all_gather" else sizes  # the cost model's message = the whole tensor
-        traffic, steps = collective_traffic(name, full, world)
-        traffic = np.asarray(traffic, dtype=float) * np.ones_like(sizes)
-        kf, ab = fitmod.fit_link(traffic, times, link.bandwidth_bytes_per_s, float(np.max(steps)) * link.latency_s)
-        raw[name] = {"alpha_s": ab["alpha_s"], "beta_bytes_per_s": ab["beta_bytes_per_s"],
-                     "points": [[int(s), float(t)] for s, t in zip(sizes, times)], "fit": kf.stats}
+    for name, by_n in _groups(data).items():
+        for n in sorted(by_n):
+            kf, entry = _fit_one(name, *by_n[n], n, link)
+            entry["efficiency"] = kf.kind_efficiency(
+                f"measured: NCCL {name.replace('_', '-')} over {n} GPUs ({link.name}); alpha {entry['alpha_s'] * 1e6:.1f} us, "
+                f"beta {entry['beta_bytes_per_s'] / 1e9:.0f} GB/s; NVLS off")
+            raw["groups"].setdefault(name, {})[str(n)] = entry
+        largest = max(by_n)
+        top = dict(raw["groups"][name][str(largest)])
+        if "cases" not in data:
+            top["points"] = [[int(p[0]), float(p[1])] for p in data["results"][name]]
+        raw[name] = {k: v for k, v in top.items() if k != "efficiency"}
         if name == "all_reduce":
-            kind = kf.kind_efficiency(
-                f"measured: NCCL all-reduce over {world} GPUs ({link.name}); alpha {ab['alpha_s'] * 1e6:.1f} us, "
-                f"beta {ab['beta_bytes_per_s'] / 1e9:.0f} GB/s; NVLS off")
-    assert kind is not None
+            kind = raw["groups"][name][str(largest)]["efficiency"]
+    assert kind is not None, "no all-reduce measurements"
     return kind, raw

@@ -180,7 +180,10 @@ def environment(ctx: Ctx) -> dict[str, Any]:
 
 def command_line() -> str:
     """The command that started this run (the launcher passes it down; else this process's argv)."""
-    return os.environ.get("ROOFSIM_MULTIGPU_COMMAND") or " ".join([Path(sys.executable).name, *sys.argv])
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(os.path.join("multigpu", "__main__.py")):
+        argv[:1] = ["-m", "validation.multigpu"]
+    return os.environ.get("ROOFSIM_MULTIGPU_COMMAND") or " ".join(["python", *argv])
 
 
 def write(ctx: Ctx, out: str | Path, name: str, result: dict[str, Any], env: dict[str, Any]) -> Path | None:
