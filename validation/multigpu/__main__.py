@@ -21,8 +21,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("scripts", nargs="+", choices=[*SCRIPTS, "all"], help="what to measure")
     p.add_argument("--out", required=True, help="folder for <script>.json")
     p.add_argument("--tiny", action="store_true", help="toy shapes (the CPU tests)")
-    p.add_argument("--models", help="comma-separated model presets (tp, pp, dp)")
-    p.add_argument("--layers", type=int, help="at most this many layers per model (tp, pp)")
+    p.add_argument("--models", help="comma-separated models; each script runs those it knows (its MODELS)")
+    p.add_argument("--layers", type=int, help="at most this many layers per model (tp, pp, dp)")
     p.add_argument("--torch-kernels", action="store_true",
                    help="with --spawn on a CPU: torch references instead of the Triton interpreter (fast tests)")
     p.add_argument("--device", help="accelerator catalog name to predict with (default: the GPU's; h200-sxm on a CPU)")
@@ -42,11 +42,10 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    extra = [f for f in (argv if argv is not None else sys.argv[1:]) if f not in args.scripts]
     if args.launch:
-        keep = [e for e in extra if not e.startswith("--launch") and e != str(args.launch)]
-        keep = keep[keep.index("--out") + 2:] if "--out" in keep else keep
-        return launch.launch(args.launch, args.scripts, args.out, keep)
+        extra = (["--models", args.models] if args.models else []) + (["--layers", str(args.layers)] if args.layers else [])
+        extra += (["--device", args.device] if args.device else []) + (["--tiny"] if args.tiny else [])
+        return launch.launch(args.launch, args.scripts, args.out, extra)
     if args.spawn:
         spawn(args.spawn, args.scripts, args.out, options(args), tiny=args.tiny, backend="gloo")
         return 0

@@ -149,11 +149,13 @@ def run(ctx: launch.Ctx, opts: dict[str, Any]) -> dict[str, Any]:
     else:
         from validation.multigpu.tp import model_spec
 
-        names = opts.get("models") or MODELS
+        names = launch.chosen(opts, MODELS)
         models = [(m, QWEN25_15B if m == "qwen2.5-1.5b" else model_spec(m)) for m in names]
         plan = CASES
     dtype = torch.bfloat16 if ctx.cuda else torch.float32
     for name, spec in models:
+        if opts.get("layers"):
+            spec = {**spec, "num_layers": min(int(opts["layers"]), spec["num_layers"])}
         for n in degrees:
             for kind in ("ddp", "fsdp"):
                 if ctx.rank < n:

@@ -159,7 +159,7 @@ def run(ctx: launch.Ctx, opts: dict[str, Any]) -> dict[str, Any]:
     else:
         from validation.multigpu.tp import model_spec
 
-        names = opts.get("models") or MODELS
+        names = launch.chosen(opts, MODELS)
         models = [(m, DEEPSEEK_V3_ROUTED if m == "deepseek-v3-routed" else model_spec(m)) for m in names]
         tokens, layers = TOKENS, STACK_LAYERS
     for name, spec in models:

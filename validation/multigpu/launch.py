@@ -81,6 +81,12 @@ class Ctx:
         return self.reduce_max([0.0 if flag else 1.0], size)[0] == 0.0
 
 
+def chosen(opts: dict[str, Any], known: tuple[str, ...]) -> list[str]:
+    """The models of ``--models`` this script runs (those in ``known``), or all of ``known``."""
+    wanted = opts.get("models")
+    return list(known) if not wanted else [m for m in wanted if m in known]
+
+
 def init(tiny: bool = False, backend: str | None = None, rank: int | None = None, world: int | None = None,
          init_method: str | None = None) -> Ctx:
     """Join the process group: from torchrun's environment, or from the arguments (spawned tests)."""

@@ -111,7 +111,7 @@ def run(ctx: launch.Ctx, opts: dict[str, Any]) -> dict[str, Any]:
         if ctx.rank < p:
             checks[str(p)] = check(ctx, p, eng)
         ctx.barrier()
-    models = [("toy", {**TINY, "num_layers": 4})] if ctx.tiny else [(m, model_spec(m)) for m in opts.get("models") or MODELS]
+    models = [("toy", {**TINY, "num_layers": 4})] if ctx.tiny else [(m, model_spec(m)) for m in launch.chosen(opts, MODELS)]
     plan = [("decode", 4, 6, 1), ("prefill", 2, 4, 1)] if ctx.tiny else CASES
     for name, spec in models:
         if opts.get("layers"):

@@ -78,7 +78,7 @@ def run(ctx: launch.Ctx, opts: dict[str, Any]) -> dict[str, Any]:
     eng = engines(ctx)
     degrees = ctx.degrees(tuple(opts.get("degrees") or launch.DEGREES))
     cases, checks = [], {}
-    models = [("toy", TINY)] if ctx.tiny else [(m, model_spec(m)) for m in opts.get("models") or MODELS]
+    models = [("toy", TINY)] if ctx.tiny else [(m, model_spec(m)) for m in launch.chosen(opts, MODELS)]
     prefill = [(1, 4)] if ctx.tiny else PREFILL_CASES
     decode = [(2, 6)] if ctx.tiny else DECODE_CASES
     repeats = 10
