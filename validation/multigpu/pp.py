@@ -67,16 +67,17 @@ class Pipeline:
             w.wait()
 
 
-def check(ctx: launch.Ctx, p: int, eng: dict[str, str]) -> float:
+def check(ctx: launch.Ctx, p: int) -> float:
     """Max relative error of the pipeline's logits against the whole toy model's (float32, m = 2)."""
     import torch
 
     from validation.decoder import Arch, Decoder, StepRunner
     from validation.multigpu.shard import copy_step, stage_slice
-    from validation.multigpu.tp import TINY
+    from validation.multigpu.tp import CHECK_ENGINES, TINY
 
     spec = {**TINY, "num_layers": 2 * p}
-    full = Decoder(Arch.from_spec(spec), device=ctx.device, dtype=torch.float32, seed=0, max_positions=64, **eng)
+    full = Decoder(Arch.from_spec(spec), device=ctx.device, dtype=torch.float32, seed=0, max_positions=64,
+                   **CHECK_ENGINES)
     worst = 0.0
     for phase, batch, length in (("prefill", 4, 4), ("decode", 4, 6)):
         ref_r = StepRunner(full, phase, batch, length, seed=3)
@@ -109,7 +110,7 @@ def run(ctx: launch.Ctx, opts: dict[str, Any]) -> dict[str, Any]:
     for p in degrees:
         ctx.group(p)
         if ctx.rank < p:
-            checks[str(p)] = check(ctx, p, eng)
+            checks[str(p)] = check(ctx, p)
         ctx.barrier()
     models = [("toy", {**TINY, "num_layers": 4})] if ctx.tiny else [(m, model_spec(m)) for m in launch.chosen(opts, MODELS)]
     plan = [("decode", 4, 6, 1), ("prefill", 2, 4, 1)] if ctx.tiny else CASES
