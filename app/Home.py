@@ -50,6 +50,8 @@ if problem:
     st.error(problem)
     st.stop()
 pred = state.or_stop(state.cached_predict, sc)
+for warning in pred.warnings:
+    st.warning(warning)
 
 st.caption(f"{pred.model} on {pred.num_gpus}× {pred.gpu} · TP {pred.tp} · PP {pred.pp} · {pred.replicas} "
            f"replica{'s' if pred.replicas != 1 else ''} · profile {pred.calibration} · {pred.phase} · "

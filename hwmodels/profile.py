@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
 
 from hwmodels.errors import InputError, unknown_name, validated
+from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
 
 SCHEMA_VERSION = 1
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -135,9 +136,10 @@ def profile_from_dict(data: dict[str, Any], field: str = "calibration") -> Profi
 
 @lru_cache(maxsize=None)
 def _load_path(path: str, field: str) -> Profile:
+    text = read_text_bounded(path, PROFILE_LIMIT_BYTES, field)
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
+        data = json.loads(text)
+    except ValueError as exc:
         raise InputError(field, f"cannot read profile {path!r}: {exc.__class__.__name__}") from None
     if not isinstance(data, dict):
         raise InputError(field, f"profile {path!r} is not a JSON object")

@@ -25,7 +25,6 @@ import numpy as np
 
 from costmodels import attention as attn
 from costmodels import moe as moe_ops
-from costmodels.collectives import collective_traffic
 from costmodels.elementwise import (
     ADD_FLOPS_PER_ELEMENT,
     GATED_ACT_FLOPS_PER_ELEMENT,
@@ -39,6 +38,7 @@ from costmodels.linear_attention import linear_attention_bytes, linear_attention
 from costmodels.roofline import OpCost
 from simulator.deployment import Deployment
 from simulator.models.spec import Linear
+from simulator.parallel.comm import group_cost, group_shape
 
 # Projections whose output is cached (K/V, or the MLA latent); cross layers do not run them.
 KV_PROJECTIONS = ("attn.k_proj", "attn.v_proj", "attn.kv_a_proj")
@@ -83,6 +83,14 @@ class StepOp(OpCost):
     weight_bytes: np.ndarray | float = 0.0
     input_elems: np.ndarray | float = 0.0
     kv_read_bytes: np.ndarray | float = 0.0
+    # collectives: kind (all_reduce, all_gather, reduce_scatter, all_to_all, send_recv), parallel group,
+    # link, algorithm, ranks; ``overlap``: the boundary policy that may hide it (simulator.parallel.overlap)
+    collective: str = ""
+    group: str = ""
+    link: str = ""
+    algorithm: str = ""
+    ranks: np.ndarray | float = 0.0
+    overlap: str = ""
 
 
 def expected_distinct_experts(tokens, num_experts: int, top_k: int):
@@ -158,14 +166,27 @@ class StepBuilder:
         self._kernel(name, kind, count, gemm_flops(tokens, k, n), nbytes, per_layer=per_layer, rows=tokens,
                      weight_elems=elems, weight_bytes=elems * per_elem, input_elems=np.asarray(tokens, dtype=float) * k)
 
-    def _collective(self, name, collective, count, message_bytes, ranks, link, per_layer=True):
-        traffic, steps = collective_traffic(collective, message_bytes, ranks)
-        self.ops.append(StepOp(name, "collective", count, link_bytes=traffic, link_latency_s=steps * link.latency_s,
-                               link_bandwidth_bytes_per_s=link.bandwidth_bytes_per_s, per_layer=per_layer))
+    def _collective(self, name, collective, count, message_bytes, group, per_layer=True, overlap="", **span):
+        """One collective of parallel ``group`` (tp, cp, ep, etp, pp), priced on the links the group spans
+        (``simulator.parallel.comm``); ``span`` overrides the group's ranks / ranks per node."""
+        cost, link, algorithm = group_cost(self.dep, group, collective, message_bytes, **span)
+        bw = np.where(cost.wire_s > 0, cost.bandwidth_bytes_per_s, 1.0)
+        self.ops.append(StepOp(name, "collective", count, link_bytes=cost.traffic_bytes, link_latency_s=cost.latency_s,
+                               link_bandwidth_bytes_per_s=bw, per_layer=per_layer, collective=collective,
+                               group=group, link=link, algorithm=algorithm,
+                               ranks=span.get("ranks", group_shape(self.dep, group)[0]), overlap=overlap))
 
-    def _tp_all_reduce(self, name, count, tokens, per_layer=True):
+    def _tp_all_reduce(self, name, count, tokens, per_layer=True, overlap=""):
+        """The row-parallel output's all-reduce over TP; under sequence parallelism (Korthikanti et al. 2022,
+        arXiv 2205.05198, §4.2.2) a reduce-scatter and an all-gather of the same total traffic."""
         message = np.asarray(tokens, dtype=float) * self.model.hidden_size * self.dep.act_bytes
-        self._collective(name, "all_reduce", count, message, self.dep.tp, self.dep.gpu.intra_node_link, per_layer)
+        if self.dep.sp and np.any(np.asarray(self.dep.tp) > 1):
+            self._collective(name.replace("all_reduce", "reduce_scatter"), "reduce_scatter", count, message, "tp",
+                             per_layer, overlap)
+            self._collective(name.replace("all_reduce", "all_gather"), "all_gather", count, message, "tp",
+                             per_layer, overlap)
+            return
+        self._collective(name, "all_reduce", count, message, "tp", per_layer, overlap)
 
     # --- the step --------------------------------------------------------------------------------
 
@@ -183,10 +204,11 @@ class StepBuilder:
         for prefix, layers, layer_shape in self._stacks():
             self._layers(prefix, layers, layer_shape)
 
-        if dep.pp > 1:
+        if dep.pp > 1:  # activations between adjacent stages, once per stage boundary
             message = tokens * h * dep.act_bytes
-            self._collective("pipeline.send_recv", "p2p", dep.pp - 1, message, dep.pp, dep.gpu.intra_node_link,
-                             per_layer=False)
+            crosses = dep.placement.stage_boundary_crosses_nodes() if dep.placement is not None else False
+            self._collective("pipeline.send_recv", "send_recv", dep.pp - 1, message, "pp", per_layer=False,
+                             overlap="pp", ranks=2, per_node=np.where(crosses, 1, 2))
 
         self._elementwise("final_norm", 1, h, 1, 1, NORM_FLOPS_PER_ELEMENT, tokens, per_layer=False)
         logits_tokens = np.asarray(shape.batch, dtype=float) * shape.logits_per_seq  # sampled positions only

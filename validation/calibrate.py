@@ -24,6 +24,7 @@ import numpy as np
 
 from hwmodels import get_accelerator, load_profile
 from hwmodels.profile import SCHEMA_VERSION, Profile
+from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
 from validation import fit as fitmod
 from validation import measure, sweeps
 
@@ -338,7 +339,7 @@ def points_from_profile(data: dict[str, Any]) -> dict[str, list[sweeps.Point]]:
 
 def refit(path: str, out: str | None = None) -> dict[str, Any]:
     """Fit a profile again from the raw points it keeps (no GPU needed)."""
-    data = json.loads(Path(path).read_text())
+    data = json.loads(read_text_bounded(path, PROFILE_LIMIT_BYTES, "--refit"))
     groups = points_from_profile(data)
     env = {k: v for k, v in data.get("environment", {}).items() if k not in ("engines", "mode", "run_time_s")}
     timings = data.get("environment", {}).get("run_time_s", {})

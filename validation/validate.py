@@ -26,6 +26,7 @@ import numpy as np
 
 from costmodels.roofline import OpCost, price
 from hwmodels import get_accelerator, load_profile
+from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
 from simulator.api import predict
 from simulator.engine import evaluate
 from simulator.scenario import Scenario
@@ -333,7 +334,7 @@ def e2e_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def repredict(path: str, profile: str | None = None, out: str | None = None) -> dict[str, Any]:
     """Predict again, with this code and ``profile``, the cases a ``validation.json`` measured (no GPU)."""
-    result = json.loads(Path(path).read_text())
+    result = json.loads(read_text_bounded(path, PROFILE_LIMIT_BYTES, "--from"))
     gpu_name = result["gpu"]
     gpu = get_accelerator(gpu_name)
     profile_ref = profile or "auto"

@@ -10,6 +10,7 @@ import streamlit as st
 from app import charts, state, widgets
 from hwmodels import DTYPES, list_accelerators
 from hwmodels.errors import InputError
+from simulator.bounds import AXIS_LIMITS, check_counts
 
 st.set_page_config(page_title="roofsim · Sweep", layout="wide")
 state.enter_page("sweep")
@@ -52,12 +53,11 @@ def parse(axis: str, text: str) -> list:
             raise InputError(f"sweep.{axis}", f"unknown dtype {bad[0]!r}; choose from {', '.join(DTYPES)}")
         return items
     try:
-        values = [int(float(t)) for t in items]
+        numbers = [float(t) for t in items]
     except ValueError:
         raise InputError(f"sweep.{axis}", f"expected whole numbers, got {text!r}") from None
-    if min(values) < 1:
-        raise InputError(f"sweep.{axis}", "values must be positive")
-    return sorted(set(values))
+    values = check_counts(f"sweep.{axis}", numbers, *AXIS_LIMITS[axis])  # inf, 2.7, 1e30: refused
+    return sorted({int(v) for v in values})
 
 
 def grid(sc: dict, x: str, xv: list, y: str | None, yv: list) -> tuple[dict[str, np.ndarray], list[str]]:

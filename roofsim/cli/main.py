@@ -6,9 +6,10 @@ import argparse
 import sys
 
 from hwmodels.errors import InputError
-from roofsim.cli import calibrate, concurrency, demo, hardware, long_context, models, predict, techniques, validate
+from roofsim.cli import (calibrate, concurrency, demo, hardware, long_context, models, predict, serve, techniques,
+                         validate)
 
-COMMANDS = [predict, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate]
+COMMANDS = [predict, serve, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -88,7 +88,7 @@ def add_parser(sub) -> None:
 def render(pred: Prediction) -> str:
     head = (f"{pred.model} on {pred.num_gpus}x {pred.gpu} (tp={pred.tp}, pp={pred.pp}, replicas={pred.replicas}), "
             f"profile {pred.calibration}, {pred.phase}")
-    lines = [head, ""]
+    lines = [head, *(f"warning: {w}" for w in pred.warnings), ""]
     if pred.phase == "generate":
         lines.append(f"TTFT {seconds(pred.ttft_s)}   TPOT {seconds(pred.tpot_s)}   end-to-end {seconds(pred.e2e_s)}")
     else:

@@ -14,6 +14,7 @@ from typing import Any
 
 
 from hwmodels.errors import InputError, validated
+from simulator.bounds import MAX_LAYERS, limit_message
 from simulator.models.spec import ModelSpec
 
 
@@ -188,10 +189,15 @@ def spec_from_hf_config(config: dict[str, Any], name: str | None = None, field: 
     cfg = _Config(config, fam, model_type, field)
 
     num_layers = cfg.integer("num_hidden_layers")
+    if num_layers > MAX_LAYERS:  # before any per-layer list is built
+        raise cfg.error("num_hidden_layers", limit_message(num_layers, MAX_LAYERS, "layers"))
     hidden = cfg.integer("hidden_size")
     heads = cfg.integer("num_attention_heads")
     mla = _mla(cfg) if fam.mla else None
     head_dim = mla["qk_nope_head_dim"] + mla["qk_rope_head_dim"] if mla else cfg.integer("head_dim", default=0)
+    if not head_dim and heads and hidden % heads:
+        raise cfg.error("head_dim", f"hidden_size={hidden} is not divisible by num_attention_heads={heads}; "
+                                    "give head_dim explicitly")
     bias = cfg.flag("attention_bias", False)
     tie = outer.get("tie_word_embeddings")  # a wrapper (Gemma 3) may state it at the top level instead
     tie = tie if isinstance(tie, bool) else fam.tie_word_embeddings
