@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from costmodels.collectives import collective_traffic
+from costmodels.collectives import collective_cost, collective_traffic
 from validation import fit as fitmod
 
 COLLECTIVES = ("all_reduce", "all_gather", "all_to_all")
@@ -156,13 +156,28 @@ def _groups(data: dict[str, Any]) -> dict[str, dict[int, tuple[np.ndarray, np.nd
             for name, by_n in pts.items()}
 
 
-def _fit_one(name: str, sizes: np.ndarray, times: np.ndarray, n: int, link):
-    """Alpha-beta and the link-efficiency curve of one collective at group size ``n``."""
-    traffic, steps = collective_traffic("p2p" if name == "send_recv" else name, sizes, n)
-    traffic = np.asarray(traffic, dtype=float) * np.ones_like(sizes)
-    kf, ab = fitmod.fit_link(traffic, times, link.bandwidth_bytes_per_s, float(np.max(steps)) * link.latency_s)
+def _fit_one(name: str, sizes: np.ndarray, times: np.ndarray, n: int, link, algorithm: str = "auto"):
+    """Alpha-beta and the link-efficiency curve of one collective at group size ``n``, decomposed as the
+    step prices it: ``collective_cost``'s traffic and alpha terms for ``algorithm`` (per size: ``auto``
+    may pick a tree for small messages, a ring for large), then ``latency + traffic / (bw eff(traffic))
+    + overhead`` (``costmodels.roofline.price``)."""
+    bw = link.bandwidth_bytes_per_s
+    cost = collective_cost(name, sizes, n, n, bw, link.latency_s, bw, link.latency_s, algorithm)
+    traffic = np.asarray(cost.traffic_bytes, dtype=float) * np.ones_like(sizes)
+    latency = np.asarray(cost.latency_s, dtype=float) * np.ones_like(sizes)
+    base = float(latency.min())
+    # fit_link takes one latency: shift each time by its algorithm's extra alpha terms
+    kf, _ = fitmod.fit_link(traffic, times - latency + base, bw, base)
+    # alpha-beta over the bus bytes (nccl-tests' busbw convention: the ring's traffic), algorithm-free
+    bus, _ = collective_traffic(name, sizes, n)
+    _, ab = fitmod.fit_link(np.asarray(bus, dtype=float) * np.ones_like(sizes), times, bw, base)
+    pred = latency + traffic / (bw * np.interp(np.log10(traffic), kf.memory_log10, kf.memory_eff)) + kf.overhead_s
+    err = np.abs(pred / times - 1.0)
+    kf.stats.update({"points": int(times.size), "median_abs_err": float(np.median(err)),
+                     "p90_abs_err": float(np.percentile(err, 90)), "max_abs_err": float(err.max())})
     return kf, {"alpha_s": ab["alpha_s"], "beta_bytes_per_s": ab["beta_bytes_per_s"],
-                "points": [[int(s), float(t)] for s, t in zip(sizes, times)], "fit": kf.stats}
+                "points": [[int(s), float(t)] for s, t in zip(sizes, times)], "fit": kf.stats,
+                "algorithm": algorithm}
 
 
 def fit(data: dict[str, Any], gpu) -> tuple[dict[str, Any], dict[str, Any]]:

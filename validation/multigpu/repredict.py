@@ -2,14 +2,16 @@
 
 Each script's ``<name>.json`` is re-predicted with the code and profiles of this checkout:
 
-* ``collectives``: each case priced as the step prices a collective (``costmodels.collectives``
-  traffic and steps on the GPU's NVLink, ``costmodels.roofline.price`` with the profile's
-  ``collective`` kind). Target: median |error| <= 10% from 64 KiB up, per collective and group size.
+* ``collectives``: each case priced as the step prices a collective (``costmodels.collectives.
+  collective_cost``: ring, tree or hierarchical, the scenario's default algorithm choice, on the GPU's
+  NVLink; ``costmodels.roofline.price`` with the profile's ``collective`` kind). Target: median
+  |error| <= 10% from 64 KiB up, per collective and group size.
 * ``tp``, ``pp``: ``validation.validate.predict_row`` (as single-GPU cases) with the case's
-  ``parallelism``; a degree the scenario has no field for yet (``microbatches`` until the pipeline
-  model lands) is left out of the prediction and listed under ``unmodelled``.
-* ``ep``: the step's MoE operators (``moe.*``, ``mlp_norm``) of a decode step over every rank's
-  tokens, once the scenario takes ``parallelism.ep``; until then ``pending``.
+  ``parallelism`` (pipeline micro-batches included); a field the scenario does not have is left out
+  of the prediction and listed under ``unmodelled``.
+* ``ep``: the step's MoE operators (``moe.*``: router, routing, dispatch and combine all-to-all,
+  experts; ``mlp_norm``, ``moe_residual``) of a decode step over every rank's tokens with
+  ``parallelism.ep``; ``pending`` on a checkout whose scenario has no ``ep``.
 * ``dp``: ``pending`` until a training-step model exists (``simulator.training``).
   Target for tp/pp/ep/dp: median |error| <= 10%, p90 <= 20%.
 """
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from costmodels.collectives import collective_traffic
+from costmodels.collectives import collective_cost
 from costmodels.roofline import OpCost, price
 from hwmodels import get_accelerator, load_profile
 from simulator.api import predict
@@ -31,28 +33,36 @@ from validation.validate import _scenario, _stats, predict_row
 
 COLLECTIVE_FROM_BYTES = 64 * 1024
 TARGETS = {"collectives": {"median": 0.10}, "steps": {"median": 0.10, "p90": 0.20}}
-COST_NAME = {"send_recv": "p2p"}
 
 
 def _pending(reason: str) -> dict[str, Any]:
     return {"status": "pending", "reason": reason}
 
 
-def collective_time_s(collective: str, message_bytes, group: int, gpu_name: str, profile) -> np.ndarray:
-    """The step's price of one collective of ``message_bytes`` over ``group`` GPUs of one node."""
+ALGORITHM = ParallelismConfig.model_fields["collective_algorithm"].default
+
+
+def collective_time_s(collective: str, message_bytes, group: int, gpu_name: str, profile,
+                      algorithm: str = ALGORITHM) -> np.ndarray:
+    """The step's price of one collective of ``message_bytes`` over ``group`` GPUs of one node: the
+    algorithm's traffic, alpha terms and bandwidth (``collective_cost``, as ``simulator.parallel.comm``
+    takes them) through ``price`` with the profile's collective curve (as ``simulator.step`` does)."""
     link = get_accelerator(gpu_name).intra_node_link
-    traffic, steps = collective_traffic(COST_NAME.get(collective, collective), message_bytes, group)
-    op = OpCost(collective, "collective", 1.0, link_bytes=traffic, link_latency_s=steps * link.latency_s,
-                link_bandwidth_bytes_per_s=link.bandwidth_bytes_per_s)
+    cost = collective_cost(collective, message_bytes, group, group, link.bandwidth_bytes_per_s, link.latency_s,
+                           link.bandwidth_bytes_per_s, link.latency_s, algorithm)
+    bw = np.where(cost.wire_s > 0, cost.bandwidth_bytes_per_s, 1.0)
+    op = OpCost(collective, "collective", 1.0, link_bytes=cost.traffic_bytes, link_latency_s=cost.latency_s,
+                link_bandwidth_bytes_per_s=bw)
     return np.asarray(price(op, profile).time_s)
 
 
-def collectives(doc: dict[str, Any], profile_ref: str = "auto") -> dict[str, Any]:
+def collectives(doc: dict[str, Any], profile_ref: str = "auto", algorithm: str = ALGORITHM) -> dict[str, Any]:
     gpu = doc["gpu"]
     prof = load_profile(profile_ref, gpu=gpu)
     rows = [dict(c) for c in doc["cases"] if c.get("time_s")]
     for r in rows:
-        r["predicted_s"] = float(collective_time_s(r["collective"], r["message_bytes"], r["group"], gpu, prof))
+        r["predicted_s"] = float(collective_time_s(r["collective"], r["message_bytes"], r["group"], gpu, prof,
+                                                   algorithm))
         r["error"] = r["predicted_s"] / r["time_s"] - 1.0
     summary = {}
     for key in sorted({(r["collective"], r["group"]) for r in rows}):
@@ -93,14 +103,16 @@ def steps(doc: dict[str, Any], profile_ref: str = "auto") -> dict[str, Any]:
     return {"status": "predicted", "cases": rows, "summary": _summary(rows, key)}
 
 
-MOE_OPS = ("moe.", "mlp_norm", "moe_residual")
+MOE_OPS = ("moe.", "moe_norm", "mlp_norm", "moe_residual")  # dispatch/combine: moe.*.all_to_all
 
 
 def ep_prediction(row: dict[str, Any], gpu: str, profile_ref) -> float:
-    """The step's MoE operators (and their norm) of ``row['layers']`` layers, decode over every rank's tokens."""
+    """The step's MoE operators (and their norm) of ``row['layers']`` layers: a decode step on ``ep`` GPUs,
+    each a replica of the attention (``workload.batch_size`` = sequences per replica = the tokens of
+    one rank) and 1/ep of the experts."""
     spec = {**row["spec"], "num_layers": row["layers"]}
     par = {"ep": row["parallelism"]["ep"], "tp": 1}
-    sc = _scenario(spec, gpu, profile_ref, "decode", row["tokens_per_rank"] * par["ep"], 16, par)
+    sc = _scenario(spec, gpu, profile_ref, "decode", row["tokens_per_rank"], 16, par)
     sc["hardware"]["num_gpus"] = par["ep"]
     pred = predict(sc)
     return float(sum(op.time_s for op in pred.breakdown if op.name.startswith(MOE_OPS)))

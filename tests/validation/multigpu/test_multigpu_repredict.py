@@ -79,19 +79,22 @@ def test_folded_profile_re_predicts_its_own_sweep_within_target():
     assert big["n"] == 8 and big["meets_target"], big  # 64 KiB .. 1 GiB, fitted on exactly these points
 
 
-def test_re_prediction_flags_latency_below_the_ring_model():
-    """NCCL's small all-reduces over 8 GPUs take ~20 us, less than 2(n-1) = 14 ring steps of 3 us:
-    the alpha-beta ring model cannot go that low, and the 64 KiB+ target says so."""
+def test_small_all_reduce_over_8_gpus_needs_the_tree():
+    """NCCL's small all-reduces over 8 GPUs take ~20 us: less than a ring's 2(n-1) = 14 steps of 3 us
+    (42 us), more than a double binary tree's 2 log2(8) = 6 (18 us). Fitted with the default
+    algorithm choice, the 64 KiB+ target holds; priced as a ring it cannot."""
+    S, peak = 2 ** 16, load_profile("peak")
+    ring = float(collective_time_s("all_reduce", S, 8, "h200-sxm", peak, "ring"))
+    tree = float(collective_time_s("all_reduce", S, 8, "h200-sxm", peak, "tree"))
+    assert ring == pytest.approx(14 * LINK.latency_s + 2 * 7 / 8 * S / LINK.bandwidth_bytes_per_s)
+    assert tree == pytest.approx(6 * LINK.latency_s + 2 * S / LINK.bandwidth_bytes_per_s)
     sweep = _sweep({8: 20e-6}, {8: 250e9})
-    kind, raw = collectives.fit(sweep, H200)
-    assert raw["groups"]["all_reduce"]["8"]["alpha_s"] == pytest.approx(20e-6, rel=1e-6)
+    assert tree < sweep["cases"][2]["time_s"] < ring  # the 64 KiB all-reduce
     base = json.loads(Path("hwmodels/profiles/h200-sxm.json").read_text())
-    report = repredict_collectives(sweep, profile_ref=fold(base, sweep))
-    assert not report["summary"]["all_reduce x8"]["meets_target"]
-    small = [r for r in report["cases"] if r["collective"] == "all_reduce" and r["message_bytes"] == 2 ** 16]
-    assert small[0]["predicted_s"] >= 14 * LINK.latency_s > small[0]["time_s"]
-    # one latency step: send/recv's own curve (kept for a cost model that prices per collective) fits
-    assert raw["groups"]["send_recv"]["8"]["fit"]["median_abs_err"] < 0.05
+    folded = fold(base, sweep)
+    assert repredict_collectives(sweep, profile_ref=folded)["summary"]["all_reduce x8"]["meets_target"]
+    ring_report = repredict_collectives(sweep, profile_ref=folded, algorithm="ring")
+    assert not ring_report["summary"]["all_reduce x8"]["meets_target"]
 
 
 def test_shipped_two_gpu_fit_is_unchanged():
