@@ -28,7 +28,7 @@ QWEN25_15B = {"name": "qwen2.5-1.5b", "family": "qwen2", "num_layers": 28, "hidd
               "num_attention_heads": 12, "num_kv_heads": 2, "head_dim": 128, "intermediate_size": 8960,
               "vocab_size": 151936}
 MODELS = ("qwen2.5-1.5b", "llama-3.1-8b")
-CASES = [(1, 4096), (4, 2048)]  # (sequences per GPU, sequence length)
+CASES = [(1, 4096), (2, 2048)]  # (sequences per GPU, sequence length): 4096 tokens per GPU
 TINY = {"name": "toy", "family": "llama", "num_layers": 2, "hidden_size": 32, "num_attention_heads": 4,
         "num_kv_heads": 2, "head_dim": 8, "intermediate_size": 64, "vocab_size": 64}
 
