@@ -134,3 +134,15 @@ def test_tp_case_is_predicted_on_its_gpus():
                         "parallelism": {"tp": 4}}, "auto", "h200-sxm")
     assert one["calibrated_s"] / 4 < four["calibrated_s"] < one["calibrated_s"]
     assert np.isfinite(four["calibrated_error"])
+
+
+def test_cli_multi_gpu_needs_a_gpu_and_results(tmp_path, capsys, monkeypatch):
+    from roofsim.cli import validate as cli_validate
+    from roofsim.cli.main import main
+
+    monkeypatch.setattr(cli_validate, "gpu_missing", lambda command: (print("roofsim validate: error: needs a CUDA GPU")
+                                                                      or 2))
+    assert main(["validate", "--multi-gpu", "8", "--out", str(tmp_path)]) == 2
+    assert main(["validate", "--from", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"roofsim validate: error: no multi-GPU results in {str(tmp_path)!r}"]

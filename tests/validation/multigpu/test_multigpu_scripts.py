@@ -93,3 +93,12 @@ def test_results_re_predict(results):
     assert report["ep"]["status"] == ("predicted" if "ep" in ParallelismConfig.model_fields else "pending")
     text = markdown(report)
     assert "tp2" in text and "Not re-predicted" in text
+
+
+def test_cli_re_predicts_a_results_folder(results, capsys):
+    from roofsim.cli.main import main
+
+    assert main(["validate", "--from", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "toy decode tp2" in out and "all_reduce x2" in out and "toy-moe ep2" in out
+    assert (results / "multigpu.md").read_text() + "\n" == out  # the table it prints is the one it keeps
