@@ -12,7 +12,8 @@ Each script's ``<name>.json`` is re-predicted with the code and profiles of this
 * ``ep``: the step's MoE operators (``moe.*``: router, routing, dispatch and combine all-to-all,
   experts; ``mlp_norm``, ``moe_residual``) of a decode step over every rank's tokens with
   ``parallelism.ep``; ``pending`` on a checkout whose scenario has no ``ep``.
-* ``dp``: ``pending`` until a training-step model exists (``simulator.training``).
+* ``dp``: ``simulator.train`` (the training-step model) for the same layout (``train_scenario``), ``pending`` on a
+  checkout without it.
   Target for tp/pp/ep/dp: median |error| <= 10%, p90 <= 20%.
 """
 
@@ -133,8 +134,31 @@ def ep(doc: dict[str, Any], profile_ref: str = "auto") -> dict[str, Any]:
             "summary": _summary(rows, lambda r: f"{r['model']} ep{r['parallelism']['ep']}")}
 
 
+def train_scenario(row: dict[str, Any], gpu: str, profile_ref) -> dict[str, Any]:
+    """The training scenario (``simulator.training.TrainScenario``) of a measured DDP or FSDP step:
+    DDP is ZeRO-0 in bf16 throughout, FSDP is ZeRO-3 with fp32 master weights and bf16 compute; both
+    AdamW, gradient reduction overlapped with the backward pass in buckets."""
+    fsdp = row["kind"] == "fsdp"
+    return {"model": row["spec"], "gpu": gpu, "num_gpus": row["parallelism"]["dp"], "seq_len": row["seq_len"],
+            "micro_batch": row["batch_per_gpu"], "zero": 3 if fsdp else 0, "precision": "mixed" if fsdp else "bf16",
+            "optimizer": "adamw", "grad_overlap": "bucketed", "flash_attention": True, "calibration": profile_ref}
+
+
 def dp(doc: dict[str, Any], profile_ref: str = "auto") -> dict[str, Any]:
-    return {**_pending("no training-step model in this checkout (simulator.training)"), "cases": doc["cases"]}
+    import simulator
+
+    train = getattr(simulator, "train", None)  # the training-step model's public entry
+    if train is None:
+        return {**_pending("no training-step model in this checkout (simulator.train)"), "cases": doc["cases"]}
+    rows = []
+    for c in doc["cases"]:
+        r = dict(c)
+        if "time_s" in r:
+            r["calibrated_s"] = float(train(train_scenario(r, doc["gpu"], profile_ref)).step_time_s)
+            r["calibrated_error"] = r["calibrated_s"] / r["time_s"] - 1.0
+        rows.append(r)
+    return {"status": "predicted", "cases": rows,
+            "summary": _summary(rows, lambda r: f"{r['model']} {r['kind']} dp{r['parallelism']['dp']}")}
 
 
 PREDICTORS = {"collectives": collectives, "tp": steps, "pp": steps, "ep": ep, "dp": dp}

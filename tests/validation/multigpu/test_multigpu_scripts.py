@@ -89,10 +89,16 @@ def test_results_re_predict(results):
             assert r["calibrated_s"] > 0 and r["default_s"] > 0 and r["peak_s"] > 0
     assert report["pp"]["cases"][0]["unmodelled"] == sorted(
         k for k in ("microbatches", "pp", "tp") if k not in ParallelismConfig.model_fields)
-    # EP is predicted as soon as the scenario has the field, pending until then
+    # EP and DP are predicted as soon as the cost model has them, pending until then
+    import simulator
+
     assert report["ep"]["status"] == ("predicted" if "ep" in ParallelismConfig.model_fields else "pending")
+    assert report["dp"]["status"] == ("predicted" if hasattr(simulator, "train") else "pending")
+    for name in ("ep", "dp"):
+        if report[name]["status"] == "predicted":
+            assert all(r["calibrated_s"] > 0 for r in report[name]["cases"])
     text = markdown(report)
-    assert "tp2" in text and "Not re-predicted" in text
+    assert "toy decode tp2" in text and ("Not re-predicted" in text) == (report["dp"]["status"] == "pending")
 
 
 def test_cli_re_predicts_a_results_folder(results, capsys):
