@@ -346,7 +346,7 @@ def refit(path: str, out: str | None = None) -> dict[str, Any]:
     coll = data.get("measurements", {}).get("collectives") or None
     coll_data = None
     if coll and "cases" in coll:  # a multi-GPU sweep (validation.multigpu.collectives)
-        coll_data = {"world": coll["world"], "cases": coll["cases"]}
+        coll_data = {k: coll[k] for k in ("world", "cases", "environment", "command") if k in coll}
     elif coll and "world" in coll:
         coll_data = {"world": coll["world"], "results": {k: v["points"] for k, v in coll.items()
                                                           if isinstance(v, dict) and "points" in v},

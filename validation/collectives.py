@@ -1,13 +1,11 @@
-"""NCCL collectives through torch.distributed, one process per GPU: all-reduce, all-gather and
-all-to-all over message sizes from 4 KiB to 256 MiB, and an alpha-beta fit per collective.
+"""NCCL collectives for ``roofsim calibrate`` when more than one GPU is visible: the sweep and its fit.
 
-Used by ``roofsim calibrate`` when more than one GPU is visible. Each collective is launched back
-to back in a CUDA graph, as a graph-captured decode step issues it, and the graph's replays are
-timed with CUDA events (median over repeats, the slowest rank's); the same launches made eagerly,
-host overhead included, are kept beside them. Message sizes are per rank (the all-reduce's buffer,
-each rank's all-gather input, the all-to-all's send buffer); the fit converts them to the cost
-model's message (``costmodels.collectives``: the whole tensor) and per-GPU traffic.
-NVLink multicast (NVLS) stays off: ``NCCL_NVLS_ENABLE=0`` is set before NCCL starts.
+The sweep is ``validation.multigpu.collectives`` (all-reduce, all-gather, reduce-scatter, all-to-all
+and send/recv over groups of 2, 4 and 8 GPUs, 4 KiB to 1 GiB, each collective launched back to back
+in a CUDA graph as a graph-captured step issues it; NVLink multicast off), run here in one spawned
+process per GPU. ``fit`` fits every collective at every group size and gives the profile's
+``collective`` kind. It also reads the 2-GPU sweep this module made before (``results``: per-rank
+sizes, the all-gather's input), which the shipped H200 profile keeps.
 """
 
 from __future__ import annotations
@@ -21,31 +19,11 @@ import numpy as np
 from costmodels.collectives import collective_cost, collective_traffic
 from validation import fit as fitmod
 
-COLLECTIVES = ("all_reduce", "all_gather", "all_to_all")
+COLLECTIVES = ("all_reduce", "all_gather", "all_to_all")  # those every measured profile has
+ENV_KEYS = ("device_name", "gpu_count", "driver", "cuda", "torch", "nccl", "world", "topology", "multicast", "date")
 
 
-def _sizes(quick: bool) -> list[int]:
-    return [2 ** k for k in range(12, 29, 2 if not quick else 4)]
-
-
-def _time_eager(op, iters: int, repeats: int = 7) -> float:
-    import torch
-    import torch.distributed as dist
-
-    samples = []
-    for _ in range(repeats):
-        dist.barrier()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        for _ in range(iters):
-            op()
-        e.record()
-        e.synchronize()
-        samples.append(s.elapsed_time(e) * 1e-3 / iters)
-    return float(np.median(samples))
-
-
-def _capture(op, iters: int):
+def capture_graph(op, iters: int):
     """A CUDA graph of ``iters`` back-to-back launches of ``op``, or None if this rank cannot capture."""
     import torch
 
@@ -68,72 +46,19 @@ def _capture(op, iters: int):
         return None
 
 
-def _worker(rank: int, world: int, init_file: str, quick: bool, out_file: str) -> None:
-    import torch
-    import torch.distributed as dist
-
-    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
-    torch.cuda.set_device(rank)
-    dist.init_process_group("nccl", init_method=f"file://{init_file}", rank=rank, world_size=world,
-                            device_id=torch.device("cuda", rank))
-    results: dict[str, list[tuple[int, float]]] = {c: [] for c in COLLECTIVES}
-    eager: dict[str, list[tuple[int, float]]] = {c: [] for c in COLLECTIVES}
-    methods: dict[str, str] = {}
-    for nbytes in _sizes(quick):
-        n = nbytes // 2
-        x = torch.randn(n, dtype=torch.float32, device="cuda").to(torch.bfloat16)
-        gathered = torch.empty(n * world, dtype=torch.bfloat16, device="cuda")
-        a2a_out = torch.empty(n - n % world, dtype=torch.bfloat16, device="cuda")
-        ops = {
-            "all_reduce": lambda: dist.all_reduce(x),
-            "all_gather": lambda: dist.all_gather_into_tensor(gathered, x),
-            "all_to_all": lambda: dist.all_to_all_single(a2a_out, x[: n - n % world]),
-        }
-        for name, op in ops.items():
-            for _ in range(5):
-                op()
-            torch.cuda.synchronize()
-            iters = 20 if nbytes < 2 ** 24 else 5
-            t_eager = _time_eager(op, iters)
-            # the launches a CUDA-graph step makes: capture on every rank, or on none
-            graph = _capture(op, iters)
-            ok = torch.tensor([1.0 if graph is not None else 0.0], device="cuda")
-            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-            t = t_eager
-            if ok.item() > 0:
-                graph.replay()
-                torch.cuda.synchronize()
-                t = _time_eager(graph.replay, 1) / iters
-                methods[name] = "graph"
-            else:
-                methods.setdefault(name, "eager")
-            del graph
-            both = torch.tensor([t, t_eager], device="cuda")
-            dist.all_reduce(both, op=dist.ReduceOp.MAX)
-            results[name].append((nbytes, float(both[0].item())))
-            eager[name].append((nbytes, float(both[1].item())))
-    if rank == 0:
-        import json
-
-        with open(out_file, "w") as f:
-            json.dump({"world": world, "results": results, "eager": eager, "methods": methods}, f)
-    dist.destroy_process_group()
-
-
 def run(quick: bool = False) -> dict[str, Any]:
-    """Sweep the collectives over every visible GPU; returns {world, results: {name: [(bytes, s)]}}."""
+    """Sweep the collectives over every visible GPU, in groups of 2, 4, 8 (``validation.multigpu.
+    collectives``, one spawned process per GPU, NCCL); returns its results document."""
     import json
 
     import torch
-    import torch.multiprocessing as mp
 
-    os.environ["NCCL_NVLS_ENABLE"] = "0"
-    os.environ.setdefault("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1")
+    from validation.multigpu.runner import spawn
+
     world = torch.cuda.device_count()
     with tempfile.TemporaryDirectory() as tmp:
-        init_file, out_file = os.path.join(tmp, "init"), os.path.join(tmp, "out.json")
-        mp.spawn(_worker, args=(world, init_file, quick, out_file), nprocs=world, join=True)
-        with open(out_file) as f:
+        spawn(world, ["collectives"], tmp, {"quick": quick}, backend="nccl")
+        with open(os.path.join(tmp, "collectives.json")) as f:
             return json.load(f)
 
 
@@ -196,6 +121,9 @@ def fit(data: dict[str, Any], gpu) -> tuple[dict[str, Any], dict[str, Any]]:
                            "eager": data.get("eager", {}), "groups": {}}
     if "cases" in data:
         raw["cases"] = data["cases"]
+    if "environment" in data:  # a multi-GPU sweep's device, versions, topology and command
+        raw["environment"] = {k: data["environment"].get(k) for k in ENV_KEYS}
+        raw["command"] = data.get("command", "")
     kind = None
     for name, by_n in _groups(data).items():
         for n in sorted(by_n):

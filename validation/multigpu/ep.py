@@ -63,6 +63,8 @@ class ExpertStack:
     def _experts(self, xs, offs, layer: int):
         import torch
 
+        if xs.shape[0] == 0:  # no token chose this rank's experts
+            return torch.empty((0, self.dec.arch.hidden), device=xs.device, dtype=xs.dtype)
         if self.dec.grouped_mm and xs.dtype == torch.bfloat16:
             return self.dec.moe_experts(xs, offs, layer)
         from validation.kernels import memory as Mk  # no grouped GEMM (CPU, float32 check): one GEMM per expert

@@ -20,17 +20,12 @@ from hwmodels.profile import Profile
 from validation import collectives
 from validation.calibrate import dumps
 
-ENV_KEYS = ("device_name", "gpu_count", "driver", "cuda", "torch", "nccl", "world", "topology", "multicast", "date")
-
-
 def fold(profile: dict[str, Any], sweep: dict[str, Any]) -> dict[str, Any]:
     """``profile`` with its collectives replaced by those of ``sweep`` (a ``collectives.json``)."""
     if sweep.get("script") != "collectives":
         raise ValueError("not a collectives.json of validation.multigpu")
     gpu = get_accelerator(profile["device"])
     kind, raw = collectives.fit(sweep, gpu)
-    raw["environment"] = {k: sweep["environment"].get(k) for k in ENV_KEYS}
-    raw["command"] = sweep["command"]
     out = json.loads(json.dumps(profile))
     out["kinds"]["collective"] = kind
     meas = out.setdefault("measurements", {})

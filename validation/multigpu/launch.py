@@ -115,9 +115,9 @@ def capture(ctx: Ctx, fn: Callable[[], Any], size: int, iters: int = 1):
     (CPU, or a call that cannot be captured): callers then time ``fn`` eagerly."""
     graph = None
     if ctx.cuda:
-        from validation.collectives import _capture
+        from validation.collectives import capture_graph
 
-        graph = _capture(fn, iters)
+        graph = capture_graph(fn, iters)
     return graph if ctx.all_agree(graph is not None, size) else None
 
 

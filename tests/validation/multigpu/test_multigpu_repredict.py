@@ -146,3 +146,17 @@ def test_cli_multi_gpu_needs_a_gpu_and_results(tmp_path, capsys, monkeypatch):
     assert main(["validate", "--from", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"roofsim validate: error: no multi-GPU results in {str(tmp_path)!r}"]
+
+
+def test_refit_keeps_a_folded_multi_gpu_sweep(tmp_path):
+    """``roofsim calibrate --refit`` of a profile holding a multi-GPU sweep fits it again to the same kind."""
+    from validation.calibrate import dumps, refit
+
+    base = json.loads(Path("hwmodels/profiles/h200-sxm.json").read_text())
+    folded = fold(base, _sweep(ALPHA, BETA))
+    path = tmp_path / "h200-sxm.json"
+    path.write_text(dumps(folded))
+    again = refit(str(path), str(tmp_path / "again.json"))
+    assert again["kinds"]["collective"] == folded["kinds"]["collective"]
+    assert set(again["measurements"]["collectives"]["groups"]["reduce_scatter"]) == {"2", "4", "8"}
+    assert again["measurements"]["collectives"]["environment"]["topology"] == "GPU0 X NV18"
