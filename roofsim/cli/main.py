@@ -7,10 +7,11 @@ import sys
 from importlib import metadata
 
 from hwmodels.errors import InputError
-from roofsim.cli import (calibrate, concurrency, demo, hardware, long_context, models, predict, serve, techniques,
-                         validate)
+from roofsim.cli import (calibrate, concurrency, demo, hardware, long_context, models, plan, plan_train, predict,
+                         serve, techniques, train, validate)
 
-COMMANDS = [predict, serve, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate]
+COMMANDS = [predict, serve, plan, train, plan_train, hardware, models, techniques, concurrency, long_context, demo,
+            calibrate, validate]
 
 
 def version() -> str:
@@ -22,7 +23,8 @@ def version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="roofsim", description="Roofline and concurrency cost models for LLM serving.")
+    parser = argparse.ArgumentParser(prog="roofsim",
+                                     description="Roofline and concurrency cost models for LLM serving and training.")
     parser.add_argument("--version", action="version", version=f"roofsim {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
