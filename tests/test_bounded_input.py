@@ -217,3 +217,18 @@ def test_a_serving_trace_is_read_with_the_bound(tmp_path):
         with pytest.raises(InputError, match="is not a regular file") as err:
             Workload(arrival=f"trace:{path}").requests()
         assert err.value.field == "workload.arrival"
+
+
+@pytest.mark.parametrize("argv", [["predict", "--calibration", "{fifo}"], ["train", "{fifo}"],
+                                  ["calibrate", "--from-measurements", "{fifo}"]])
+def test_every_command_refuses_a_fifo_without_blocking(tmp_path, capsys, argv):
+    """A FIFO never gets opened: calibration (stack profiles too), training scenarios, measurement files."""
+    fifo = tmp_path / "input.json"
+    os.mkfifo(fifo)
+    argv = [a.format(fifo=fifo) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as done:  # argparse: a command this checkout does not have
+        pytest.skip(f"{argv[0]} {argv[1]} not available: exit {done.code}")
+    err = capsys.readouterr().err
+    assert code == 2 and "is not a regular file" in err, err

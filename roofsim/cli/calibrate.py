@@ -56,14 +56,13 @@ def add_parser(sub) -> None:
 
 def _train_kinds(args, raw_path: str) -> int:
     """Fit the training kinds of ``raw_path`` into a profile and say where it went."""
-    from pathlib import Path
-
+    from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
     from hwmodels.profile import PROFILE_DIR
     from validation.training.fit import merge_into_profile
 
     import json
 
-    raw = json.loads(Path(raw_path).read_text())
+    raw = json.loads(read_text_bounded(raw_path, PROFILE_LIMIT_BYTES, "--from-measurements"))
     name = args.device or raw["environment"]["catalog_name"]
     profile = args.profile or str(PROFILE_DIR / f"{name}.json")
     out = args.out or profile

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hwmodels.errors import InputError, validated
+from hwmodels.io import read_bytes_bounded
 
 STACK_SCHEMA_VERSION = 1
 # Reference launch size of the slope per kind, log10 FLOPs (compute curve) and log10 bytes (memory curve):
@@ -134,14 +135,7 @@ def stack_from_dict(data: dict[str, Any], field: str = "calibration") -> StackPr
 
 def read_json(path: str | Path, field: str, max_bytes: int = 16 * 2**20) -> Any:
     """A JSON file read through a size cap (a profile is kilobytes; a huge file is refused, not parsed)."""
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            raw = fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise InputError(field, f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
-    if len(raw) > max_bytes:
-        raise InputError(field, f"{str(path)!r} is larger than {max_bytes} bytes")
+    raw = read_bytes_bounded(path, max_bytes, field)  # regular files only: no device or FIFO blocks
     try:
         return json.loads(raw)
     except ValueError:

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from hwmodels.errors import InputError, validated
+from hwmodels.io import read_text_bounded
 
 Recompute = Literal["none", "selective", "full"]
 RECOMPUTE_CODES = {"none": 0, "selective": 1, "full": 2}
@@ -70,9 +71,10 @@ class TrainScenario(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainScenario":
+        text = read_text_bounded(path, field="scenario")
         try:
-            data = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
             raise InputError("scenario", f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
         return cls.from_dict(data or {})
 
