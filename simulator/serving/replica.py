@@ -312,6 +312,8 @@ class Replica:
                 _, rid, ver = heapq.heappop(heap)
                 if self.version.get(rid) != ver or rid not in self.member:
                     continue
+                k0, _, g0 = self.member[rid]
+                tokens -= max(0.0, g0 + self.tps * (self.k - k0) - led.output[rid])  # a last step's unused share
                 self._leave(rid)
                 self._complete(rid, end)
         elif self.pool_b:
