@@ -8,5 +8,5 @@ from simulator.prediction import Prediction
 from simulator.scenario import Scenario
 from simulator.serving import ServeConfig, ServeResult, Workload, serve
 
-__all__ = ["AXES", "InputError", "ModelSpec", "Prediction", "Scenario", "ServeConfig", "ServeResult", "Workload", "as_scenario", "get_model",
-           "list_models", "predict", "serve", "sweep"]
+__all__ = ["AXES", "InputError", "ModelSpec", "Prediction", "Scenario", "ServeConfig", "ServeResult", "Workload",
+           "as_scenario", "get_model", "list_models", "predict", "serve", "sweep"]

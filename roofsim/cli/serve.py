@@ -178,7 +178,8 @@ def run(args) -> int:
         print(json.dumps(res.contract(), indent=2))
     else:
         first = res.replicas[0]
-        print(render(res, f"{first.model} on {sum(r.gpus for r in res.replicas)}x {first.gpu} "
-                          f"({len(res.replicas)} replicas), {workload['num_requests']} requests, {workload['arrival']}"))
+        gpus = sum(r.gpus for r in res.replicas)
+        print(render(res, f"{first.model} on {gpus}x {first.gpu} ({len(res.replicas)} replicas), "
+                          f"{workload['num_requests']} requests, {workload['arrival']}"))
     return 0
 

@@ -116,7 +116,8 @@ def summarise(sim: Simulation, request_rate: float) -> ServeResult:
         requests_per_s=float(done.sum()) / duration, input_tokens_per_s=input_tokens / duration,
         rejections=dict(Counter(led.rejected.values())), saturated=saturated,
         mean_batch_size=float(np.sum([r.mean_batch_size * r.busy_s for r in rows]) / busy_total) if busy_total else 0.0,
-        mean_kv_occupancy=float(np.sum([r.mean_kv_occupancy * r.busy_s for r in rows]) / busy_total) if busy_total else 0.0,
+        mean_kv_occupancy=float(np.sum([r.mean_kv_occupancy * r.busy_s for r in rows]) / busy_total)
+        if busy_total else 0.0,
         cached_prompt_tokens=int(sum(r.cached_tokens for g in sim.groups for r in g.replicas)),
         energy_j=energy, energy_per_request_j=energy / done.sum() if done.any() else None,
         escalated=int(rec["escalated"].sum()), replicas=rows,

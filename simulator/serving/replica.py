@@ -61,12 +61,10 @@ class Replica:
         self.version: dict[int, int] = {}
         self.finish_heap: list[tuple[int, int, int]] = []
         self.cross_heap: list[tuple[int, int, int]] = []
-        self.busy_until = 0.0
         self.busy_s = 0.0
         self.batch: tuple | None = None
         self.preemptions = 0
         self.cached_tokens = 0
-        self.prefill_tokens = 0
         self.pending_gap = 0.0
         self.fresh_joins = 0
         # timeline: one row per step
@@ -198,7 +196,6 @@ class Replica:
         pairs = sum(chunk_pairs(c[1], c[2]) for c in chunks)
         dur = self.timer.seconds(b, context, n, pairs, len(chunks)) + self.extra_s
         self.batch = (now, dur, b, chunks)
-        self.busy_until = now + dur
         return now + dur
 
     def _crossings(self, now: float) -> None:
@@ -322,7 +319,6 @@ class Replica:
             if rid not in self.prefilling:
                 continue
             self.computed[rid] += n
-            self.prefill_tokens += n
             if self.computed[rid] < self.target[rid]:
                 continue
             del self.prefilling[rid]
@@ -332,7 +328,6 @@ class Replica:
                 led.resume_gaps.append(end - led.last_token[rid])
             led.generated[rid] += 1
             led.last_token[rid] = end
-            led.prefill_tokens_out += 1
             tokens += 1
             if led.generated[rid] >= led.output[rid]:
                 self._complete(rid, end)
