@@ -89,7 +89,7 @@ def summarise(sim: Simulation, request_rate: float) -> ServeResult:
                 gpus=group.gpus_per_replica, kv_blocks=r.pool.total, steps=steps, busy_s=busy,
                 mean_batch_size=float(np.sum(np.asarray(r.t_running) * weight)) if steps else 0.0,
                 mean_kv_occupancy=float(np.sum(blocks * weight) / r.pool.total) if steps else 0.0,
-                preemptions=r.preemptions))
+                preemptions=r.preemptions, energy_j=busy * group.gpus_per_replica * group.tdp_w))
             energy += busy * group.gpus_per_replica * group.tdp_w
             timeline["replica"].append(np.full(steps, r.index))
             timeline["start_s"].append(np.asarray(r.t_start))
