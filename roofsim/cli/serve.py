@@ -184,7 +184,8 @@ def run(args) -> int:
     else:
         first = res.replicas[0]
         gpus = sum(r.gpus for r in res.replicas)
-        print(render(res, f"{first.model} on {gpus}x {first.gpu} ({len(res.replicas)} replicas), "
-                          f"{workload['num_requests']} requests, {workload['arrival']}"))
+        n = len(res.replicas)
+        print(render(res, f"{first.model} on {gpus}x {first.gpu} ({n} replica{'s' if n > 1 else ''}), "
+                          f"{res.completed + res.rejected} requests, {workload['arrival']}"))
     return 0
 
