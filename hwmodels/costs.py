@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from hwmodels.catalog import DATA_DIR, get_accelerator, list_accelerators
 from hwmodels.errors import InputError, validated
+from hwmodels.io import read_text_bounded
 
 COSTS_DIR = DATA_DIR / "costs"
 
@@ -51,9 +52,10 @@ class PowerModel(BaseModel):
 
 
 def _read(path: Path, field: str):
+    text = read_text_bounded(path, field=field)  # a user's price file too: regular files only, bounded
     try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         raise InputError(field, f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
 
 
