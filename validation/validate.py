@@ -349,7 +349,7 @@ def repredict(path: str, profile: str | None = None, out: str | None = None) -> 
             row.pop("predicted_by_piece_s", None)
             row.update(moe_predictions(moe_spec, gpu_name, profile_ref, row["tokens"]))
     result["profile"] = profile_ref if profile else f"auto ({prof.name})"
-    outdir = write_reports(result, out or Path(path).parent)
+    outdir = write_reports(result, out or "validation-out")  # the current directory, never beside the input
     _log(f"re-predicted {path} -> {outdir}/validation.{{json,md,html}}")
     return result
 

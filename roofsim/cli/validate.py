@@ -18,7 +18,8 @@ from roofsim.cli.calibrate import gpu_missing
 def add_parser(sub) -> None:
     p = sub.add_parser("validate", help="compare predictions with a decoder timed on this GPU (needs a GPU)")
     p.add_argument("--profile", help="profile to validate: a path or a name (default: the shipped one for this GPU)")
-    p.add_argument("--out", default="validation-out", help="folder for validation.{json,md,html}")
+    p.add_argument("--out", default="validation-out",
+                   help="folder for validation.{json,md,html} (default ./validation-out, also with --from)")
     p.add_argument("--quick", action="store_true", help="fewer cases")
     p.add_argument("--models", help="comma-separated subset of llama-3.1-8b, llama-2-7b, olmoe-1b-7b")
     p.add_argument("--layers", type=int, help="run (and predict) the models with at most this many layers")
@@ -28,10 +29,35 @@ def add_parser(sub) -> None:
     p.add_argument("--from", dest="from_json", metavar="JSON",
                    help="predict again the cases of an earlier validation.json, or of a --multi-gpu results "
                         "folder (no GPU needed)")
+    p.add_argument("--train", action="store_true",
+                   help="time real training steps of a torch Llama-style model against `roofsim train` "
+                        "(with --from: re-predict a saved training validation)")
     p.add_argument("--multi-gpu", type=int, metavar="N",
                    help="run the multi-GPU scripts (collectives, TP, PP, EP, DDP/FSDP) on N GPUs of this machine "
                         "under torchrun, NVLink multicast off; results in --out")
     p.set_defaults(run=run)
+
+
+def _train(args) -> int:
+    from validation.training.report import markdown, repredict, summary
+
+    if args.from_json:
+        raw_path = args.from_json
+    else:
+        status = gpu_missing("validate")
+        if status is not None:
+            return status
+        from validation.training.run import main as measure_training
+
+        measure_training(["--out", args.out, "--skip-kernels"])
+        raw_path = f"{args.out}/training_raw.json"
+    rows = repredict(raw_path, args.profile or "auto")
+    print(markdown(rows))
+    s = summary(rows)
+    print(f"\n{s['n']} steps: time median |err| {s['time_err']['median']:.1%} (p90 {s['time_err']['p90']:.1%}), "
+          f"peak memory median |err| {s['memory_err']['median']:.1%} (p90 {s['memory_err']['p90']:.1%}); "
+          f"fits/out-of-memory agree on {s['fits_agree']} of {s['cases']}")
+    return 0
 
 
 def _multi_gpu(args) -> int:
@@ -62,12 +88,14 @@ def _multi_gpu(args) -> int:
 
 
 def run(args) -> int:
+    if args.train:
+        return _train(args)
     if args.multi_gpu or (args.from_json and os.path.isdir(args.from_json)):
         return _multi_gpu(args)
     if args.from_json:
         from validation.validate import repredict
 
-        _summary(repredict(args.from_json, args.profile, args.out if args.out != "validation-out" else None))
+        _summary(repredict(args.from_json, args.profile, args.out))
         return 0
     status = gpu_missing("validate")
     if status is not None:
