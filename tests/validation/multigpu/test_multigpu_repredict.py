@@ -186,3 +186,22 @@ def test_measured_multi_gpu_results_re_predict(folder):
                 if "time_s" in case:
                     err = case.get("error", case.get("calibrated_error"))
                     assert np.isfinite(err), (name, case)
+
+
+def test_spawned_children_do_not_rerun_the_callers_main(monkeypatch):
+    """multiprocessing's spawn re-runs ``__main__`` by path in each child: under a test runner that
+    had a Streamlit page as ``__main__`` the children ran the page. ``spawn`` hides it meanwhile."""
+    import sys
+    import types
+
+    import torch.multiprocessing as mp
+
+    from validation.multigpu import runner
+
+    seen = {}
+    page = types.ModuleType("__main__")
+    page.__file__ = "app/pages/5_Serve.py"
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    monkeypatch.setattr(mp, "spawn", lambda *a, **k: seen.update(main=sys.modules["__main__"]))
+    runner.spawn(2, ["collectives"], "out", {}, tiny=True)
+    assert not hasattr(seen["main"], "__file__") and sys.modules["__main__"] is page
