@@ -21,6 +21,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("scripts", nargs="+", choices=[*SCRIPTS, "all"], help="what to measure")
     p.add_argument("--out", required=True, help="folder for <script>.json")
     p.add_argument("--tiny", action="store_true", help="toy shapes (the CPU tests)")
+    p.add_argument("--quick", action="store_true", help="collectives: every third message size")
     p.add_argument("--models", help="comma-separated models; each script runs those it knows (its MODELS)")
     p.add_argument("--layers", type=int, help="at most this many layers per model (tp, pp, dp)")
     p.add_argument("--torch-kernels", action="store_true",
@@ -28,7 +29,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", help="accelerator catalog name to predict with (default: the GPU's; h200-sxm on a CPU)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--launch", type=int, metavar="N", help="start torchrun on N GPUs of this machine")
-    mode.add_argument("--spawn", type=int, metavar="N", help="start N local processes (gloo on a CPU)")
+    mode.add_argument("--spawn", type=int, metavar="N", help="start N local processes (NCCL on GPUs, gloo on a CPU)")
     args = p.parse_args(argv)
     if "all" in args.scripts:
         args.scripts = list(SCRIPTS)
@@ -37,7 +38,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def options(args: argparse.Namespace) -> dict[str, Any]:
     return {"models": args.models.split(",") if args.models else None, "layers": args.layers, "device": args.device,
-            "torch_kernels": args.torch_kernels}
+            "torch_kernels": args.torch_kernels, "quick": args.quick}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,9 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.launch:
         extra = (["--models", args.models] if args.models else []) + (["--layers", str(args.layers)] if args.layers else [])
         extra += (["--device", args.device] if args.device else []) + (["--tiny"] if args.tiny else [])
+        extra += ["--quick"] if args.quick else []
         return launch.launch(args.launch, args.scripts, args.out, extra)
     if args.spawn:
-        spawn(args.spawn, args.scripts, args.out, options(args), tiny=args.tiny, backend="gloo")
+        spawn(args.spawn, args.scripts, args.out, options(args), tiny=args.tiny)
         return 0
     if "RANK" not in os.environ:
         print("python -m validation.multigpu: error: run under torchrun, or pass --launch N / --spawn N",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import tempfile
+import types
 from typing import Any
 
 from validation.multigpu import launch
@@ -52,10 +54,26 @@ def _spawned(rank: int, world: int, init_file: str, scripts: list[str], out: str
 
 def spawn(nproc: int, scripts: list[str], out: str, opts: dict[str, Any] | None = None, tiny: bool = False,
           backend: str | None = None) -> None:
-    """Run ``scripts`` on ``nproc`` local processes (gloo unless ``backend`` says otherwise)."""
+    """Run ``scripts`` on ``nproc`` local processes (NCCL where CUDA is, else gloo, unless ``backend``
+    says otherwise)."""
     import torch.multiprocessing as mp
 
     os.environ.update(launch.MULTICAST_OFF)
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_spawned, args=(nproc, os.path.join(tmp, "init"), scripts, out, opts or {}, tiny, backend),
-                 nprocs=nproc, join=True)
+    opts = opts or {}
+    flags = " --tiny" * tiny + " --torch-kernels" * bool(opts.get("torch_kernels")) + " --quick" * bool(opts.get("quick"))
+    before = os.environ.get("ROOFSIM_MULTIGPU_COMMAND")
+    # the command line that does the same (what the results file records)
+    os.environ["ROOFSIM_MULTIGPU_COMMAND"] = before or (
+        f"python -m validation.multigpu {' '.join(scripts)} --spawn {nproc} --out {out}{flags}")
+    # The children need nothing of this process's __main__ (the worker lives here); a spawned child
+    # would otherwise run it again, whatever it is (a pytest worker's, a Streamlit page's).
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            mp.spawn(_spawned, args=(nproc, os.path.join(tmp, "init"), scripts, out, opts, tiny, backend),
+                     nprocs=nproc, join=True)
+    finally:
+        sys.modules["__main__"] = main
+        if before is None:
+            os.environ.pop("ROOFSIM_MULTIGPU_COMMAND", None)

@@ -40,7 +40,8 @@ def test_results_file_records_the_run(results, name):
     assert "topology" in env  # nvidia-smi topo -m on a GPU host; None on a CPU
     assert env["multicast"] == {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
                                 "NVSHMEM_DISABLE_NVLS": "1"}
-    assert "validation.multigpu" in doc["command"] or "pytest" in doc["command"]
+    assert doc["command"] == (f"python -m validation.multigpu {' '.join(SCRIPTS)} --spawn 2 --out {results} "
+                              "--tiny --torch-kernels")
     assert doc["gpu"] == "h200-sxm"
     assert doc["cases"], "no cases measured"
     for case in doc["cases"]:
