@@ -214,7 +214,7 @@ class StepBuilder:
 
         if dep.pp > 1:  # activations between adjacent stages, once per stage boundary
             message = tokens * h * dep.act_bytes
-            crosses = dep.placement.stage_boundary_crosses_nodes() if dep.placement is not None else False
+            crosses = dep.placement.stage_boundary_crosses_nodes(dep.tp) if dep.placement is not None else False
             self._collective("pipeline.send_recv", "send_recv", dep.pp - 1, message, "pp", per_layer=False,
                              overlap="pp", ranks=2, per_node=np.where(crosses, 1, 2))
 

@@ -17,7 +17,7 @@ def group_shape(dep, group: str):
         size = {"tp": dep.tp, "cp": dep.cp, "ep": dep.ep, "etp": dep.etp, "pp": dep.pp}[group]
         link = dep.gpu.intra_node_link
         return size, size, link, link
-    grp = pl.group(group)
+    grp = pl.group(group, tp=dep.tp, etp=dep.etp)
     return grp.size, grp.per_node, pl.intra, pl.inter
 
 

@@ -66,28 +66,30 @@ class Placement:
     def used_gpus(self):
         return np.asarray(self.tp) * self.cp * self.edp * self.pp * self.dp
 
-    def _size_stride(self, name: str):
-        tp = np.asarray(self.tp)
+    def _size_stride(self, name: str, tp=None, etp=None):
+        tp = np.asarray(self.tp if tp is None else tp)
+        etp = np.asarray(self.etp if etp is None else etp)
         return {
             "tp": (tp, 1),
             "cp": (self.cp, tp),
-            "ep": (self.ep, np.asarray(self.etp)),
-            "etp": (np.asarray(self.etp), 1),
+            "ep": (self.ep, etp),
+            "etp": (etp, 1),
             "pp": (self.pp, tp * self.cp * self.edp),
             "dp": (self.edp * self.dp, tp * self.cp),  # attention data-parallel ranks (EDP then PP-strided DP)
         }[name]
 
-    def group(self, name: str) -> Group:
-        size, stride = self._size_stride(name)
+    def group(self, name: str, tp=None, etp=None) -> Group:
+        """The group ``name``; ``tp`` / ``etp`` override the degrees (arrays with a deployment's extra axes)."""
+        size, stride = self._size_stride(name, tp, etp)
         if name == "dp" and self.dp > 1 and self.pp > 1:  # DP replicas sit outside the pipeline
             size, stride = self.dp, np.asarray(self.tp) * self.cp * self.edp * self.pp
         per_node, nodes = span(size, stride, self.gpus_per_node)
         link = self.intra.name if np.all(nodes <= 1) else self.inter.name
         return Group(name, size, stride, per_node, nodes, link)
 
-    def stage_boundary_crosses_nodes(self):
+    def stage_boundary_crosses_nodes(self, tp=None):
         """Whether the send/recv between two adjacent pipeline stages goes over the network."""
-        stride = np.asarray(self.tp) * self.cp * self.edp
+        stride = np.asarray(self.tp if tp is None else tp) * self.cp * self.edp
         _, nodes = span(2, stride, self.gpus_per_node)
         return np.asarray(nodes > 1) & (self.pp > 1)
 
