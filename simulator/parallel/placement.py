@@ -1,8 +1,8 @@
 """Placement of parallel groups on a cluster, and the link each group's collectives run on.
 
-Ranks are numbered innermost first: tensor parallel (TP), context parallel (CP), the attention
-data-parallel replicas that one expert-parallel group joins (EDP), pipeline stages (PP), then the
-remaining data-parallel replicas (DP). Consecutive ranks fill a node before the next, so TP stays in a
+Ranks are numbered innermost first, by default: tensor parallel (TP), context parallel (CP), the
+attention data-parallel replicas that one expert-parallel group joins (EDP), pipeline stages (PP),
+then the remaining data-parallel replicas (DP); ``parallelism.order`` permutes them. Consecutive ranks fill a node before the next, so TP stays in a
 node while it fits, then CP and EP, then PP; DP is outermost (Megatron-LM's default order, Narayanan et
 al. 2021, arXiv 2104.04473, §3; DeepSeek-V3's attention-DP + MoE-EP serving layout, arXiv 2412.19437,
 §3.4). The mixture-of-experts group is the TP x CP x EDP ranks: ``ep`` expert shards, each split over
@@ -46,9 +46,13 @@ def span(size, stride, gpus_per_node: int):
     return per_node, np.ceil(n / per_node)
 
 
+ORDER = ("tp", "cp", "edp", "pp", "dp")  # innermost first
+
+
 @dataclass(frozen=True)
 class Placement:
-    """The degrees of a deployment on ``num_nodes`` nodes of ``gpus_per_node`` GPUs."""
+    """The degrees of a deployment on ``num_nodes`` nodes of ``gpus_per_node`` GPUs, ranks numbered in
+    ``order`` (innermost first; a permutation of ``ORDER``)."""
 
     gpus_per_node: int
     num_nodes: int
@@ -61,43 +65,59 @@ class Placement:
     dp: int = 1
     ep: int = 1
     etp: np.ndarray | int = 1
+    order: tuple[str, ...] = ORDER
 
     @property
     def used_gpus(self):
         return np.asarray(self.tp) * self.cp * self.edp * self.pp * self.dp
 
+    def _strides(self, tp):
+        """Distance between neighbouring ranks of each dimension: the product of the dimensions inside it."""
+        sizes = {"tp": tp, "cp": self.cp, "edp": self.edp, "pp": self.pp, "dp": self.dp}
+        strides, inner = {}, np.asarray(1)
+        for dim in self.order:
+            strides[dim] = inner
+            inner = inner * sizes[dim]
+        return strides
+
     def _size_stride(self, name: str, tp=None, etp=None):
         tp = np.asarray(self.tp if tp is None else tp)
         etp = np.asarray(self.etp if etp is None else etp)
+        st = self._strides(tp)
+        moe = st["tp"]  # the MoE group: tp, cp and edp adjacent in the order (checked by apply_parallelism)
         return {
-            "tp": (tp, 1),
-            "cp": (self.cp, tp),
-            "ep": (self.ep, etp),
-            "etp": (etp, 1),
-            "pp": (self.pp, tp * self.cp * self.edp),
-            "dp": (self.edp * self.dp, tp * self.cp),  # attention data-parallel ranks (EDP then PP-strided DP)
+            "tp": (tp, st["tp"]),
+            "cp": (self.cp, st["cp"]),
+            "ep": (self.ep, moe * etp),
+            "etp": (etp, moe),
+            "pp": (self.pp, st["pp"]),
+            "dp": (self.edp * self.dp if self._dp_adjacent() else self.dp, st["edp"] if self._dp_adjacent()
+                   else st["dp"]),
         }[name]
+
+    def _dp_adjacent(self) -> bool:
+        """Whether the EDP and DP ranks form one run (nothing of size > 1 between them)."""
+        sizes = {"tp": np.max(self.tp), "cp": self.cp, "edp": self.edp, "pp": self.pp, "dp": self.dp}
+        i, j = sorted((self.order.index("edp"), self.order.index("dp")))
+        return self.order.index("edp") < self.order.index("dp") and all(sizes[d] == 1 for d in self.order[i + 1:j]) \
+            or self.dp == 1
 
     def group(self, name: str, tp=None, etp=None) -> Group:
         """The group ``name``; ``tp`` / ``etp`` override the degrees (arrays with a deployment's extra axes)."""
         size, stride = self._size_stride(name, tp, etp)
-        if name == "dp" and self.dp > 1 and self.pp > 1:  # DP replicas sit outside the pipeline
-            size, stride = self.dp, np.asarray(self.tp) * self.cp * self.edp * self.pp
         per_node, nodes = span(size, stride, self.gpus_per_node)
         link = self.intra.name if np.all(nodes <= 1) else self.inter.name
         return Group(name, size, stride, per_node, nodes, link)
 
     def stage_boundary_crosses_nodes(self, tp=None):
         """Whether the send/recv between two adjacent pipeline stages goes over the network."""
-        stride = np.asarray(self.tp if tp is None else tp) * self.cp * self.edp
+        stride = self._strides(np.asarray(self.tp if tp is None else tp))["pp"]
         _, nodes = span(2, stride, self.gpus_per_node)
         return np.asarray(nodes > 1) & (self.pp > 1)
 
     def ranks(self, name: str) -> list[int]:
         """The GPUs of the group of ``name`` that contains GPU 0 (scalar degrees only)."""
         size, stride = self._size_stride(name)
-        if name == "dp" and self.dp > 1 and self.pp > 1:
-            size, stride = self.dp, int(np.max(self.tp)) * self.cp * self.edp * self.pp
         return [int(i * int(np.max(stride))) for i in range(int(np.max(size)))]
 
     def describe(self) -> list[dict]:
@@ -105,7 +125,7 @@ class Placement:
         out = []
         for name in GROUPS:
             grp = self.group(name)
-            if int(np.max(grp.size)) <= 1:
+            if int(np.max(grp.size)) <= 1 or (name == "etp" and self.ep == 1):  # etp = tp without EP
                 continue
             ranks = self.ranks(name)
             out.append({"group": name, "size": int(np.max(grp.size)), "gpus": ranks,
