@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 
 from hwmodels import Link
@@ -38,9 +40,13 @@ class Group:
 
 def span(size, stride, gpus_per_node: int):
     """(ranks per node, nodes) of a group of ``size`` ranks ``stride`` apart on nodes of ``gpus_per_node``."""
+    g = float(gpus_per_node)
+    if np.ndim(size) == 0 and np.ndim(stride) == 0:  # a point: plain floats
+        n, s = float(size), float(stride)
+        per_node = max(n if n * s <= g else (1.0 if s >= g else math.floor(g / s)), 1.0)
+        return per_node, float(math.ceil(n / per_node))
     n = np.asarray(size, dtype=float)
     s = np.asarray(stride, dtype=float)
-    g = float(gpus_per_node)
     per_node = np.where(n * s <= g, n, np.where(s >= g, 1.0, np.floor(g / s)))
     per_node = np.maximum(per_node, 1.0)
     return per_node, np.ceil(n / per_node)
@@ -74,26 +80,23 @@ class Placement:
     def _strides(self, tp):
         """Distance between neighbouring ranks of each dimension: the product of the dimensions inside it."""
         sizes = {"tp": tp, "cp": self.cp, "edp": self.edp, "pp": self.pp, "dp": self.dp}
-        strides, inner = {}, np.asarray(1)
+        strides, inner = {}, 1
         for dim in self.order:
             strides[dim] = inner
             inner = inner * sizes[dim]
         return strides
 
     def _size_stride(self, name: str, tp=None, etp=None):
-        tp = np.asarray(self.tp if tp is None else tp)
-        etp = np.asarray(self.etp if etp is None else etp)
+        tp = self.tp if tp is None else tp
+        etp = self.etp if etp is None else etp
         st = self._strides(tp)
-        moe = st["tp"]  # the MoE group: tp, cp and edp adjacent in the order (checked by apply_parallelism)
-        return {
-            "tp": (tp, st["tp"]),
-            "cp": (self.cp, st["cp"]),
-            "ep": (self.ep, moe * etp),
-            "etp": (etp, moe),
-            "pp": (self.pp, st["pp"]),
-            "dp": (self.edp * self.dp if self._dp_adjacent() else self.dp, st["edp"] if self._dp_adjacent()
-                   else st["dp"]),
-        }[name]
+        if name in ("tp", "cp", "pp"):
+            return {"tp": tp, "cp": self.cp, "pp": self.pp}[name], st[name]
+        if name in ("ep", "etp"):  # the MoE group: tp, cp and edp adjacent in the order (apply_parallelism checks)
+            return (self.ep, st["tp"] * etp) if name == "ep" else (etp, st["tp"])
+        if self._dp_adjacent():
+            return self.edp * self.dp, st["edp"]
+        return self.dp, st["dp"]
 
     def _dp_adjacent(self) -> bool:
         """Whether the EDP and DP ranks form one run (nothing of size > 1 between them)."""
@@ -111,7 +114,7 @@ class Placement:
 
     def stage_boundary_crosses_nodes(self, tp=None):
         """Whether the send/recv between two adjacent pipeline stages goes over the network."""
-        stride = self._strides(np.asarray(self.tp if tp is None else tp))["pp"]
+        stride = self._strides(self.tp if tp is None else tp)["pp"]
         _, nodes = span(2, stride, self.gpus_per_node)
         return np.asarray(nodes > 1) & (self.pp > 1)
 
