@@ -33,16 +33,40 @@ Every function broadcasts over numpy arrays of message sizes and group shapes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+
+# Scalar-aware elementwise helpers: Python floats stay Python floats (a point prediction pays no numpy
+# dispatch), arrays broadcast.
+def _scalar(*xs) -> bool:
+    return all(isinstance(x, (int, float)) for x in xs)
+
+
+def _where(c, a, b):
+    return (a if c else b) if isinstance(c, bool) else np.where(c, a, b)
+
+
+def _minimum(a, b):
+    return min(a, b) if type(a) is float and type(b) is float else np.minimum(a, b)
+
+
+def _maximum(a, b):
+    return max(a, b) if type(a) is float and type(b) is float else np.maximum(a, b)
+
+
+def _log2(x):
+    return math.log2(x) if type(x) is float else np.log2(x)
+
 
 _FACTORS = {  # collective -> (bytes factor as f(n), alpha steps as f(n))
     "all_reduce": (lambda n: 2.0 * (n - 1.0) / n, lambda n: 2.0 * (n - 1.0)),
     "all_gather": (lambda n: (n - 1.0) / n, lambda n: n - 1.0),
     "reduce_scatter": (lambda n: (n - 1.0) / n, lambda n: n - 1.0),
     "all_to_all": (lambda n: (n - 1.0) / n, lambda n: n - 1.0),
-    "send_recv": (lambda n: np.where(n > 1, 1.0, 0.0), lambda n: np.where(n > 1, 1.0, 0.0)),
+    "send_recv": (lambda n: _where(n > 1, 1.0, 0.0), lambda n: _where(n > 1, 1.0, 0.0)),
 }
 _FACTORS["p2p"] = _FACTORS["send_recv"]  # the name earlier callers use
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
@@ -55,6 +79,11 @@ def collective_traffic(collective: str, message_bytes, num_ranks):
     n = np.asarray(num_ranks, dtype=float)
     byte_factor, steps = _FACTORS[collective]
     return np.asarray(message_bytes, dtype=float) * byte_factor(n), steps(n) + 0.0 * n
+
+
+def _traffic(collective: str, s, n):
+    byte_factor, steps = _FACTORS[collective]
+    return s * byte_factor(n), steps(n)
 
 
 def collective_time_s(collective: str, message_bytes, num_ranks, bandwidth_bytes_per_s: float, latency_s: float):
@@ -94,18 +123,18 @@ class CollectiveCost:
 
 
 def _ring(collective, s, n, g, m, b_intra, a_intra, b_net, a_net):
-    traffic, steps = collective_traffic(collective, s, n)
+    traffic, steps = _traffic(collective, s, n)
     spans = m > 1
     if collective == "all_to_all":  # direct exchange: same-node and other-node peers at once
         intra = s * (g - 1.0) / n
         net = s * (n - g) / n
-        wire = np.maximum(intra / b_intra, np.where(spans, net / b_net, 0.0))
+        wire = _maximum(intra / b_intra, _where(spans, net / b_net, 0.0))
         latency = (g - 1.0) * a_intra + (m - 1.0) * a_net
         return traffic, latency, wire
     if collective == "send_recv":  # between two ranks; across nodes when the group spans them
-        return traffic, steps * np.where(spans, a_net, a_intra), traffic / np.where(spans, b_net, b_intra)
-    inter_steps = np.where(spans, (2.0 if collective == "all_reduce" else 1.0) * (m - 1.0), 0.0)
-    bw = np.where(spans, np.minimum(b_intra, g * b_net), b_intra)
+        return traffic, steps * _where(spans, a_net, a_intra), traffic / _where(spans, b_net, b_intra)
+    inter_steps = _where(spans, (2.0 if collective == "all_reduce" else 1.0) * (m - 1.0), 0.0)
+    bw = _where(spans, _minimum(b_intra, g * b_net), b_intra)
     latency = (steps - inter_steps) * a_intra + inter_steps * a_net
     return traffic, latency, traffic / bw
 
@@ -114,18 +143,18 @@ def _tree(collective, s, n, g, m, b_intra, a_intra, b_net, a_net):
     """Logarithmic-latency variants: double binary tree (all-reduce), recursive doubling / halving
     (all-gather, reduce-scatter) and Bruck's algorithm (all-to-all), Thakur et al. 2005 §4."""
     spans = m > 1
-    lg, lm = np.log2(np.maximum(g, 1.0)), np.log2(np.maximum(m, 1.0))
-    latency = np.where(n > 1, lg * a_intra + lm * a_net, 0.0)
-    bw = np.where(spans, np.minimum(b_intra, g * b_net), b_intra)
+    lg, lm = _log2(_maximum(g, 1.0)), _log2(_maximum(m, 1.0))
+    latency = _where(n > 1, lg * a_intra + lm * a_net, 0.0)
+    bw = _where(spans, _minimum(b_intra, g * b_net), b_intra)
     if collective == "all_reduce":
-        traffic = np.where(n > 1, 2.0 * s, 0.0)
+        traffic = _where(n > 1, 2.0 * s, 0.0)
         return traffic, 2.0 * latency, traffic / bw
     if collective == "all_to_all":  # log2(n) rounds, each sending half the buffer
         traffic = s / 2.0 * (lg + lm)
-        return traffic, latency, s / 2.0 * (lg / b_intra + np.where(spans, lm / b_net, 0.0))
+        return traffic, latency, s / 2.0 * (lg / b_intra + _where(spans, lm / b_net, 0.0))
     if collective == "send_recv":
         return _ring(collective, s, n, g, m, b_intra, a_intra, b_net, a_net)
-    traffic, _ = collective_traffic(collective, s, n)  # same bytes as the ring, log2(n) rounds
+    traffic, _ = _traffic(collective, s, n)  # same bytes as the ring, log2(n) rounds
     return traffic, latency, traffic / bw
 
 
@@ -133,8 +162,8 @@ def _hierarchical(collective, s, n, g, m, b_intra, a_intra, b_net, a_net):
     if collective not in ("all_reduce", "all_gather", "reduce_scatter"):
         return _ring(collective, s, n, g, m, b_intra, a_intra, b_net, a_net)
     half = "reduce_scatter" if collective == "all_reduce" else collective
-    t_in, k_in = collective_traffic(half, s, g)  # within the node, over the whole message
-    t_out, k_out = collective_traffic(collective, s / g, m)  # between nodes, over 1/g of it
+    t_in, k_in = _traffic(half, s, g)  # within the node, over the whole message
+    t_out, k_out = _traffic(collective, s / g, m)  # between nodes, over 1/g of it
     levels_in = 2.0 if collective == "all_reduce" else 1.0
     traffic = levels_in * t_in + t_out
     latency = levels_in * k_in * a_intra + k_out * a_net
@@ -152,21 +181,29 @@ def collective_cost(collective: str, message_bytes, num_ranks, ranks_per_node, i
         collective = "send_recv"
     if collective not in COLLECTIVES:
         raise ValueError(f"unknown collective {collective!r}")
-    s = np.asarray(message_bytes, dtype=float)
-    n = np.asarray(num_ranks, dtype=float)
-    g = np.minimum(np.asarray(ranks_per_node, dtype=float), n)
-    m = np.maximum(n / np.maximum(g, 1.0), 1.0)
+    raw = [x.item() if isinstance(x, np.generic) or (isinstance(x, np.ndarray) and x.ndim == 0) else x
+           for x in (message_bytes, num_ranks, ranks_per_node)]
+    scalar = _scalar(*raw)
+    conv = float if scalar else (lambda x: np.asarray(x, dtype=float))  # Python floats all the way down
+    s, n, g = (conv(x) for x in raw)
+    if scalar and n <= 1:  # one rank: nothing moves
+        return CollectiveCost(0.0 * s, 0.0, 0.0, 0, False)
+    g = _minimum(g, n)
+    m = _maximum(n / _maximum(g, 1.0), 1.0)
     args = (s, n, g, m, intra_bandwidth_bytes_per_s, intra_latency_s, net_bandwidth_bytes_per_s, net_latency_s)
-    options = [_ring(collective, *args)]
-    options.append(_tree(collective, *args))
-    options.append(_hierarchical(collective, *args))
+    options = [_ring(collective, *args), _tree(collective, *args), _hierarchical(collective, *args)]
+    if algorithm not in (*ALGORITHMS, AUTO):
+        raise ValueError(f"unknown algorithm {algorithm!r}")
+    if scalar:
+        totals = [lat + wire for _, lat, wire in options]
+        pick = totals.index(min(totals)) if algorithm == AUTO else ALGORITHMS.index(algorithm)
+        traffic, latency, wire = options[pick]
+        return CollectiveCost(traffic, latency, wire, pick, m > 1)
     if algorithm == AUTO:
         totals = np.stack(np.broadcast_arrays(*[lat + wire for _, lat, wire in options]))
         pick = np.argmin(totals, axis=0)
-    elif algorithm in ALGORITHMS:
-        pick = np.full(np.shape(options[0][0] + options[0][1]), ALGORITHMS.index(algorithm))
     else:
-        raise ValueError(f"unknown algorithm {algorithm!r}")
+        pick = np.full(np.shape(options[0][0] + options[0][1]), ALGORITHMS.index(algorithm))
     traffic, latency, wire = (np.choose(pick, np.stack(np.broadcast_arrays(*[o[i] for o in options])))
                               for i in range(3))
     return CollectiveCost(traffic, latency, wire, pick, np.broadcast_to(m > 1, np.shape(traffic)))

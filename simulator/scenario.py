@@ -53,6 +53,9 @@ class ParallelismConfig(_Section):
     sp: bool = Field(False, description="Megatron sequence parallelism")
     microbatches: Batch | None = Field(None, description="pipeline micro-batches in flight; default pp")
     collective_algorithm: Literal["auto", "ring", "tree", "hierarchical"] = "auto"
+    order: list[Literal["tp", "cp", "edp", "pp", "dp"]] = Field(
+        ["tp", "cp", "edp", "pp", "dp"], description="rank numbering, innermost first (consecutive ranks share a "
+        "node): tp, cp, edp (attention replicas one EP group joins), pp, dp")
     overlap: OverlapConfig = OverlapConfig()
 
 

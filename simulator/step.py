@@ -171,12 +171,12 @@ class StepBuilder:
     def _collective(self, name, collective, count, message_bytes, group, per_layer=True, overlap="", **span):
         """One collective of parallel ``group`` (tp, cp, ep, etp, pp), priced on the links the group spans
         (``simulator.parallel.comm``); ``span`` overrides the group's ranks / ranks per node."""
-        cost, link, algorithm = group_cost(self.dep, group, collective, message_bytes, **span)
+        cost, link, algorithm, ranks = group_cost(self.dep, group, collective, message_bytes, **span)
         bw = np.where(cost.wire_s > 0, cost.bandwidth_bytes_per_s, 1.0)
         self.ops.append(StepOp(name, "collective", count, link_bytes=cost.traffic_bytes, link_latency_s=cost.latency_s,
                                link_bandwidth_bytes_per_s=bw, per_layer=per_layer, collective=collective,
                                group=group, link=link, algorithm=algorithm,
-                               ranks=span.get("ranks", group_shape(self.dep, group)[0]), overlap=overlap))
+                               ranks=ranks, overlap=overlap))
 
     def _sp(self, tokens):
         """Tokens a norm or residual add runs over: 1/tp of them under sequence parallelism."""
@@ -214,7 +214,7 @@ class StepBuilder:
 
         if dep.pp > 1:  # activations between adjacent stages, once per stage boundary
             message = tokens * h * dep.act_bytes
-            crosses = dep.placement.stage_boundary_crosses_nodes() if dep.placement is not None else False
+            crosses = dep.placement.stage_boundary_crosses_nodes(dep.tp) if dep.placement is not None else False
             self._collective("pipeline.send_recv", "send_recv", dep.pp - 1, message, "pp", per_layer=False,
                              overlap="pp", ranks=2, per_node=np.where(crosses, 1, 2))
 

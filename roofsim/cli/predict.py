@@ -32,6 +32,7 @@ OVERRIDES = {
     "cp_method": ("parallelism.cp_method", str),
     "sp": ("parallelism.sp", lambda text: text.lower() in ("1", "true", "yes", "on")),
     "collective_algorithm": ("parallelism.collective_algorithm", str),
+    "order": ("parallelism.order", lambda text: [part.strip() for part in text.split(",")]),
     "phase": ("workload.phase", str),
     "batch": ("workload.batch_size", int),
     "prompt_len": ("workload.prompt_len", int),

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from hwmodels import InputError, get_cluster, get_network, get_node, nodes_with
-from simulator.parallel.placement import Placement
+from simulator.parallel.placement import ORDER, Placement
 
 GENERIC_GPUS_PER_NODE = 8  # a GPU with no catalog node: 8-GPU domains on its own intra-node link
 GENERIC_NETWORK = "ib-ndr-400"
@@ -69,9 +69,16 @@ def apply_parallelism(dep, scenario):
     if par.microbatches is not None and pp == 1 and par.microbatches > 1:
         raise InputError("parallelism.microbatches", "micro-batches need pp > 1")
     edp_int = int(np.max(edp))
+    order = tuple(par.order)
+    if sorted(order) != sorted(ORDER):
+        raise InputError("parallelism.order", f"expected each of {', '.join(ORDER)} once, got {', '.join(order)}")
+    if ep > 1 and edp_int > 1 and order[order.index("tp"):order.index("tp") + 3] != ("tp", "cp", "edp"):
+        raise InputError("parallelism.order", "an expert-parallel group spans tp, cp and edp: keep them adjacent "
+                         "in that order")
     placement = Placement(gpus_per_node=per_node, num_nodes=-(-hw.num_gpus // per_node), intra=intra, inter=inter,
                           tp=dep.tp, cp=cp, edp=edp_int, pp=pp, dp=max(replicas // edp_int, 1), ep=ep,
-                          etp=par.expert_tp if par.expert_tp is not None else (dep.tp if ep == 1 else 1))
+                          etp=par.expert_tp if par.expert_tp is not None else (dep.tp if ep == 1 else 1),
+                          order=order)
     return replace(dep, cp=cp, ep=ep, expert_tp=par.expert_tp, sp=par.sp, microbatches=par.microbatches,
                    placement=placement, replicas=replicas, collective_algorithm=par.collective_algorithm,
                    overlap_boundaries=par.overlap.model_dump() | {"cp_method": par.cp_method})

@@ -14,20 +14,22 @@ def group_shape(dep, group: str):
     Without a placement (a deployment built by hand) every group is one node on the GPU's own link."""
     pl = dep.placement
     if pl is None:
-        size = {"tp": dep.tp, "cp": dep.cp, "ep": dep.ep, "etp": dep.etp, "pp": dep.pp}[group]
+        size = {"tp": dep.tp, "cp": dep.cp, "ep": dep.ep, "etp": dep.etp, "pp": dep.pp, "dp": dep.replicas}[group]
         link = dep.gpu.intra_node_link
         return size, size, link, link
-    grp = pl.group(group)
+    grp = pl.group(group, tp=dep.tp, etp=dep.etp)
     return grp.size, grp.per_node, pl.intra, pl.inter
 
 
 def group_cost(dep, group: str, collective: str, message_bytes, ranks=None, per_node=None):
-    """(``CollectiveCost``, name of the link it runs on, algorithm name) of one collective of ``group``."""
+    """(``CollectiveCost``, link name, algorithm name, ranks) of one collective of ``group`` (tp, cp, ep,
+    etp, pp, dp); ``ranks`` / ``per_node`` override the group's span (a send/recv between two stages)."""
     size, node_ranks, intra, inter = group_shape(dep, group)
     size = size if ranks is None else ranks
     node_ranks = node_ranks if per_node is None else per_node
     cost = collective_cost(collective, message_bytes, size, node_ranks, intra.bandwidth_bytes_per_s,
                            intra.latency_s, inter.bandwidth_bytes_per_s, inter.latency_s, dep.collective_algorithm)
-    link = inter.name if np.any(cost.crosses_network) else intra.name
-    algorithm = ALGORITHMS[int(np.max(cost.algorithm))] if np.size(cost.algorithm) else "ring"
-    return cost, link, algorithm
+    crosses, pick = cost.crosses_network, cost.algorithm
+    link = inter.name if (crosses if isinstance(crosses, bool) else np.any(crosses)) else intra.name
+    algorithm = ALGORITHMS[pick if isinstance(pick, int) else (int(np.max(pick)) if np.size(pick) else 0)]
+    return cost, link, algorithm, size

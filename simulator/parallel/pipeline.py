@@ -1,6 +1,7 @@
 """Pipeline parallelism for inference: micro-batches in flight through p stages.
 
-The batch runs as m micro-batches of b/m sequences (default m = p, enough to fill the pipe). Each stage
+The batch runs as m micro-batches of b/m sequences (default m = p, enough to fill the pipe; in decode
+at most b, since one sequence's token cannot be split). Each stage
 holds ceil(L/p) layers; the first also runs the embedding, the last the final norm and the LM head.
 With t_s the slowest stage's time for one micro-batch and t_x one send/recv of its activations
 between adjacent stages (``send_recv`` over the link between the stages' GPUs):
@@ -70,6 +71,9 @@ def run_pipelined(dep, shape, overlap: str, techniques, run_step):
     """The step of a p-stage pipeline: ``run_step`` prices one micro-batch through every stage, and the
     stages are composed as above. Returns ``run_step``'s ``StepResult`` with a ``pipeline`` attribute."""
     m, p = microbatches(dep), dep.pp
+    if shape.phase == "decode":  # a decode step cannot split a sequence: at most one micro-batch per sequence
+        m = np.minimum(m, np.maximum(np.asarray(shape.batch, dtype=float), 1.0))
+        m = float(m) if np.ndim(m) == 0 else m
     one = run_step(replace(dep, pipeline_stage=True), micro_shape(shape, m), overlap, techniques)
     layers = dep.model.num_layers
     share = np.ceil(layers / p) / layers
@@ -88,11 +92,11 @@ def run_pipelined(dep, shape, overlap: str, techniques, run_step):
     step = trip + (m - 1) * slot if shape.phase == "prefill" else np.maximum(m * slot, trip)
     result = _busiest_stage(one, m, share, last_is_slower=bool(np.mean(last) >= np.mean(first)),
                             step=step, send_hidden=np.where(hidden, send - np.maximum(send - stage, 0.0), 0.0), p=p)
-    result.pipeline = PipelineTimes(m, stage, send, slot, step, trip)
+    result.pipeline = PipelineTimes(int(np.max(m)), stage, send, slot, step, trip)
     return result
 
 
-def _busiest_stage(one, m: int, share, last_is_slower: bool, step, send_hidden, p: int):
+def _busiest_stage(one, m, share, last_is_slower: bool, step, send_hidden, p: int):
     """The slowest stage's operators over one cycle, a ``pipeline.bubble`` filling the cycle, and totals."""
     own = "last" if last_is_slower else "first"
     ops, times = [], []

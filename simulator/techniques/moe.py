@@ -90,16 +90,19 @@ def sparse_utilisation(dep, batch, context, new_tokens, step_latency, phase: str
     latency / (n_gpu · peak FLOP/s). Embedding and LM head are left out, as in MoE-CAP. Dense models
     reduce to the same formulas with their MLP as the one "expert"."""
     m = dep.model
-    b = np.asarray(batch, dtype=float)
+    # an expert-parallel group of edp attention replicas reads its experts once for all their tokens
+    group = dep.placement.edp if dep.placement is not None else 1
+    b = np.asarray(batch, dtype=float) * group
     tokens = b * np.asarray(new_tokens, dtype=float)
     attention = sum(lin.params for lin in m.attention_linears())
     read, used = 0.0 * tokens, 0.0
     for kind in m.mlp_kinds():
         r, u = _mlp_params(m, kind, tokens)
-        read, used = read + attention + r, used + attention + u
-    gpus = np.asarray(dep.tp, dtype=float) * dep.pp
+        read, used = read + attention * group + r, used + attention + u  # each replica reads its attention
+    replica = np.asarray(dep.tp, dtype=float) * dep.pp * dep.cp
+    gpus = replica * group
     ctx = np.asarray(context, dtype=float)
-    kv_read = b * layer_kv_bytes(dep, ctx) * gpus if phase == "decode" else 0.0 * b
+    kv_read = b * layer_kv_bytes(dep, ctx) * replica if phase == "decode" else 0.0 * b
     s_mbu = (read * dep.layer_weight_bytes + kv_read) / step_latency / (gpus * dep.hbm_bandwidth_bytes_per_s)
     q_dim, v_dim = m.q_dim, m.attn_out_dim
     span = ctx if phase == "decode" else (ctx + 1.0) / 2.0  # mean keys per query (causal prefill)

@@ -94,3 +94,22 @@ def test_more_link_bandwidth_never_slows_a_multi_node_step(phase, batch, gpus, f
     base = sweep(sc)["latency_s"]
     sc["hardware"]["gpu"] = _gpu(factor)
     assert np.all(sweep(sc)["latency_s"] <= base * (1 + 1e-12))
+
+
+def test_order_puts_pipeline_stages_inside_a_node_when_asked():
+    sc = {"model": "llama-3.1-70b", "hardware": {"num_gpus": 16}, "parallelism": {"tp": 8, "pp": 2},
+          "workload": {"batch_size": 8}}
+    default = {g["group"]: g for g in predict(sc).parallelism["groups"]}
+    assert default["tp"]["nodes"] == [0] and default["pp"]["gpus"] == [0, 8] and default["pp"]["link"] == "ib-ndr-400"
+    sc["parallelism"]["order"] = ["pp", "tp", "cp", "edp", "dp"]
+    pred = predict(sc)
+    groups = {g["group"]: g for g in pred.parallelism["groups"]}
+    assert groups["pp"]["gpus"] == [0, 1] and groups["pp"]["link"] == "nvlink4"
+    assert groups["tp"]["gpus"] == list(range(0, 16, 2)) and groups["tp"]["link"] == "ib-ndr-400"
+    assert "etp" not in groups  # a dense model
+    with pytest.raises(InputError) as info:
+        predict(sc, **{"parallelism.order": ["tp", "tp", "cp", "edp", "dp"]})
+    assert info.value.field == "parallelism.order"
+    with pytest.raises(InputError, match="adjacent"):
+        predict({"model": "deepseek-v3", "hardware": {"gpu": "h200-sxm", "num_gpus": 16},
+                 "parallelism": {"tp": 1, "ep": 16, "order": ["tp", "edp", "cp", "pp", "dp"]}})
