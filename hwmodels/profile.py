@@ -38,11 +38,16 @@ SCHEMA_VERSION = 1
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
 OpKind = Literal["gemm", "attention_prefill", "attention_decode", "memory", "collective", "host_transfer",
-                 "grouped_gemm"]
+                 "grouped_gemm", "gemm_dgrad", "gemm_wgrad", "attention_backward", "optimizer", "cross_entropy"]
 # Kinds every profile must have.
 OP_KINDS: tuple[str, ...] = ("gemm", "attention_prefill", "attention_decode", "memory", "collective", "host_transfer")
 # Kinds a profile may leave out, and the kind whose efficiencies stand in for them.
-KIND_FALLBACK: dict[str, str] = {"grouped_gemm": "gemm"}
+# Training kinds (simulator.training) fall back to the forward kind they resemble: the backward GEMMs to
+# ``gemm``, FlashAttention's backward to ``attention_prefill``, the fused optimizer step and the fp32
+# cross-entropy to ``memory``.
+KIND_FALLBACK: dict[str, str] = {"grouped_gemm": "gemm", "gemm_dgrad": "gemm", "gemm_wgrad": "gemm",
+                                 "attention_backward": "attention_prefill", "optimizer": "memory",
+                                 "cross_entropy": "memory"}
 OPTIONAL_KINDS: tuple[str, ...] = tuple(KIND_FALLBACK)
 # Kinds that are matrix multiplies (techniques that change GEMMs change both).
 GEMM_KINDS: tuple[str, ...] = ("gemm", "grouped_gemm")
