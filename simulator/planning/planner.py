@@ -122,7 +122,9 @@ def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
     cap = int(rows.cap[i])
     same = not split or k == d  # the DES runs a split of one layout as P:D replicas of one scenario
     replicas = x + y if split and same else x
-    workload = {"phase": "generate", "batch_size": cap, "prompt_len": req.prompt_len, "output_len": req.output_len}
+    P, _, O = req.lengths()
+    workload = {"phase": "generate", "batch_size": cap, "prompt_len": max(int(round(P)), 1),
+                "output_len": max(int(round(O)), 1)}
     scenario = {**k.scenario(req.model, replicas, req.calibration), "workload": workload}
     decode_scenario = None if same else {**d.scenario(req.model, y, req.calibration), "workload": workload}
     serve_config = {"max_num_seqs": cap, "max_num_batched_tokens": max(req.max_num_batched_tokens, cap),
@@ -153,7 +155,7 @@ def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
         ttft_p90_s=float(m["ttft_pct_s"][i]), tpot_p90_s=tpot_pct, percentile=req.percentile,
         load=float(m["load"][i]), batch_mean=float(m["batch_mean"][i]),
         throughput_tokens_per_s=float(m["throughput_tokens_per_s"][i]),
-        output_tokens_per_s_per_gpu=req.rate * req.output_len / float(m["num_gpus"][i]),
+        output_tokens_per_s_per_gpu=req.rate * O / float(m["num_gpus"][i]),
         tokens_per_s_per_user=1.0 / float(m["tpot_p50_s"][i]),
         usd_per_hour=float(m["usd_per_hour"][i]), usd_per_million_tokens=float(m["usd_per_million_tokens"][i]),
         usd_per_million_input_tokens=float(m["usd_per_million_input_tokens"][i]),
@@ -179,7 +181,7 @@ def _verify(req: PlanRequest, plans: list[Plan]) -> float:
         batch = todo[start:start + req.verify]
         jobs = [verify.job(p.scenario, p.serve_config, req.rate, req.prompt_len, req.output_len, req.num_requests,
                            req.seed, req.slo_ttft_s, req.slo_tpot_s, req.percentile,
-                           prefix_tokens=int(hit * req.prompt_len) if "prefix_cache" in p.techniques else 0)
+                           prefix_tokens=int(hit * req.lengths()[0]) if "prefix_cache" in p.techniques else 0)
                 for p in batch]
         for p, out in zip(batch, verify.run_jobs(jobs, req.backend, req.ray_address)):
             p.verification = Verification(**out)

@@ -15,10 +15,10 @@ from typing import Any
 from hwmodels.errors import InputError
 
 
-def job(scenario: dict, config: dict, rate: float, prompt_len: int, output_len: int, num_requests: int, seed: int,
+def job(scenario: dict, config: dict, rate: float, prompt_len: int | str, output_len: int | str, num_requests: int, seed: int,
         slo_ttft_s: float, slo_tpot_s: float, percentile: float, prefix_tokens: int = 0) -> dict[str, Any]:
-    workload = {"rate": rate, "num_requests": num_requests, "arrival": "poisson", "prompt_len": int(prompt_len),
-                "output_len": int(output_len), "seed": seed}
+    workload = {"rate": rate, "num_requests": num_requests, "arrival": "poisson", "prompt_len": prompt_len,
+                "output_len": output_len, "seed": seed}
     if prefix_tokens > 0:
         workload["prefixes"] = [{"length": int(prefix_tokens), "popularity": 1.0}]
     return {"scenario": scenario, "config": config, "workload": workload, "slo_ttft_s": slo_ttft_s,
