@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
-from hwmodels.errors import validated
+from hwmodels.errors import InputError, validated
 
 SWITCHES = ("fp8_weights", "fp8_kv", "speculative", "prefix_cache")
 
@@ -58,8 +58,15 @@ class PlanRequest(BaseModel):
     @field_validator("prompt_len", "output_len")
     @classmethod
     def _length(cls, value: int | str) -> int | str:
-        if isinstance(value, str) and (value.startswith("trace") or not value.strip()):
-            raise ValueError("the planner takes N, uniform:A,B or lognormal:MEDIAN,SIGMA (a trace has no rate to plan)")
+        if isinstance(value, str):
+            if value.startswith("trace") or not value.strip():
+                raise ValueError("the planner takes N, uniform:A,B or lognormal:MEDIAN,SIGMA (a trace has no rate to plan)")
+            from simulator.serving.workload import Workload
+
+            try:
+                Workload.from_dict({"rate": 1.0, "prompt_len": value})
+            except InputError as exc:
+                raise ValueError(exc.message) from None
         return value
 
     def lengths(self) -> tuple[float, float, float]:

@@ -41,9 +41,11 @@ def test_table_and_engine_commands(capsys):
 
 
 def test_errors_are_one_line_exit_2(capsys):
-    assert main([*ARGS[:-2], "--verify", "0", "--prompt-len", "lognormal:1,2"]) == 2
+    assert main([*ARGS[:-2], "--verify", "0", "--prompt-len", "lognormal:x"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("roofsim: error: --prompt-len") and "\n" not in err
+    assert err.startswith("roofsim: error: plan.prompt_len") and "\n" not in err
+    assert main([*ARGS[:-2], "--verify", "0", "--output-len", "0"]) == 2
+    assert "--output-len" in capsys.readouterr().err
     assert main(["plan", "--rate", "-2"]) == 2
     assert "rate" in capsys.readouterr().err
 
