@@ -55,3 +55,23 @@ def test_an_impossible_slo_says_so():
     at = run({"pl.tpot": "0.001"})
     assert not at.exception
     assert any("No configuration" in w.value for w in at.warning)
+
+
+def test_serve_link_opens_the_plan_with_its_settings():
+    """The Serve link's query, given to the Serve page, runs the plan's scenario at the plan's rate."""
+    from urllib.parse import parse_qsl, urlparse
+
+    at = run()
+    link = next(m.value for m in at.markdown if "open on the Serve page" in m.value)
+    url = link.split("](")[-1].rstrip(")")
+    params = dict(parse_qsl(urlparse(url).query))
+    expected = plan(DEFAULT).cheapest
+    assert params["sv.rate"] == "4.0" and params["sv.seqs"] == str(expected.max_num_seqs)
+    assert params.get("hardware.gpu", "h100-sxm") == expected.gpu  # defaults stay out of the URL
+    assert params["hardware.num_gpus"] == str(expected.num_gpus)
+    serve_page = AppTest.from_file(str(PAGE.parent / "5_Serve.py"), default_timeout=120)
+    for k, v in {**params, "sv.n": "100", "sv.rates": "4"}.items():
+        serve_page.query_params[k] = v
+    serve_page.run()
+    assert not serve_page.exception, [e.value for e in serve_page.exception]
+    assert not serve_page.error, [e.value for e in serve_page.error]
