@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwmodels import get_accelerator
+from hwmodels.catalog import get_network
 from hwmodels.costs import cheapest_prices, power_model
 from hwmodels.errors import InputError
 from simulator.planning.models import PlanRequest
 from simulator.planning.space import GPUS_PER_NODE, Space, build
 from simulator.serving.analytic import colocated, decode_pool, prefill_pool
 
-NETWORK_BYTES_PER_S = 50e9  # 400 Gb/s ConnectX-7 per GPU (NVIDIA DGX H100 datasheet); across nodes
+SCALE_OUT = "ib-ndr-400"  # the KV link between pools on different nodes: one 400 Gb/s NIC per GPU (DGX H100)
 MAX_POOL_REPLICAS = 8
 KEEP_PREFILL, KEEP_DECODE = 32, 128  # cheapest pool options that meet their own SLO, combined pairwise
 
@@ -102,7 +103,7 @@ def _disaggregated_rows(req: PlanRequest, space: Space, pk: dict, P: float, cv2:
     gp, gd = pk["gpus"][a] * prep[i], pk["gpus"][b] * drep[j]
     same_node = (a == b) | (np.array([k.gpu for k in space.kinds])[a] == np.array([k.gpu for k in space.kinds])[b])
     same_node &= gp + gd <= GPUS_PER_NODE
-    link = np.where(same_node, pk["link"][a], NETWORK_BYTES_PER_S)
+    link = np.where(same_node, pk["link"][a], get_network(SCALE_OUT).bandwidth_bytes_per_s)
     lanes = np.minimum(pk["gpus"][a], pk["gpus"][b])
     transfer = space.kv_bytes_per_gpu[a] * pk["gpus"][a] / (lanes * link)
     d2 = decode_pool(space.tables, b, drep[j], dcap[j], req.rate, O, transfer)

@@ -23,9 +23,8 @@ from simulator.scenario import Scenario
 from simulator.serving.analytic import BATCH_GRID, StepTables
 from simulator.step import StepShape
 
-# Technique switches the planner may turn on; each maps to scenario fields.
+# Precision switches the planner may turn on (the others, speculative and prefix_cache, are techniques).
 PRECISION_SWITCHES = {"fp8_weights": ("weights", "fp8"), "fp8_kv": ("kv_cache", "fp8")}
-TECHNIQUE_SWITCHES = ("speculative", "prefix_cache")
 GPUS_PER_NODE = 8  # TP stays inside one node (NVLink); the catalog's nodes hold 8 accelerators
 
 
@@ -179,4 +178,4 @@ def build(model, gpus: list[str], allowed: list[dict], prompt_len: float, output
     return Space(kinds, tables, np.array(rows["bound"]), unfit, np.array(rows["kvreq"]))
 
 
-__all__ = ["GPUS_PER_NODE", "Kind", "Space", "PRECISION_SWITCHES", "TECHNIQUE_SWITCHES", "build", "technique_sets", "valid_tps"]
+__all__ = ["GPUS_PER_NODE", "Kind", "Space", "PRECISION_SWITCHES", "build", "technique_sets", "valid_tps"]
