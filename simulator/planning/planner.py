@@ -21,10 +21,9 @@ STEP_BOUND = {"compute": "compute (tensor-core FLOP/s)", "memory": "HBM bandwidt
               "overhead": "kernel-launch overhead"}
 
 
-def _dedupe(space: Space, rows: Rows, idx: np.ndarray, by_cap: bool = True) -> np.ndarray:
-    """Keep the first row (in ``idx`` order) per distinct configuration: per layout and batch cap clipped
-    to what KV memory holds, or (``by_cap`` False) per layout."""
-    eff = np.minimum(rows.cap[idx], space.tables.kv_capacity[rows.d_kind[idx]]) if by_cap else 0.0 * rows.cap[idx]
+def _dedupe(space: Space, rows: Rows, idx: np.ndarray) -> np.ndarray:
+    """Keep the first row (in ``idx`` order) per distinct configuration (``_key``)."""
+    eff = np.minimum(rows.cap[idx], space.tables.kv_capacity[rows.d_kind[idx]])
     key = np.stack([rows.kind[idx], rows.d_kind[idx], rows.replicas[idx], rows.d_replicas[idx], eff], axis=1)
     _, first = np.unique(key, axis=0, return_index=True)
     return idx[np.sort(first)]
@@ -37,19 +36,20 @@ def _key(space: Space, rows: Rows, i: int) -> tuple:
 
 
 def _ranked(rows: Rows, mask: np.ndarray) -> np.ndarray:
+    """Rows of ``mask`` by $/hour, then fewer GPUs, then lower TPOT."""
     idx = np.flatnonzero(mask)
     m = rows.m
     return idx[np.lexsort((m["tpot_pct_s"][idx], m["num_gpus"][idx], m["usd_per_hour"][idx]))]
 
 
 def _bound(req: PlanRequest, space: Space, rows: Rows, i: int) -> str:
+    """The limit the plan uses most of (an SLO, or capacity), and what bounds its decode steps."""
     m = rows.m
+    memory = space.tables.kv_capacity[rows.d_kind[i]] < rows.cap[i]
+    capacity = ("capacity, set by KV-cache memory (fewer sequences fit than the batch cap)" if memory
+                else "capacity (the request rate near the most it can serve)")
     ratios = {f"the p{req.percentile:g} TTFT SLO": m["ttft_pct_s"][i] / req.slo_ttft_s,
-              f"the p{req.percentile:g} TPOT SLO": m["tpot_pct_s"][i] / req.slo_tpot_s,
-              "capacity (request rate near the most it can serve)": m["load"][i]}
-    kv_cap = space.tables.kv_capacity[rows.d_kind[i]]
-    if kv_cap < rows.cap[i]:
-        ratios["KV-cache memory (fewer sequences fit than the batch cap)"] = m["load"][i] * 1.001
+              f"the p{req.percentile:g} TPOT SLO": m["tpot_pct_s"][i] / req.slo_tpot_s, capacity: m["load"][i]}
     name, value = max(ratios.items(), key=lambda kv: kv[1])
     b = int(np.round(np.interp(m["batch_mean"][i] + 1.0, space.tables.grid,
                                space.decode_bound[rows.d_kind[i]].astype(float))))
@@ -68,6 +68,7 @@ def _describe(space: Space, rows: Rows, i: int) -> str:
 
 
 def _cheaper_if(req: PlanRequest, space: Space, rows: Rows, i: int) -> str:
+    """The cheapest configuration that serves the rate but misses exactly one SLO, and that SLO's value."""
     m = rows.m
     cheaper = (m["usd_per_hour"] < m["usd_per_hour"][i]) & ~m["saturated"] & m["allowed"]
     ttft_over = m["ttft_pct_s"] > req.slo_ttft_s
