@@ -77,4 +77,17 @@ def run_jobs(jobs: list[Any], backend: str = "local", address: str | None = None
             ray.shutdown()
 
 
-__all__ = ["des_available", "job", "run_job", "run_jobs"]
+def load_curve(deployments: list[tuple[dict, dict]], rates: list[float], prompt_len: int | str, output_len: int | str,
+               num_requests: int = 1000, seed: int = 0, backend: str = "local",
+               address: str | None = None) -> list[list[dict[str, Any]]]:
+    """DES latency against load for many deployments ((scenario, serve config) pairs): one job per
+    deployment and rate, run as one batch (Ray tasks with ``backend="ray"``); summaries per deployment,
+    in rate order."""
+    inf = float("inf")
+    jobs = [job(sc, cfg, rate, prompt_len, output_len, num_requests, seed, inf, inf, 90.0)
+            for sc, cfg in deployments for rate in rates]
+    out = run_jobs(jobs, backend, address)
+    return [out[i * len(rates):(i + 1) * len(rates)] for i in range(len(deployments))]
+
+
+__all__ = ["des_available", "job", "load_curve", "run_job", "run_jobs"]
