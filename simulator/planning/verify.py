@@ -48,6 +48,20 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _start_ray(ray, address: str | None) -> None:
+    """Connect to ``address``, or start a local instance with one CPU and no dashboard; a local start
+    that times out (Ray waits 30 s for its raylet, which a loaded machine can exceed) is tried once more."""
+    kwargs = dict(address=address, num_cpus=None if address else 1, include_dashboard=False, log_to_driver=False,
+                  configure_logging=False)
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:  # noqa: BLE001 -- Ray raises a bare Exception for a slow raylet
+        if address is not None or "timed out during startup" not in str(exc):
+            raise
+        ray.shutdown()
+        ray.init(**kwargs)
+
+
 def des_available() -> bool:
     try:
         from simulator.serving import serve  # noqa: F401
@@ -66,8 +80,7 @@ def run_jobs(jobs: list[Any], backend: str = "local", address: str | None = None
         raise InputError("backend", "ray is not installed; pip install 'roofsim[ray]'") from None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, num_cpus=None if address else 1, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        _start_ray(ray, address)
     try:
         remote = ray.remote(num_cpus=1)(fn)
         refs = [remote.remote(ray.put(j)) for j in jobs]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.fmt import seconds
@@ -13,6 +15,16 @@ PAGE = Path(__file__).resolve().parents[2] / "app" / "pages" / "6_Plan.py"
 DEFAULT = dict(model="llama-3.1-70b", rate=4.0, prompt_len=2048, output_len=256, slo_ttft_s=2.0, slo_tpot_s=0.05,
                percentile=90.0, gpus=["h100-sxm", "h200-sxm", "a100-80gb-sxm"], max_gpus=64, techniques=[],
                disaggregate=True, verify=0)
+
+
+@pytest.fixture(autouse=True)
+def _keep_main():
+    """AppTest runs a page as ``__main__`` and leaves it in ``sys.modules``; a later test in this worker
+    that spawns processes (torch.multiprocessing) would re-run that page in every child."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 def run(params=None) -> AppTest:

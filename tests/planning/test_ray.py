@@ -24,7 +24,9 @@ def test_ray_tasks_match_in_process():
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    from simulator.planning.verify import _start_ray
+
+    _start_ray(ray, None)
     yield
     ray.shutdown()
 
