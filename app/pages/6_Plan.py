@@ -55,10 +55,19 @@ def plans_table(result) -> pd.DataFrame:
     } for p in result.plans])
 
 
-def links(p) -> str:
-    """Markdown links opening the plan's scenario on the Scenario and Serve pages."""
-    query = urlencode(state.to_params(p.scenario))
-    return f"[open on the Scenario page](/?{query}) · [open on the Serve page](/Serve?{query})"
+def links(p, request: dict) -> str:
+    """Markdown links opening the plan's scenario on the Scenario page, and with its traffic, SLOs and
+    engine settings on the Serve page."""
+    scenario = state.to_params(p.scenario)
+    cfg = p.serve_config
+    serve = {**scenario, "sv.rate": request["rate"], "sv.prompt": str(request["prompt_len"]),
+             "sv.output": str(request["output_len"]), "sv.seqs": cfg["max_num_seqs"],
+             "sv.budget": cfg["max_num_batched_tokens"], "sv.chunked": cfg["chunked_prefill"],
+             "sv.ttft": request["slo_ttft_s"], "sv.tpot": request["slo_tpot_s"]}
+    if cfg.get("disaggregate"):
+        serve["sv.split"] = cfg["disaggregate"]
+    serve = {k: v if isinstance(v, str) else json.dumps(v) for k, v in serve.items()}
+    return f"[open on the Scenario page](/?{urlencode(scenario)}) · [open on the Serve page](/Serve?{urlencode(serve)})"
 
 
 def _names(value) -> list[str]:
@@ -126,7 +135,7 @@ st.dataframe(plans_table(result), hide_index=True)
 st.subheader("The cheapest plan")
 st.markdown(f"**{best.num_gpus}x {best.gpu}** ({best.disaggregate or f'{best.replicas} x tp{best.tp}'}), "
             f"bound by {best.bound}. Cheaper if {best.cheaper_if}.")
-st.markdown(links(best))
+st.markdown(links(best, request))
 st.caption("vLLM")
 st.code(best.vllm_command, language="bash")
 st.caption("SGLang")

@@ -14,18 +14,23 @@ def _positive_int(flag: str, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise InputError(flag, f"{text!r}: the planner takes a fixed token count (the fast path's mean)") from None
+        raise InputError(flag, f"{text!r}: expected a positive integer") from None
     if value <= 0:
         raise InputError(flag, "expected a positive integer")
     return value
+
+
+def _length(flag: str, text: str) -> int | str:
+    """A token count, or a length spec the serving workload reads (uniform:A,B, lognormal:MEDIAN,SIGMA)."""
+    return _positive_int(flag, text) if text.strip().lstrip("-").isdigit() else text.strip()
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("plan", help="the cheapest GPUs, layout and techniques for a traffic and an SLO")
     p.add_argument("--model", default="llama-3.1-8b")
     p.add_argument("--rate", type=float, required=True, help="requests/s")
-    p.add_argument("--prompt-len", default="1024", help="tokens per prompt")
-    p.add_argument("--output-len", default="256", help="tokens per response")
+    p.add_argument("--prompt-len", default="1024", help="tokens per prompt: N, uniform:A,B or lognormal:MEDIAN,SIGMA")
+    p.add_argument("--output-len", default="256", help="tokens per response, as --prompt-len")
     p.add_argument("--slo-ttft", type=float, default=2.0, metavar="S", help="TTFT SLO in seconds")
     p.add_argument("--slo-tpot", type=float, default=0.05, metavar="S", help="TPOT SLO in seconds")
     p.add_argument("--percentile", type=float, default=90.0, help="SLO percentile (default 90)")
@@ -55,8 +60,8 @@ def request_from_args(args) -> dict:
     techniques = [{"name": n.strip()} for n in args.techniques.split(",") if n.strip()]
     techniques += [parse_technique(t) for t in args.technique]
     out = {
-        "model": args.model, "rate": args.rate, "prompt_len": _positive_int("--prompt-len", args.prompt_len),
-        "output_len": _positive_int("--output-len", args.output_len), "slo_ttft_s": args.slo_ttft,
+        "model": args.model, "rate": args.rate, "prompt_len": _length("--prompt-len", args.prompt_len),
+        "output_len": _length("--output-len", args.output_len), "slo_ttft_s": args.slo_ttft,
         "slo_tpot_s": args.slo_tpot, "percentile": args.percentile, "max_gpus": args.max_gpus,
         "pp_options": [_positive_int("--pp", t) for t in args.pp.split(",") if t.strip()],
         "techniques": techniques, "disaggregate": not args.no_disaggregate, "budget_usd_per_hour": args.budget,

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
-from hwmodels.errors import validated
+from hwmodels.errors import InputError, validated
 
 SWITCHES = ("fp8_weights", "fp8_kv", "speculative", "prefix_cache")
 
@@ -19,8 +19,8 @@ class PlanRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str | dict[str, Any] = "llama-3.1-8b"
     rate: PositiveFloat = Field(description="requests/s")
-    prompt_len: PositiveInt = 1024
-    output_len: PositiveInt = 256
+    prompt_len: PositiveInt | str = Field(1024, description="tokens per prompt: N, uniform:A,B or lognormal:MEDIAN,SIGMA")
+    output_len: PositiveInt | str = Field(256, description="tokens per response, as prompt_len")
     slo_ttft_s: PositiveFloat = 2.0
     slo_tpot_s: PositiveFloat = 0.05
     percentile: float = Field(90.0, gt=0.0, lt=100.0, description="SLO percentile, e.g. 90 for p90")
@@ -54,6 +54,32 @@ class PlanRequest(BaseModel):
             if entry.get("name") not in SWITCHES:
                 raise ValueError(f"unknown technique {entry.get('name')!r}; choose from {', '.join(SWITCHES)}")
         return value
+
+    @field_validator("prompt_len", "output_len")
+    @classmethod
+    def _length(cls, value: int | str) -> int | str:
+        if isinstance(value, str):
+            if value.startswith("trace") or not value.strip():
+                raise ValueError("the planner takes N, uniform:A,B or lognormal:MEDIAN,SIGMA (a trace has no rate to plan)")
+            from simulator.serving.workload import Workload
+
+            try:
+                Workload.from_dict({"rate": 1.0, "prompt_len": value})
+            except InputError as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    def lengths(self) -> tuple[float, float, float]:
+        """(mean prompt tokens, squared coefficient of variation of the prompt, mean output tokens), from
+        20,000 draws of the serving workload's own length sampler (the DES draws the same way)."""
+        from simulator.serving.workload import Workload
+
+        if isinstance(self.prompt_len, int) and isinstance(self.output_len, int):
+            return float(self.prompt_len), 0.0, float(self.output_len)
+        reqs = Workload.from_dict({"rate": self.rate, "num_requests": 20_000, "prompt_len": self.prompt_len,
+                                   "output_len": self.output_len, "seed": self.seed}).requests()
+        prompt = reqs["prompt_tokens"].astype(float)
+        return float(prompt.mean()), float(prompt.var() / prompt.mean() ** 2), float(reqs["output_tokens"].mean())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PlanRequest":

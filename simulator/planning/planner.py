@@ -21,10 +21,9 @@ STEP_BOUND = {"compute": "compute (tensor-core FLOP/s)", "memory": "HBM bandwidt
               "overhead": "kernel-launch overhead"}
 
 
-def _dedupe(space: Space, rows: Rows, idx: np.ndarray, by_cap: bool = True) -> np.ndarray:
-    """Keep the first row (in ``idx`` order) per distinct configuration: per layout and batch cap clipped
-    to what KV memory holds, or (``by_cap`` False) per layout."""
-    eff = np.minimum(rows.cap[idx], space.tables.kv_capacity[rows.d_kind[idx]]) if by_cap else 0.0 * rows.cap[idx]
+def _dedupe(space: Space, rows: Rows, idx: np.ndarray) -> np.ndarray:
+    """Keep the first row (in ``idx`` order) per distinct configuration (``_key``)."""
+    eff = np.minimum(rows.cap[idx], space.tables.kv_capacity[rows.d_kind[idx]])
     key = np.stack([rows.kind[idx], rows.d_kind[idx], rows.replicas[idx], rows.d_replicas[idx], eff], axis=1)
     _, first = np.unique(key, axis=0, return_index=True)
     return idx[np.sort(first)]
@@ -37,19 +36,20 @@ def _key(space: Space, rows: Rows, i: int) -> tuple:
 
 
 def _ranked(rows: Rows, mask: np.ndarray) -> np.ndarray:
+    """Rows of ``mask`` by $/hour, then fewer GPUs, then lower TPOT."""
     idx = np.flatnonzero(mask)
     m = rows.m
     return idx[np.lexsort((m["tpot_pct_s"][idx], m["num_gpus"][idx], m["usd_per_hour"][idx]))]
 
 
 def _bound(req: PlanRequest, space: Space, rows: Rows, i: int) -> str:
+    """The limit the plan uses most of (an SLO, or capacity), and what bounds its decode steps."""
     m = rows.m
+    memory = space.tables.kv_capacity[rows.d_kind[i]] < rows.cap[i]
+    capacity = ("capacity, set by KV-cache memory (fewer sequences fit than the batch cap)" if memory
+                else "capacity (the request rate near the most it can serve)")
     ratios = {f"the p{req.percentile:g} TTFT SLO": m["ttft_pct_s"][i] / req.slo_ttft_s,
-              f"the p{req.percentile:g} TPOT SLO": m["tpot_pct_s"][i] / req.slo_tpot_s,
-              "capacity (request rate near the most it can serve)": m["load"][i]}
-    kv_cap = space.tables.kv_capacity[rows.d_kind[i]]
-    if kv_cap < rows.cap[i]:
-        ratios["KV-cache memory (fewer sequences fit than the batch cap)"] = m["load"][i] * 1.001
+              f"the p{req.percentile:g} TPOT SLO": m["tpot_pct_s"][i] / req.slo_tpot_s, capacity: m["load"][i]}
     name, value = max(ratios.items(), key=lambda kv: kv[1])
     b = int(np.round(np.interp(m["batch_mean"][i] + 1.0, space.tables.grid,
                                space.decode_bound[rows.d_kind[i]].astype(float))))
@@ -68,6 +68,7 @@ def _describe(space: Space, rows: Rows, i: int) -> str:
 
 
 def _cheaper_if(req: PlanRequest, space: Space, rows: Rows, i: int) -> str:
+    """The cheapest configuration that serves the rate but misses exactly one SLO, and that SLO's value."""
     m = rows.m
     cheaper = (m["usd_per_hour"] < m["usd_per_hour"][i]) & ~m["saturated"] & m["allowed"]
     ttft_over = m["ttft_pct_s"] > req.slo_ttft_s
@@ -122,7 +123,9 @@ def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
     cap = int(rows.cap[i])
     same = not split or k == d  # the DES runs a split of one layout as P:D replicas of one scenario
     replicas = x + y if split and same else x
-    workload = {"phase": "generate", "batch_size": cap, "prompt_len": req.prompt_len, "output_len": req.output_len}
+    P, _, O = req.lengths()
+    workload = {"phase": "generate", "batch_size": cap, "prompt_len": max(int(round(P)), 1),
+                "output_len": max(int(round(O)), 1)}
     scenario = {**k.scenario(req.model, replicas, req.calibration), "workload": workload}
     decode_scenario = None if same else {**d.scenario(req.model, y, req.calibration), "workload": workload}
     serve_config = {"max_num_seqs": cap, "max_num_batched_tokens": max(req.max_num_batched_tokens, cap),
@@ -153,7 +156,7 @@ def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
         ttft_p90_s=float(m["ttft_pct_s"][i]), tpot_p90_s=tpot_pct, percentile=req.percentile,
         load=float(m["load"][i]), batch_mean=float(m["batch_mean"][i]),
         throughput_tokens_per_s=float(m["throughput_tokens_per_s"][i]),
-        output_tokens_per_s_per_gpu=req.rate * req.output_len / float(m["num_gpus"][i]),
+        output_tokens_per_s_per_gpu=req.rate * O / float(m["num_gpus"][i]),
         tokens_per_s_per_user=1.0 / float(m["tpot_p50_s"][i]),
         usd_per_hour=float(m["usd_per_hour"][i]), usd_per_million_tokens=float(m["usd_per_million_tokens"][i]),
         usd_per_million_input_tokens=float(m["usd_per_million_input_tokens"][i]),
@@ -179,7 +182,7 @@ def _verify(req: PlanRequest, plans: list[Plan]) -> float:
         batch = todo[start:start + req.verify]
         jobs = [verify.job(p.scenario, p.serve_config, req.rate, req.prompt_len, req.output_len, req.num_requests,
                            req.seed, req.slo_ttft_s, req.slo_tpot_s, req.percentile,
-                           prefix_tokens=int(hit * req.prompt_len) if "prefix_cache" in p.techniques else 0)
+                           prefix_tokens=int(hit * req.lengths()[0]) if "prefix_cache" in p.techniques else 0)
                 for p in batch]
         for p, out in zip(batch, verify.run_jobs(jobs, req.backend, req.ray_address)):
             p.verification = Verification(**out)

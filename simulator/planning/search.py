@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwmodels import get_accelerator
+from hwmodels.catalog import get_network
 from hwmodels.costs import cheapest_prices, power_model
 from hwmodels.errors import InputError
 from simulator.planning.models import PlanRequest
 from simulator.planning.space import GPUS_PER_NODE, Space, build
 from simulator.serving.analytic import colocated, decode_pool, prefill_pool
 
-NETWORK_BYTES_PER_S = 50e9  # 400 Gb/s ConnectX-7 per GPU (NVIDIA DGX H100 datasheet); across nodes
+SCALE_OUT = "ib-ndr-400"  # the KV link between pools on different nodes: one 400 Gb/s NIC per GPU (DGX H100)
 MAX_POOL_REPLICAS = 8
 KEEP_PREFILL, KEEP_DECODE = 32, 128  # cheapest pool options that meet their own SLO, combined pairwise
 
@@ -59,7 +60,7 @@ def _per_kind(space: Space, prices: dict) -> dict[str, np.ndarray]:
     }
 
 
-def _colocated_rows(req: PlanRequest, space: Space, pk: dict) -> Rows:
+def _colocated_rows(req: PlanRequest, space: Space, pk: dict, P: float, cv2: float, O: float) -> Rows:
     reps = np.maximum(req.max_gpus // pk["gpus"].astype(int), 0)
     kind = np.repeat(np.arange(len(space.kinds)), reps)
     starts = np.repeat(np.cumsum(reps) - reps, reps)
@@ -67,8 +68,7 @@ def _colocated_rows(req: PlanRequest, space: Space, pk: dict) -> Rows:
     caps = np.asarray(req.batch_caps, dtype=float)
     kind, replicas = np.repeat(kind, caps.size), np.repeat(replicas, caps.size)
     cap = np.tile(caps, kind.size // caps.size if caps.size else 0)
-    r = colocated(space.tables, kind, replicas, cap, req.rate, req.prompt_len, req.output_len,
-                  percentile=req.percentile / 100.0)
+    r = colocated(space.tables, kind, replicas, cap, req.rate, P, O, percentile=req.percentile / 100.0, prompt_cv2=cv2)
     g = pk["gpus"][kind] * replicas
     f_p, f_d = r["prefill_fraction"], r["decode_fraction"]
     power = g * (pk["idle"][kind] + f_p * (pk["prefill_w"][kind] - pk["idle"][kind]) + f_d * (pk["decode_w"][kind] - pk["idle"][kind]))
@@ -79,16 +79,16 @@ def _colocated_rows(req: PlanRequest, space: Space, pk: dict) -> Rows:
     return Rows(kind, kind, replicas.astype(float), np.zeros(kind.size), cap, m)
 
 
-def _disaggregated_rows(req: PlanRequest, space: Space, pk: dict) -> tuple[Rows, int]:
+def _disaggregated_rows(req: PlanRequest, space: Space, pk: dict, P: float, cv2: float, O: float) -> tuple[Rows, int]:
     K = len(space.kinds)
     x = np.arange(1, MAX_POOL_REPLICAS + 1, dtype=float)
     caps = np.asarray(req.batch_caps, dtype=float)
     pkind, prep = np.repeat(np.arange(K), x.size), np.tile(x, K)
-    p = prefill_pool(space.tables, pkind, prep, req.rate, percentile=req.percentile / 100.0)
+    p = prefill_pool(space.tables, pkind, prep, req.rate, percentile=req.percentile / 100.0, prompt_cv2=cv2)
     dkind = np.repeat(np.arange(K), x.size * caps.size)
     drep = np.tile(np.repeat(x, caps.size), K)
     dcap = np.tile(caps, K * x.size)
-    d = decode_pool(space.tables, dkind, drep, dcap, req.rate, req.output_len)
+    d = decode_pool(space.tables, dkind, drep, dcap, req.rate, O)
     searched = pkind.size * dkind.size
     p_cost = pk["gpus"][pkind] * prep * pk["price"][pkind]
     d_cost = pk["gpus"][dkind] * drep * pk["price"][dkind]
@@ -103,10 +103,10 @@ def _disaggregated_rows(req: PlanRequest, space: Space, pk: dict) -> tuple[Rows,
     gp, gd = pk["gpus"][a] * prep[i], pk["gpus"][b] * drep[j]
     same_node = (a == b) | (np.array([k.gpu for k in space.kinds])[a] == np.array([k.gpu for k in space.kinds])[b])
     same_node &= gp + gd <= GPUS_PER_NODE
-    link = np.where(same_node, pk["link"][a], NETWORK_BYTES_PER_S)
+    link = np.where(same_node, pk["link"][a], get_network(SCALE_OUT).bandwidth_bytes_per_s)
     lanes = np.minimum(pk["gpus"][a], pk["gpus"][b])
     transfer = space.kv_bytes_per_gpu[a] * pk["gpus"][a] / (lanes * link)
-    d2 = decode_pool(space.tables, b, drep[j], dcap[j], req.rate, req.output_len, transfer)
+    d2 = decode_pool(space.tables, b, drep[j], dcap[j], req.rate, O, transfer)
     f_p, f_d = p["busy_fraction"][i], d2["busy_fraction"]
     power = (gp * (pk["idle"][a] + f_p * (pk["prefill_w"][a] - pk["idle"][a]))
              + gd * (pk["idle"][b] + f_d * (pk["decode_w"][b] - pk["idle"][b])))
@@ -117,7 +117,7 @@ def _disaggregated_rows(req: PlanRequest, space: Space, pk: dict) -> tuple[Rows,
         "ttft_p50_s": p["ttft_p50_s"][i], "ttft_pct_s": p["ttft_pct_s"][i],
         "tpot_p50_s": d2["tpot_p50_s"], "tpot_pct_s": d2["tpot_pct_s"],
         "load": req.rate / np.maximum(capacity, 1e-300), "saturated": saturated, "batch_mean": d2["batch_mean"],
-        "throughput_tokens_per_s": np.where(saturated, capacity, req.rate) * (req.prompt_len + req.output_len),
+        "throughput_tokens_per_s": np.where(saturated, capacity, req.rate) * (P + O),
         "num_gpus": gp + gd, "usd_per_hour": usd, "power_w": power,
         "tdp_w": gp * pk["tdp"][a] + gd * pk["tdp"][b], "input_share": p_cost[i] / usd,
     }
@@ -133,27 +133,28 @@ def evaluate(req: PlanRequest) -> tuple[Space, Rows, int]:
     if missing:
         raise InputError("gpus", f"no price for {', '.join(missing)}; give one with --prices FILE")
     chunk = req.max_num_batched_tokens if req.chunked_prefill else 0
-    space = build(req.model, gpus, req.techniques, req.prompt_len, req.output_len, pp_options=tuple(req.pp_options),
+    P, cv2, O = req.lengths()
+    space = build(req.model, gpus, req.techniques, P, O, pp_options=tuple(req.pp_options),
                   max_tp=req.max_tp, chunk_tokens=chunk, calibration=req.calibration)
     pk = _per_kind(space, prices)
-    rows = _colocated_rows(req, space, pk)
+    rows = _colocated_rows(req, space, pk, P, cv2, O)
     searched = len(rows)
     if req.disaggregate:
-        split, covered = _disaggregated_rows(req, space, pk)
+        split, covered = _disaggregated_rows(req, space, pk, P, cv2, O)
         searched += covered
         if len(split):
             rows = _concat(rows, split)
     m = rows.m
-    tokens = req.prompt_len + req.output_len
+    tokens = P + O
     served = np.where(m["saturated"], 0.0, req.rate)
     per_hour_tokens = np.maximum(served, 1e-300) * 3600.0
     m["usd_per_million_tokens"] = m["usd_per_hour"] / (per_hour_tokens * tokens) * 1e6
-    m["usd_per_million_input_tokens"] = m["usd_per_hour"] * m["input_share"] / (per_hour_tokens * req.prompt_len) * 1e6
+    m["usd_per_million_input_tokens"] = m["usd_per_hour"] * m["input_share"] / (per_hour_tokens * P) * 1e6
     m["usd_per_million_output_tokens"] = (m["usd_per_hour"] * (1.0 - m["input_share"])
-                                          / (per_hour_tokens * req.output_len) * 1e6)
+                                          / (per_hour_tokens * O) * 1e6)
     m["power_provisioned_w"] = m["power_w"] if req.power_provisioning == "observed" else m["tdp_w"]
     m["joules_per_token"] = m["power_w"] / np.maximum(served * tokens, 1e-300)
-    m["joules_per_output_token"] = m["power_w"] / np.maximum(served * req.output_len, 1e-300)
+    m["joules_per_output_token"] = m["power_w"] / np.maximum(served * O, 1e-300)
     m["meets_slo"] = (~m["saturated"]) & (m["ttft_pct_s"] <= req.slo_ttft_s) & (m["tpot_pct_s"] <= req.slo_tpot_s)
     limits = m["num_gpus"] <= req.max_gpus
     if req.budget_usd_per_hour is not None:

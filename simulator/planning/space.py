@@ -17,15 +17,14 @@ import numpy as np
 
 from hwmodels import InputError, get_accelerator
 from simulator.engine import resolve, run_step
-from simulator.footprint import memory_arrays
+from simulator.footprint import kv_bytes_per_request, memory_arrays
 from simulator.models import get_model
 from simulator.scenario import Scenario
 from simulator.serving.analytic import BATCH_GRID, StepTables
 from simulator.step import StepShape
 
-# Technique switches the planner may turn on; each maps to scenario fields.
+# Precision switches the planner may turn on (the others, speculative and prefix_cache, are techniques).
 PRECISION_SWITCHES = {"fp8_weights": ("weights", "fp8"), "fp8_kv": ("kv_cache", "fp8")}
-TECHNIQUE_SWITCHES = ("speculative", "prefix_cache")
 GPUS_PER_NODE = 8  # TP stays inside one node (NVLink); the catalog's nodes hold 8 accelerators
 
 
@@ -123,7 +122,7 @@ def _price(dep, overlap, P: float, O: float, new_prompt: float, chunk_tokens: in
     return {"decode": np.broadcast_to(step.latency_s, grid), "bound": np.broadcast_to(step.bound, grid),
             "mixed": np.broadcast_to(mixed, grid), "prefill": np.broadcast_to(alone, flat).ravel(),
             "kvcap": np.broadcast_to(memory_arrays(dep, 1.0, P + O, 1.0)["max_concurrency"], flat).ravel(),
-            "kvreq": np.broadcast_to(memory_arrays(dep, 1.0, P, 1.0)["kv_bytes_per_request"], flat).ravel()}
+            "kvreq": np.broadcast_to(kv_bytes_per_request(dep, P), flat).ravel()}
 
 
 def build(model, gpus: list[str], allowed: list[dict], prompt_len: float, output_len: float, *,
@@ -179,4 +178,4 @@ def build(model, gpus: list[str], allowed: list[dict], prompt_len: float, output
     return Space(kinds, tables, np.array(rows["bound"]), unfit, np.array(rows["kvreq"]))
 
 
-__all__ = ["GPUS_PER_NODE", "Kind", "Space", "PRECISION_SWITCHES", "TECHNIQUE_SWITCHES", "build", "technique_sets", "valid_tps"]
+__all__ = ["GPUS_PER_NODE", "Kind", "Space", "PRECISION_SWITCHES", "build", "technique_sets", "valid_tps"]

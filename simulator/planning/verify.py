@@ -15,10 +15,10 @@ from typing import Any
 from hwmodels.errors import InputError
 
 
-def job(scenario: dict, config: dict, rate: float, prompt_len: int, output_len: int, num_requests: int, seed: int,
+def job(scenario: dict, config: dict, rate: float, prompt_len: int | str, output_len: int | str, num_requests: int, seed: int,
         slo_ttft_s: float, slo_tpot_s: float, percentile: float, prefix_tokens: int = 0) -> dict[str, Any]:
-    workload = {"rate": rate, "num_requests": num_requests, "arrival": "poisson", "prompt_len": int(prompt_len),
-                "output_len": int(output_len), "seed": seed}
+    workload = {"rate": rate, "num_requests": num_requests, "arrival": "poisson", "prompt_len": prompt_len,
+                "output_len": output_len, "seed": seed}
     if prefix_tokens > 0:
         workload["prefixes"] = [{"length": int(prefix_tokens), "popularity": 1.0}]
     return {"scenario": scenario, "config": config, "workload": workload, "slo_ttft_s": slo_ttft_s,
@@ -48,6 +48,20 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _start_ray(ray, address: str | None) -> None:
+    """Connect to ``address``, or start a local instance with one CPU and no dashboard; a local start
+    that times out (Ray waits 30 s for its raylet, which a loaded machine can exceed) is tried once more."""
+    kwargs = dict(address=address, num_cpus=None if address else 1, include_dashboard=False, log_to_driver=False,
+                  configure_logging=False)
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:  # noqa: BLE001 -- Ray raises a bare Exception for a slow raylet
+        if address is not None or "timed out during startup" not in str(exc):
+            raise
+        ray.shutdown()
+        ray.init(**kwargs)
+
+
 def des_available() -> bool:
     try:
         from simulator.serving import serve  # noqa: F401
@@ -66,8 +80,7 @@ def run_jobs(jobs: list[Any], backend: str = "local", address: str | None = None
         raise InputError("backend", "ray is not installed; pip install 'roofsim[ray]'") from None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, num_cpus=None if address else 1, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        _start_ray(ray, address)
     try:
         remote = ray.remote(num_cpus=1)(fn)
         refs = [remote.remote(ray.put(j)) for j in jobs]
@@ -77,4 +90,17 @@ def run_jobs(jobs: list[Any], backend: str = "local", address: str | None = None
             ray.shutdown()
 
 
-__all__ = ["des_available", "job", "run_job", "run_jobs"]
+def load_curve(deployments: list[tuple[dict, dict]], rates: list[float], prompt_len: int | str, output_len: int | str,
+               num_requests: int = 1000, seed: int = 0, backend: str = "local",
+               address: str | None = None) -> list[list[dict[str, Any]]]:
+    """DES latency against load for many deployments ((scenario, serve config) pairs): one job per
+    deployment and rate, run as one batch (Ray tasks with ``backend="ray"``); summaries per deployment,
+    in rate order."""
+    inf = float("inf")
+    jobs = [job(sc, cfg, rate, prompt_len, output_len, num_requests, seed, inf, inf, 90.0)
+            for sc, cfg in deployments for rate in rates]
+    out = run_jobs(jobs, backend, address)
+    return [out[i * len(rates):(i + 1) * len(rates)] for i in range(len(deployments))]
+
+
+__all__ = ["des_available", "job", "load_curve", "run_job", "run_jobs"]

@@ -21,9 +21,12 @@ t_m(b) the same step carrying a prefill chunk of C tokens, S_p one prompt's pref
   (Pollaczek-Khinchine, Kleinrock 1975, Queueing Systems I eq. 5.105): E[W] = rho S_w (1 + c_s^2) /
   (2 (1 - rho)); for percentiles a delayed request's wait is taken as exponential with mean E[W] / rho
   (the heavy-traffic limit, Kingman 1962): W_p = E[W] / rho * ln(rho / (1 - p)) when rho > 1 - p, else 0.
-  S_eff is the prompt's own steps: n_c = ceil(P / c), the last carrying its remaining tokens and, with
-  probability rho, a waiting prompt's (S_p when nothing is decoding). R = (1 - rho) t_d / 2 is the rest of
-  the decode step in progress at arrival.
+  S is the prompt's own steps: n_c = ceil(P / c), the last carrying its remaining tokens (S_short) or,
+  when another prompt has arrived meanwhile (probability q = 1 - exp(-lambda (R + E[W] + (n_c - 1)
+  step))), filled up with that one's (S_long); S_p when nothing is decoding. The TTFT percentile is that
+  of the two-branch mixture (``_mixture_quantile``); the median takes the last step's mean fill,
+  S_short + rho (S_long - S_short), with the wait's median (the mixture's median jumps between branches
+  where the DES's does not). R = (1 - rho) t_d / 2 is the rest of the decode step in progress at arrival.
 * TPOT percentiles: a request's decode time D is its (O-1)/k steps plus the prefill work of the
   Poisson(lambda D) arrivals it overlaps, so Var D = lambda D Delta^2 (compound Poisson) and
   TPOT_p = TPOT + z_p sqrt(Var D) / (O - 1).
@@ -131,6 +134,24 @@ def _wait_percentile(mean_wait, rho, p):
     return np.where(rho_c > 1.0 - p, tail, 0.0)
 
 
+def _mixture_quantile(p: float, q, s_short, s_long, mean_wait, rho):
+    """The p-quantile of S + W, exactly: S = s_long with probability q else s_short; W the M/G/1 wait,
+    0 with probability 1 - rho, else exponential with mean m = E[W] / rho. The mixture's CDF
+    F(t) = (1 - q) G(t - s_short) + q G(t - s_long) is piecewise: an atom at s_short, one exponential
+    between the branches, an atom at s_long, and a sum of two exponentials above, each inverted in
+    closed form."""
+    rho = np.clip(rho, 1e-12, 1.0 - 1e-12)
+    m = np.maximum(mean_wait / rho, 1e-300)
+    gap = np.maximum(s_long - s_short, 0.0) / m
+    short = 1.0 - q
+    before = short * (1.0 - rho * np.exp(-gap))  # F just below s_long
+    between = s_short + m * np.log(np.maximum(short * rho / np.maximum(short - p, 1e-300), 1.0))
+    # above s_long: 1 - p = rho e^{-(t - s_short)/m} ((1 - q) + q e^{gap}), log-sum-exp for large gaps
+    above = s_short + m * (gap + np.log(np.maximum(rho * (q + short * np.exp(-gap)) / (1.0 - p), 1e-300)))
+    return np.where(p <= short * (1.0 - rho), s_short,
+                    np.where(p < before, between, np.where(p <= before + q * (1.0 - rho), s_long, above)))
+
+
 def colocated(tables: StepTables, kind, replicas, max_batch, rate, prompt_len, output_len, *,
               percentile: float = 0.9, prompt_cv2: float = 0.0) -> dict[str, np.ndarray]:
     """Steady state of ``replicas`` identical replicas of ``kind`` behind a balanced router, all
@@ -183,11 +204,15 @@ def colocated(tables: StepTables, kind, replicas, max_batch, rate, prompt_len, o
     remaining = new - (n_c - 1.0) * c
     s_w = np.where(chunked, new * (per_tok + t_d / c), s_p)  # prefill work per request
     rho = lam * s_w
-    last = t_d + per_tok * (remaining + np.minimum(rho, 1.0) * (c - remaining))
-    s_eff = np.where(chunked, busy * ((n_c - 1.0) * (t_d + per_tok * c) + last) + (1.0 - busy) * s_p, s_p)
+    full = t_d + per_tok * c
+    s_short = np.where(chunked, busy * ((n_c - 1.0) * full + t_d + per_tok * remaining) + (1.0 - busy) * s_p, s_p)
+    s_long = np.where(chunked, busy * n_c * full + (1.0 - busy) * s_p, s_p)  # last step filled by a waiting prompt
     mean_wait = rho * s_w * (1.0 + prompt_cv2) / (2.0 * np.maximum(1.0 - rho, 1e-12))
     residual = busy * (1.0 - rho) * t_d / 2.0
-    ttft_base = residual + s_eff
+    # another prompt is waiting when the last step forms if one arrived since this one did (Poisson)
+    q = np.where(chunked, 1.0 - np.exp(-lam * (residual + mean_wait + (n_c - 1.0) * full)), 0.0)
+    rho_last = np.where(chunked, np.minimum(rho, 1.0), 0.0)  # the median takes the mean fill of the last step
+    ttft_mean = residual + mean_wait + s_short + q * (s_long - s_short)
     decode_time = steps * tpot * k
     z = float(ndtri(percentile))
     spread = np.sqrt(lam * np.maximum(decode_time, 0.0) * delta**2) / max(O - 1.0, 1.0)
@@ -200,9 +225,9 @@ def colocated(tables: StepTables, kind, replicas, max_batch, rate, prompt_len, o
         "load": load,
         "saturated": saturated,
         "batch_mean": np.where(saturated, cap, batch),
-        "ttft_p50_s": ttft_base + _wait_percentile(mean_wait, rho, 0.5) + inf,
-        "ttft_pct_s": ttft_base + _wait_percentile(mean_wait, rho, percentile) + inf,
-        "ttft_mean_s": ttft_base + mean_wait + inf,
+        "ttft_p50_s": residual + s_short + rho_last * (s_long - s_short) + _wait_percentile(mean_wait, rho, 0.5) + inf,
+        "ttft_pct_s": residual + _mixture_quantile(percentile, q, s_short, s_long, mean_wait, rho) + inf,
+        "ttft_mean_s": ttft_mean + inf,
         "tpot_p50_s": tpot + inf,
         "tpot_pct_s": tpot + max(z, 0.0) * spread + inf,
         "throughput_tokens_per_s": np.where(saturated, lam_max * replicas * (P + O), rate * (P + O)),

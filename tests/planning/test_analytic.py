@@ -107,3 +107,19 @@ def test_vectorised_over_many_configurations():
     assert r["ttft_p50_s"].shape == (n,)
     assert np.all(r["saturated"] == (r["load"] >= 1.0) | r["saturated"])
     assert np.all(np.isfinite(r["ttft_p50_s"][~r["saturated"]]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0.0, 1.0), st.floats(0.05, 0.9), st.floats(0.5, 0.99), st.floats(0.0, 3.0))
+def test_mixture_quantile_matches_monte_carlo(q, rho, p, gap):
+    """The closed-form quantile of S + W against 400,000 samples: S = 1 + gap w.p. q else 1, W = 0 w.p.
+    1 - rho else exponential with mean 1 (E[W] = rho)."""
+    from simulator.serving.analytic import _mixture_quantile
+
+    rng = np.random.default_rng(0)
+    n = 400_000
+    s = np.where(rng.random(n) < q, 1.0 + gap, 1.0)
+    w = np.where(rng.random(n) < rho, rng.exponential(1.0, n), 0.0)
+    got = float(_mixture_quantile(p, np.array(q), np.array(1.0), np.array(1.0 + gap), np.array(rho), np.array(rho)))
+    lo, hi = np.quantile(s + w, [max(p - 0.003, 0.0), min(p + 0.003, 1.0)])
+    assert lo - 1e-9 <= got <= hi + 1e-9

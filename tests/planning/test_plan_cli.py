@@ -41,8 +41,29 @@ def test_table_and_engine_commands(capsys):
 
 
 def test_errors_are_one_line_exit_2(capsys):
-    assert main([*ARGS[:-2], "--verify", "0", "--prompt-len", "lognormal:1,2"]) == 2
+    assert main([*ARGS[:-2], "--verify", "0", "--prompt-len", "lognormal:x"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("roofsim: error: --prompt-len") and "\n" not in err
+    assert err.startswith("roofsim: error: plan.prompt_len") and "\n" not in err
+    assert main([*ARGS[:-2], "--verify", "0", "--output-len", "0"]) == 2
+    assert "--output-len" in capsys.readouterr().err
     assert main(["plan", "--rate", "-2"]) == 2
     assert "rate" in capsys.readouterr().err
+
+
+def test_cheapest_plan_served_by_roofsim_serve_meets_the_slo(capsys, tmp_path):
+    """The plan's scenario runs through `roofsim serve` as is, with the plan's engine settings, and the
+    simulation meets both SLOs at the planned rate."""
+    from simulator.planning.verify import des_available
+
+    if not des_available():
+        return
+    assert main([*ARGS[:-2], "--verify", "2", "--num-requests", "600", "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)["cheapest"]
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(best["scenario"]))
+    cfg = best["serve_config"]
+    assert main(["serve", str(path), "--rate", "4", "--num-requests", "600", "--prompt-len", "1024", "--output-len",
+                 "128", "--max-batch", str(cfg["max_num_seqs"]), "--max-batched-tokens",
+                 str(cfg["max_num_batched_tokens"]), "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ttft_s"]["p90"] <= 1.0 and out["tpot_s"]["p90"] <= 0.05 and out["rejected"] == 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.fmt import seconds
@@ -13,6 +15,16 @@ PAGE = Path(__file__).resolve().parents[2] / "app" / "pages" / "6_Plan.py"
 DEFAULT = dict(model="llama-3.1-70b", rate=4.0, prompt_len=2048, output_len=256, slo_ttft_s=2.0, slo_tpot_s=0.05,
                percentile=90.0, gpus=["h100-sxm", "h200-sxm", "a100-80gb-sxm"], max_gpus=64, techniques=[],
                disaggregate=True, verify=0)
+
+
+@pytest.fixture(autouse=True)
+def _keep_main():
+    """AppTest runs a page as ``__main__`` and leaves it in ``sys.modules``; a later test in this worker
+    that spawns processes (torch.multiprocessing) would re-run that page in every child."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 def run(params=None) -> AppTest:
@@ -55,3 +67,23 @@ def test_an_impossible_slo_says_so():
     at = run({"pl.tpot": "0.001"})
     assert not at.exception
     assert any("No configuration" in w.value for w in at.warning)
+
+
+def test_serve_link_opens_the_plan_with_its_settings():
+    """The Serve link's query, given to the Serve page, runs the plan's scenario at the plan's rate."""
+    from urllib.parse import parse_qsl, urlparse
+
+    at = run()
+    link = next(m.value for m in at.markdown if "open on the Serve page" in m.value)
+    url = link.split("](")[-1].rstrip(")")
+    params = dict(parse_qsl(urlparse(url).query))
+    expected = plan(DEFAULT).cheapest
+    assert params["sv.rate"] == "4.0" and params["sv.seqs"] == str(expected.max_num_seqs)
+    assert params.get("hardware.gpu", "h100-sxm") == expected.gpu  # defaults stay out of the URL
+    assert params["hardware.num_gpus"] == str(expected.num_gpus)
+    serve_page = AppTest.from_file(str(PAGE.parent / "5_Serve.py"), default_timeout=120)
+    for k, v in {**params, "sv.n": "100", "sv.rates": "4"}.items():
+        serve_page.query_params[k] = v
+    serve_page.run()
+    assert not serve_page.exception, [e.value for e in serve_page.exception]
+    assert not serve_page.error, [e.value for e in serve_page.error]

@@ -147,3 +147,16 @@ def test_fp8_techniques_enter_the_space():
     base = plan(EXAMPLE)
     assert r.searched_configs > base.searched_configs
     assert r.cheapest.usd_per_hour <= base.cheapest.usd_per_hour
+
+
+def test_length_specs_enter_as_means_and_spread():
+    """uniform:512,1536 has mean 1024 and CV^2 = (1024^2 / 12) / 1024^2 = 1/12 (a uniform's variance is
+    width^2 / 12); the fast path sees the mean, and a spread of prompts lengthens the wait (P-K)."""
+    spread = PlanRequest(model="llama-3.1-8b", rate=4.0, prompt_len="uniform:512,1536", output_len=128)
+    p, cv2, o = spread.lengths()
+    assert p == pytest.approx(1024, rel=0.01) and cv2 == pytest.approx(1 / 12, rel=0.05) and o == 128
+    base = dict(model="llama-3.1-8b", rate=5.0, output_len=128, gpus=["l40s"], max_gpus=1, verify=0,
+                disaggregate=False, slo_ttft_s=10.0, slo_tpot_s=1.0, batch_caps=[64])
+    fixed = plan({**base, "prompt_len": 1024}).plans[0]
+    varied = plan({**base, "prompt_len": "uniform:512,1536"}).plans[0]
+    assert varied.ttft_p90_s > fixed.ttft_p90_s

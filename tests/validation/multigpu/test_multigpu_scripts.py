@@ -8,6 +8,8 @@ kernels replaced by their torch references (``cpu_kernels``: the kernels have th
 from __future__ import annotations
 
 import json
+import sys
+import types
 
 import pytest
 
@@ -23,7 +25,14 @@ pytestmark = pytest.mark.multigpu
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("multigpu")
-    spawn(2, list(SCRIPTS), str(out), {"torch_kernels": True}, tiny=True)
+    # spawned children re-run the parent's __main__ by its path; under pytest-xdist an explorer AppTest
+    # in this worker may have left a page script there, so spawn from a bare main module
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        spawn(2, list(SCRIPTS), str(out), {"torch_kernels": True}, tiny=True)
+    finally:
+        sys.modules["__main__"] = main
     return out
 
 
