@@ -15,8 +15,9 @@ A group of n ranks placed g per node over m = n/g nodes is priced by one of (``A
   2(m-1) (all-reduce) or m-1 (gather/scatter) cross the network at the network's per-step latency and
   the rest stay on the scale-up link (the latency model of the same file).
 * ``tree``: the logarithmic-latency variant of each collective (recursive doubling for gather and
-  scatter, Bruck's algorithm for all-to-all, Thakur et al. 2005 §4); all-reduce as a double binary tree (Sanders, Speck & Träff 2009, "Two-tree algorithms for
-  full bandwidth broadcast, reduction and scan", Parallel Computing 35(12); NCCL's Tree): each GPU
+  scatter, Bruck's algorithm for all-to-all, Thakur et al. 2005 §4); all-reduce as a double binary
+  tree (Sanders, Speck & Träff 2009, "Two-tree algorithms for full bandwidth broadcast, reduction and
+  scan", Parallel Computing 35(12); NCCL's Tree): each GPU
   moves 2·S at the bottleneck link (NCCL's tree algbw = busbw / 2), up and down a tree of depth
   log2(g) in the node (one switch hop between any two GPUs) and log2(m) over the network: latency
   2·(log2(g)·α_intra + log2(m)·α_net).

@@ -11,7 +11,11 @@ warnings for what runs but is not what the user likely meant.
   FLOP/s the compute format's.
 * Context length: beyond the model's ``max_position_embeddings`` the model was not trained (its
   positional encoding does not reach); the cost is still computed, with a warning.
-* Idle GPUs: ``num_gpus // (tp * pp)`` replicas run; the remainder idles, and is said.
+* Idle GPUs: ``num_gpus // (tp * pp)`` replicas run; the remainder idles, and is said (a warning,
+  not an error: the per-replica numbers are right, and a sweep over tp passes through such counts).
+* Checkpoint format: an imported config's ``quantization_config`` (``simulator.models.quantization``)
+  is the format the weights ship in; ``precision.weights`` is what is priced. A difference, or a
+  method that is not read, is said.
 """
 
 from __future__ import annotations
@@ -64,9 +68,22 @@ def idle_gpus_warning(num_gpus: int, tp: int, pp: int) -> str | None:
             f"{per_replica}; {idle} GPU(s) stay idle and are not counted in throughput")
 
 
+def checkpoint_warning(model, weights: str) -> str | None:
+    """A warning when the checkpoint's quantization is not read, or differs from ``precision.weights``."""
+    if model.quantization and model.weights_dtype is None:
+        return (f"model: {model.name}'s quantization_config ({model.quantization}) is ignored; "
+                f"weights are priced as precision.weights = {weights}")
+    if model.weights_dtype and model.weights_dtype != weights:
+        return (f"precision.weights: {model.name}'s checkpoint stores {model.weights_dtype} weights "
+                f"({model.quantization}); priced as {weights} here; set precision.weights: {model.weights_dtype} "
+                "to price the checkpoint as shipped")
+    return None
+
+
 def scenario_warnings(scenario, dep) -> list[str]:
     """Warnings for a point scenario once resolved (``dep``: its ``Deployment``)."""
     what, tokens = sequence_tokens(scenario)
     found = [context_warning(dep.model, tokens, what),
-             idle_gpus_warning(scenario.hardware.num_gpus, int(np.max(dep.tp)), dep.pp)]
+             idle_gpus_warning(scenario.hardware.num_gpus, int(np.max(dep.tp)) * dep.cp, dep.pp),
+             checkpoint_warning(dep.model, scenario.precision.weights)]
     return [w for w in found if w]

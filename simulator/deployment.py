@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,8 @@ class Deployment:
     overlap_boundaries: dict = field(default_factory=dict)  # boundary -> policy (simulator.parallel.overlap)
     expert_load_imbalance: float = 1.0  # max / mean routed tokens per expert-parallel GPU
     pipeline_stage: bool = False  # set while pricing one micro-batch through the stages of a pipeline
+    stack: Any = None  # simulator.stacks.StackProfile: the implementation the steps are priced for, or None
+    calibration: Any = None  # simulator.stacks.Calibration: where the profile came from (for error bands)
 
     @property
     def hbm_bandwidth_bytes_per_s(self) -> float:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 
 from costmodels.roofline import BOUND_NAMES, COMMUNICATION, COMPUTE, MEMORY, OVERHEAD, OpCost, OpTime, price
-from hwmodels import InputError, get_accelerator, load_profile
+from hwmodels import InputError, get_accelerator
 from hwmodels.dtypes import BYTES_PER_ELEMENT, DTYPES
 from simulator.bounds import AXIS_LIMITS, check_counts
 from simulator.checks import check_compute_format
@@ -21,6 +21,7 @@ from simulator.parallel import apply_parallelism
 from simulator.parallel.overlap import apply_overlaps
 from simulator.parallel.pipeline import run_pipelined
 from simulator.scenario import Scenario
+from simulator.stacks import apply_stack_ops, finish_stack_step, resolve_calibration
 from simulator.step import StepShape, build_step
 from simulator.techniques import parse_techniques
 from simulator.techniques.moe import sparse_utilisation
@@ -105,7 +106,8 @@ def _lookup(table: dict[str, float], names) -> np.ndarray | float:
 def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment, dict[str, object]]:
     """Resolve names into specs and scalar-or-array knobs; check parallelism fits the model."""
     gpu = get_accelerator(scenario.hardware.gpu)
-    profile = load_profile(scenario.calibration, gpu=gpu.name)
+    calibration = resolve_calibration(scenario.calibration, gpu)  # a stack profile sits on the GPU's base
+    profile = calibration.profile
     model = get_model(scenario.model)
     techniques = parse_techniques(scenario.techniques)
     for tech in techniques:
@@ -148,10 +150,12 @@ def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment
         peak_flops_per_s=_lookup({d: gpu.peak_for(d) for d in DTYPES}, compute),
         memory_utilization=scenario.memory_utilization,
         techniques=tuple(techniques),
+        stack=calibration.stack,
+        calibration=calibration,
     )
-    dep = apply_parallelism(dep, scenario)
     for tech in techniques:
         dep = tech.apply_deployment(dep)
+    dep = apply_parallelism(dep, scenario)
     work = {
         "batch_size": knob("batch_size", wl.batch_size),
         "prompt_len": knob("prompt_len", wl.prompt_len),
@@ -171,6 +175,8 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
     ops = build_step(dep, shape)
     for tech in dep.techniques if techniques is None else techniques:
         ops = tech.apply_ops(ops, shape, dep)
+    if dep.stack is not None:  # the user's implementation: unfused work, split launches (simulator.stacks)
+        ops = apply_stack_ops(dep.stack, ops, shape, dep)
     times = apply_overlaps(ops, [price(op, dep.profile) for op in ops], dep)
     sm = sum(t.compute_s for t in times)
     hbm = sum(t.memory_s for t in times)
@@ -186,6 +192,8 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
             sum(np.where(t.bound == code, t.time_s, 0.0) for t in times) for code in range(len(BOUND_NAMES))
         ]))
         bound = by_bound.argmax(axis=0)
+    if dep.stack is not None:  # the host's pace (eager launches) and per-step costs
+        latency, overhead = finish_stack_step(dep.stack, ops, times, latency, overhead, dep)
     flops = sum(np.asarray(op.flops, dtype=float) * op.count for op in ops)
     hbm_bytes = sum(np.asarray(op.hbm_bytes, dtype=float) * op.count for op in ops)
     # every result spans the shape's axes, even where no operator depends on one (e.g. no KV to grow)

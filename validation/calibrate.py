@@ -345,7 +345,9 @@ def refit(path: str, out: str | None = None) -> dict[str, Any]:
     timings = data.get("environment", {}).get("run_time_s", {})
     coll = data.get("measurements", {}).get("collectives") or None
     coll_data = None
-    if coll and "world" in coll:
+    if coll and "cases" in coll:  # a multi-GPU sweep (validation.multigpu.collectives)
+        coll_data = {k: coll[k] for k in ("world", "cases", "environment", "command") if k in coll}
+    elif coll and "world" in coll:
         coll_data = {"world": coll["world"], "results": {k: v["points"] for k, v in coll.items()
                                                           if isinstance(v, dict) and "points" in v},
                      "methods": coll.get("methods", {}), "eager": coll.get("eager", {})}

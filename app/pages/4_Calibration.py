@@ -12,6 +12,7 @@ import streamlit as st
 from app import charts, state, widgets
 from app.calibration_data import comparison_tables, raw_points, scalar_tables, validation_results
 from app.fmt import seconds, size
+from app.tables import readable
 from hwmodels import builtin_profiles, get_accelerator, list_accelerators, load_profile
 
 st.set_page_config(page_title="roofsim · Calibration", layout="wide")
@@ -35,7 +36,7 @@ def load(choice: str):
 
 def table(name: str, frame: pd.DataFrame, key: str, index: bool = False) -> None:
     st.markdown(f"`{name}`")
-    st.dataframe(frame, hide_index=not index)
+    st.dataframe(readable(frame), hide_index=not index)
     st.download_button("Download CSV", frame.to_csv(index=index), file_name=f"{name.replace('.', '_')}.csv",
                        mime="text/csv", key=key)
 

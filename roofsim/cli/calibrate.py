@@ -1,20 +1,31 @@
-"""``roofsim calibrate [--out PATH] [--quick]``: measure this GPU and write a calibration profile.
+"""``roofsim calibrate``: measure this GPU's kernels (a calibration profile), or fit a stack profile.
 
-``--train`` measures the kernels training adds (``validation.training.kernels``) and fits their kinds
-into a profile; ``--train-from RAW`` does the fitting alone, from a saved measurement (no GPU).
+* ``roofsim calibrate [--out PATH] [--quick]``: time the kernels on this GPU and write a profile
+  (``validation.calibrate``; needs a CUDA GPU with torch and triton);
+* ``roofsim calibrate --from-measurements FILE.csv --out STACK.json``: fit a stack profile to step
+  times the user measured on their own engine (``simulator.stacks``; no GPU);
+* ``roofsim calibrate --stack hf --model M`` / ``--stack-module pkg.module:factory``: time those steps
+  on this GPU (``validation.stacks``), write the CSV, then fit it as above;
+* ``--train`` measures the kernels training adds (``validation.training.kernels``) and fits their kinds
+  into a profile; ``--train-from RAW`` does the fitting alone, from a saved measurement (no GPU).
 
-Needs a CUDA GPU with torch and triton; the work is done by ``validation.calibrate`` (imported only
-once a GPU is known to be there). Without one it exits with status 2 and one line.
+Without a GPU the GPU forms exit with status 2 and one line.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
+
+from roofsim.cli.format import table
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("calibrate", help="measure kernels on this GPU and fit an efficiency profile (needs a GPU)")
-    p.add_argument("--out", help="profile JSON to write (default: ./<gpu>.json, e.g. h100-sxm.json)")
+    p = sub.add_parser("calibrate", help="measure kernels on this GPU and fit an efficiency profile (needs a GPU), "
+                                         "or fit a stack profile to measured steps (--from-measurements)")
+    p.add_argument("--out", help="profile JSON to write (default: ./<gpu>.json, e.g. h100-sxm.json; with a stack: "
+                                 "./stack.json)")
     p.add_argument("--quick", action="store_true", help="fewer shapes (under 3 minutes on an H100)")
     p.add_argument("--device", help="accelerator catalog name, when the GPU's name is not recognised")
     p.add_argument("--no-triton-gemm", action="store_true", help="skip the (slow to autotune) Triton GEMM sweep")
@@ -25,6 +36,21 @@ def add_parser(sub) -> None:
                         "and add their kinds to --profile")
     p.add_argument("--train-from", metavar="RAW", help="add training kinds fitted to a saved training_raw.json (no GPU)")
     p.add_argument("--profile", help="with --train/--train-from: the profile to extend (default: the shipped one)")
+    g = p.add_argument_group("stack profiles (docs/calibration.md)")
+    g.add_argument("--from-measurements", metavar="CSV", help="fit a stack profile to this measurement CSV (no GPU)")
+    g.add_argument("--stack", choices=["hf", "torch-unfused"], help="time this stack on the GPU, then fit it")
+    g.add_argument("--stack-module", metavar="PKG.MODULE:FACTORY", help="time your own torch model on the GPU")
+    g.add_argument("--model", action="append", default=[], help="model to time (repeatable; preset or config.json)")
+    g.add_argument("--mode", choices=["eager", "graph"], default="eager",
+                   help="run steps eagerly or replay CUDA graphs (default eager)")
+    g.add_argument("--measurements", metavar="CSV", help="where the timed steps go (default: <out>.csv)")
+    g.add_argument("--structure", default=None,
+                   help="implementation the stack starts from: fused (roofsim's kernels), hf-eager, hf-graph, "
+                        "torch-unfused, or a stack JSON (default: the stack's own, else fused)")
+    g.add_argument("--freeze", action="append", default=[], metavar="PARAM",
+                   help="keep this parameter at its prior instead of fitting it (repeatable)")
+    g.add_argument("--budget-s", type=float, default=600.0, help="stop timing after this many seconds")
+    g.add_argument("--json", action="store_true", help="print the fit report as JSON")
     p.set_defaults(run=run)
 
 
@@ -57,6 +83,33 @@ def gpu_missing(command: str) -> int | None:
     return None
 
 
+def _fit_and_report(csv_path: str, args, structure: str | None) -> int:
+    from simulator.stacks import fit_measurements
+
+    report = fit_measurements(csv_path, structure=structure, freeze=args.freeze, name=Path(args.out).stem)
+    Path(args.out).write_text(json.dumps(report.stack.model_dump(mode="json"), indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report.model_dump(mode="json"), indent=2))
+        return 0
+    print(render_report(report))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def render_report(report) -> str:
+    lines = [f"stack profile {report.stack.name}: {len(report.rows)} rows, {report.nfev} model evaluations", ""]
+    rows = [[p.name, f"{p.value:.4g}", f"{p.prior:.4g}", p.unit, p.meaning] for p in report.parameters]
+    lines += [table(["parameter", "fitted", "prior", "unit", "meaning"], rows), ""]
+    stat_rows = [[s.label, s.phase, str(s.rows), f"{s.median_abs:.1%}", f"{s.p90_abs:.1%}", f"{s.max_abs:.1%}"]
+                 for s in report.errors]
+    lines += [table(["sample", "phase", "rows", "median", "p90", "max"], stat_rows), ""]
+    res = [[r.model, r.phase, str(r.batch), str(r.length), f"{r.measured_s * 1e3:.3f}", f"{r.predicted_s * 1e3:.3f}",
+            f"{r.error:+.1%}", "-" if r.held_out_error is None else f"{r.held_out_error:+.1%}"] for r in report.rows]
+    lines.append(table(["model", "phase", "batch", "length", "measured ms", "fitted ms", "in-sample",
+                        "model held out"], res))
+    return "\n".join(lines)
+
+
 def run(args) -> int:
     if args.train_from:
         return _train_kinds(args, args.train_from)
@@ -65,6 +118,11 @@ def run(args) -> int:
 
         refit(args.refit, args.out)
         return 0
+    if args.from_measurements:
+        args.out = args.out or "stack.json"
+        return _fit_and_report(args.from_measurements, args, args.structure)
+    if args.stack or args.stack_module:
+        return _measure_stack(args)
     status = gpu_missing("calibrate")
     if status is not None:
         return status
@@ -80,3 +138,24 @@ def run(args) -> int:
     calibrate(out=args.out, quick=args.quick, device_name=args.device, progress=not args.no_progress,
               triton_gemm=not args.no_triton_gemm, command=command.strip())
     return 0
+
+
+def _measure_stack(args) -> int:
+    from hwmodels.errors import InputError
+
+    if not args.model:
+        raise InputError("--model", "name at least one model to time (--model llama-3.2-1b)")
+    status = gpu_missing("calibrate")
+    if status is not None:
+        return status
+    from validation import env as envmod
+    from validation.stacks.run import run as measure_stack
+
+    gpu = envmod.accelerator_name(envmod.environment(), args.device)
+    args.out = args.out or "stack.json"
+    csv_path = args.measurements or str(Path(args.out).with_suffix(".csv"))
+    result = measure_stack(stack=args.stack, stack_module=args.stack_module, models=args.model, mode=args.mode,
+                           out_csv=csv_path, gpu=gpu, quick=args.quick, budget_s=args.budget_s)
+    print(f"timed {len(result['rows'])} steps in {result['wall_s']:.1f} s -> {csv_path}", file=sys.stderr)
+    structure = args.structure or (f"hf-{args.mode}" if args.stack == "hf" else args.stack)
+    return _fit_and_report(csv_path, args, structure)

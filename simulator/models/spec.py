@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
 
+from hwmodels.dtypes import DType
 from simulator.bounds import MAX_EXPERTS, MAX_HEADS, MAX_LAYERS, MAX_TOKENS, MAX_VOCAB, MAX_WIDTH, at_most
 
 # Sizes no published model comes near (simulator/bounds.py says why each limit is safe).
@@ -142,6 +143,11 @@ class ModelSpec(_Strict):
     moe: MoESpec | None = None
     mla: MLASpec | None = None
     published_params: PublishedParams | None = None
+    active_counts_input_embedding: bool | None = Field(
+        None, description="whether active_params() counts the input embedding, as the authors publish it; "
+        "None: as published_params says, else True")
+    weights_dtype: DType | None = Field(None, description="the checkpoint's stored weight format (quantization_config)")
+    quantization: str = Field("", description="the checkpoint's quantization, as read from quantization_config")
     source: str = ""
 
     @model_validator(mode="after")
@@ -288,12 +294,22 @@ class ModelSpec(_Strict):
     def total_params(self) -> int:
         return self.embedding_params() + sum(n * self.layer_params(k) for k, n in self.layer_groups())
 
-    def active_params(self, count_input_embedding: bool = True) -> int:
+    @property
+    def counts_input_embedding(self) -> bool:
+        """Whether the authors' active-parameter figure includes the input embedding table."""
+        if self.active_counts_input_embedding is not None:
+            return self.active_counts_input_embedding
+        return self.published_params.active_counts_input_embedding if self.published_params else True
+
+    def active_params(self, count_input_embedding: bool | None = None) -> int:
         """Parameters touched by one token: all but the routed experts it is not sent to.
 
         ``count_input_embedding=False`` leaves out the input embedding table, of which a token reads one row
-        (unless it is tied to the output head, which every token uses whole).
+        (unless it is tied to the output head, which every token uses whole); ``None`` follows the authors'
+        convention (``counts_input_embedding``): DeepSeek-V3 and gpt-oss leave it out.
         """
+        if count_input_embedding is None:
+            count_input_embedding = self.counts_input_embedding
         layers = sum(n * self.layer_params(k, active_only=True) for k, n in self.layer_groups())
         skip = not (count_input_embedding or self.tie_word_embeddings)
         return self.embedding_params() - (self.vocab_size * self.hidden_size if skip else 0) + layers

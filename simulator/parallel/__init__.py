@@ -39,7 +39,10 @@ def apply_parallelism(dep, scenario):
     """The deployment with its CP/EP/SP/PP settings and its placement; errors name the field."""
     par, hw, model = scenario.parallelism, scenario.hardware, dep.model
     tp = np.asarray(dep.tp)
-    cp, ep, pp = par.cp, par.ep, dep.pp
+    cp, pp = par.cp, dep.pp
+    if par.ep > 1 and dep.ep > 1 and par.ep != dep.ep:
+        raise InputError("parallelism.ep", f"ep={par.ep} conflicts with the moe technique's expert_parallel={dep.ep}")
+    ep = par.ep if par.ep > 1 else dep.ep
     per_node, intra, inter, num_nodes = cluster_links(scenario, dep.gpu)
     if num_nodes is not None and hw.num_gpus > num_nodes * per_node:
         raise InputError("hardware.num_gpus", f"{hw.num_gpus} GPUs exceed the cluster's {num_nodes} x {per_node}")

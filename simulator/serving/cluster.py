@@ -11,7 +11,9 @@ least loaded one).
 
 Disaggregation (Splitwise, Patel et al. 2024, arXiv 2311.18677; DistServe, Zhong et al. 2024, arXiv
 2401.09670): prefill replicas compute prompts and the first token, then send the request's KV cache to
-the least loaded decode replica, which admits it once the whole cache has landed. Each prefill replica
+the least loaded decode replica, which admits it once the whole cache has landed. The link is NVLink
+when both replicas fit one node of one GPU type (8 GPUs), else the scale-out network (``data/network.yaml``;
+``kv_link`` forces either). Decode replicas may differ in GPU type or layout (``decode_overrides``). Each prefill replica
 has one outbound link, first come first served; a transfer of B bytes per GPU takes B / bandwidth +
 latency (each tensor-parallel rank sends its own shard over its own link). ``whole``: it starts when
 the prefill ends. ``layerwise`` (Splitwise §4.3): layer i's KV is sent while layer i+1 computes, so the
@@ -62,13 +64,14 @@ class Group:
 
 
 def replica_scenario(scenario: Scenario, count: int | None = None) -> tuple[Scenario, int]:
-    """(the scenario of one replica, number of replicas): ``num_gpus`` split into replicas of tp x pp."""
+    """(the scenario of one replica, number of replicas): ``num_gpus`` split into replicas of tp x pp x cp
+    GPUs (``count`` replicas when tp is not given)."""
     par = scenario.parallelism
-    tp = par.tp or (max(1, scenario.hardware.num_gpus // (count * par.pp)) if count else scenario.tp)
-    per = tp * par.pp
+    tp = par.tp or (max(1, scenario.hardware.num_gpus // (count * par.pp * par.cp)) if count else scenario.tp)
+    per = tp * par.pp * par.cp
     replicas = scenario.hardware.num_gpus // per
     if replicas < 1:
-        raise InputError("hardware.num_gpus", f"{scenario.hardware.num_gpus} GPUs cannot hold tp x pp = {per}")
+        raise InputError("hardware.num_gpus", f"{scenario.hardware.num_gpus} GPUs cannot hold tp x pp x cp = {per}")
     one = scenario.with_overrides(**{"hardware.num_gpus": per, "parallelism.tp": tp})
     return one, replicas
 
@@ -86,14 +89,21 @@ class Simulation:
         split = cfg.split
         if split:
             one, count = replica_scenario(sc, split[0] + split[1])
-            if count < split[0] + split[1]:
+            if count < split[0] + split[1] and not cfg.decode_overrides:
                 raise InputError("serve.disaggregate", f"{cfg.disaggregate} needs {split[0] + split[1]} replicas of "
                                  f"tp x pp = {one.hardware.num_gpus} GPUs; the scenario has {count}")
+            other = one
+            if cfg.decode_overrides:
+                other, _ = replica_scenario(one.with_overrides(**cfg.decode_overrides))
             self.prefill = self._group("prefill", one, split[0], "prefill")
-            self.decode = self._group("decode", one, split[1], "decode")
+            self.decode = self._group("decode", other, split[1], "decode")
+            if get_model(other.model).name != get_model(one.model).name:
+                raise InputError("serve.decode_overrides", "prefill and decode replicas must serve the same model")
             self.front, self.groups = self.prefill, [self.prefill, self.decode]
-            total = (split[0] + split[1]) * one.hardware.num_gpus
-            self.kv_link = NETWORK if cfg.kv_link == "network" or (cfg.kv_link == "auto" and total > NODE_GPUS) \
+            total = split[0] * one.hardware.num_gpus + split[1] * other.hardware.num_gpus
+            mixed = get_accelerator(one.hardware.gpu).name != get_accelerator(other.hardware.gpu).name
+            across = total > NODE_GPUS or mixed  # a node holds one GPU type
+            self.kv_link = NETWORK if cfg.kv_link == "network" or (cfg.kv_link == "auto" and across) \
                 else get_accelerator(one.hardware.gpu).intra_node_link
         else:
             one, count = replica_scenario(sc)
@@ -171,6 +181,7 @@ class Simulation:
             done = start + duration
         self.link_free[rep.index] = done
         led.kv_transfer[rid] = done - start
+        led.kv_exposed[rid] = done - end
         self._push(done, "kv", (rep, rid))
 
     def _escalate(self, rep: Replica, rid: int, end: float) -> bool:
@@ -201,11 +212,11 @@ class Simulation:
         led, cfg = self.ledger, self.cfg
         total = led.prompt[rid] + led.output[rid]
         if total > self.max_model_len:
-            return f"prompt + output = {total} tokens exceeds max_model_len {self.max_model_len}"
+            return f"prompt + output exceeds max_model_len {self.max_model_len}"
         for group in self.groups:
             if -(-total // cfg.block_size) > group.budget.blocks:
-                return f"needs {-(-total // cfg.block_size)} KV blocks; a {group.name} replica holds {group.budget.blocks}"
-        return f"{total} tokens exceed max_num_batched_tokens {cfg.max_num_batched_tokens} without chunked prefill"
+                return f"needs more KV blocks than a {group.name} replica holds ({group.budget.blocks})"
+        return f"prompt + output exceeds max_num_batched_tokens {cfg.max_num_batched_tokens} without chunked prefill"
 
     def run(self) -> None:
         led = self.ledger

@@ -41,6 +41,9 @@ class ServeConfig(BaseModel):
     max_model_len: PositiveInt | None = Field(None, description="longest prompt + output accepted; default the model's")
     router: Router = "round_robin"
     disaggregate: str | None = Field(None, description="P:D prefill and decode replicas (Splitwise, DistServe)")
+    decode_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="dotted scenario fields for the decode replicas, e.g. a GPU type or tp "
+        "(Splitwise-HA: H100 prefill, A100 decode); then the replica counts are P and D whatever num_gpus says")
     kv_transfer: Literal["whole", "layerwise"] = Field("whole", description="after prefill, or overlapped per layer")
     kv_link: Literal["auto", "nvlink", "network"] = Field(
         "auto", description="link between prefill and decode replicas; auto: NVLink when they share a node")
@@ -62,6 +65,8 @@ class ServeConfig(BaseModel):
     def _budget(self) -> "ServeConfig":
         if self.max_num_batched_tokens < self.max_num_seqs:
             raise ValueError("max_num_batched_tokens must be at least max_num_seqs (every decode needs a token)")
+        if self.decode_overrides and self.disaggregate is None:
+            raise ValueError("decode_overrides needs disaggregate")
         if self.cascade is not None and self.disaggregate is not None:
             raise ValueError("a cascade with disaggregation is not modelled; choose one")
         return self

@@ -7,7 +7,7 @@ import numpy as np
 RECORD_DTYPE = np.dtype([
     ("id", "i8"), ("arrival_s", "f8"), ("prompt_tokens", "i8"), ("output_tokens", "i8"), ("prefix_group", "i4"),
     ("first_scheduled_s", "f8"), ("first_token_s", "f8"), ("finish_s", "f8"), ("replica", "i4"),
-    ("decode_replica", "i4"), ("preemptions", "i4"), ("kv_transfer_s", "f8"), ("escalated", "?"), ("rejected", "?"),
+    ("decode_replica", "i4"), ("preemptions", "i4"), ("kv_transfer_s", "f8"), ("kv_exposed_s", "f8"), ("escalated", "?"), ("rejected", "?"),
 ])
 
 
@@ -30,7 +30,8 @@ class Ledger:
         self.preemptions = [0] * n
         self.replica = [-1] * n
         self.decode_replica = [-1] * n
-        self.kv_transfer = [np.nan] * n
+        self.kv_transfer = [np.nan] * n  # link busy with this request's KV: start to end of its transfer
+        self.kv_exposed = [np.nan] * n  # of which after its prefill ended (what decode admission waits for)
         self.escalated = [False] * n
         self.rejected: dict[int, str] = {}
         self.resume_gaps: list[float] = []
@@ -54,6 +55,7 @@ class Ledger:
         out["decode_replica"] = self.decode_replica
         out["preemptions"] = self.preemptions
         out["kv_transfer_s"] = self.kv_transfer
+        out["kv_exposed_s"] = self.kv_exposed
         out["escalated"] = self.escalated
         out["rejected"] = [i in self.rejected for i in range(self.n)]
         return out

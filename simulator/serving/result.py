@@ -12,8 +12,8 @@ and vLLM's request metrics, https://docs.vllm.ai/en/stable/design/metrics/):
   their targets; goodput: such requests per second (DistServe, Zhong et al. 2024, arXiv 2401.09670, §2).
 
 Statistics are mean and the 50th/90th/99th percentiles (numpy's linear interpolation, as vLLM's
-benchmark computes them). ``request_rate`` is the offered arrival rate. ``saturated``: queueing delay climbs
-through the run (``metrics.is_saturated``).
+benchmark computes them). ``request_rate`` is the offered arrival rate. ``saturated``: in the second half of the
+arrival window fewer than 93% of the output tokens asked for were produced (``metrics.is_saturated``).
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class ServeResult(BaseModel):
     preemptions: int
     kv_transfer_s: Stats
     # extensions
+    kv_transfer_exposed_s: Stats  # the part of each transfer after its prefill ended (layerwise hides the rest)
     requests_per_s: float
     input_tokens_per_s: float
     rejections: dict[str, int]

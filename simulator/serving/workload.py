@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from hwmodels.errors import InputError, validated
+from hwmodels.io import read_text_bounded
 
 MAX_TRACE_BYTES = 256 * 2**20  # a trace file larger than this is refused (Azure's week-long code trace is ~1 GB)
 REQUEST_DTYPE = np.dtype([("arrival_s", "f8"), ("prompt_tokens", "i8"), ("output_tokens", "i8"),
@@ -176,13 +177,7 @@ _PLAIN = ("arrival_s", "prompt_tokens", "output_tokens")
 def _read_trace(path: Path, limit: int) -> np.ndarray:
     """The first ``limit`` rows of a trace CSV, sorted by arrival (times in seconds, any origin)."""
     field = "workload.arrival"
-    try:
-        size = path.stat().st_size
-        if size > MAX_TRACE_BYTES:
-            raise InputError(field, f"{str(path)!r} is {size} bytes; traces are limited to {MAX_TRACE_BYTES}")
-        text = path.read_text(encoding="utf-8", errors="strict")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(field, f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
+    text = read_text_bounded(path, MAX_TRACE_BYTES, field)
     reader = csv.reader(io.StringIO(text))
     header = [h.strip() for h in next(reader, [])]
     for names in (_AZURE, _PLAIN):
