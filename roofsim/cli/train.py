@@ -39,7 +39,7 @@ HELP = {
     "optimizer": "optimizer", "offload": "what lives in host memory", "offload_policy": "how offload overlaps",
     "lora_rank": "LoRA rank (frozen base)", "tokens": "tokens to train on (time to train)",
     "schedule": "pipeline schedule", "virtual_stages": "model chunks per GPU (interleaved)",
-    "grad_overlap": "gradient reduction overlapped with backward", "usd_per_gpu_hour": "price for cost to train",
+    "grad_overlap": "gradient reduction overlapped with backward", "usd_per_gpu_hour": "price for cost to train (default: the cheapest shipped public quote)",
     "downtime_fraction": "C4: error-induced downtime share", "comm_inflation": "C4: network congestion slowdown",
     "calibration": "profile: auto, peak, default, a GPU name or a path", "memory_utilization": "usable share of HBM",
     "network": "scale-out network (see hwmodels/data/networks)",
@@ -85,7 +85,7 @@ def render(r: TrainReport) -> str:
     if r.time_to_train_s is not None:
         line = f"time to train {r.time_to_train_s / 86400:,.1f} days, {r.gpu_hours:,.0f} GPU-hours"
         if r.cost_usd is not None:
-            line += f", ${r.cost_usd:,.0f}"
+            line += f", ${r.cost_usd:,.0f} at ${r.usd_per_gpu_hour:.2f}/GPU-hour ({r.price_source})"
         lines.append(line)
     lines.append("")
     mem_rows = [[k.removesuffix("_bytes"), size(getattr(m, k))] for k in

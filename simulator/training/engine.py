@@ -36,6 +36,7 @@ from costmodels.pipeline import pipeline_slots
 from costmodels.roofline import OpCost, price
 from costmodels.training_flops import palm_flops_per_token
 from hwmodels import InputError, get_accelerator, get_network, get_node, list_nodes, load_profile
+from hwmodels.costs import cheapest_prices
 from simulator.deployment import Deployment
 from simulator.models import get_model
 from simulator.parallel import GENERIC_NETWORK
@@ -364,6 +365,15 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
     return out
 
 
+def _price(sc: TrainScenario, gpu: str):
+    """($/GPU-hour, where it came from): the scenario's price, else the cheapest public on-demand quote
+    shipped for the GPU (``hwmodels/data/costs/prices.yaml``, the planner's price list), else none."""
+    if sc.usd_per_gpu_hour is not None:
+        return sc.usd_per_gpu_hour, "usd_per_gpu_hour"
+    quote = cheapest_prices().get(gpu)
+    return (quote.usd_per_gpu_hour, quote.provider) if quote else (None, None)
+
+
 def _report(s, prec, sc, cats, m, bubble, dp_exposed, optimizer_s, offload_s, step, per_op):
     model = s.model
     tokens_step = np.asarray(s.global_batch, dtype=float) * s.seq_len
@@ -392,6 +402,8 @@ def _report(s, prec, sc, cats, m, bubble, dp_exposed, optimizer_s, offload_s, st
         ttt = sc.tokens / tokens_per_s * (1.0 + sc.downtime_fraction)
         out["time_to_train_s"] = ttt
         out["gpu_hours"] = ttt * np.asarray(s.num_gpus, dtype=float) / 3600.0
-        if sc.usd_per_gpu_hour is not None:
-            out["cost_usd"] = out["gpu_hours"] * sc.usd_per_gpu_hour
+        price, provider = _price(sc, s.gpu.name)
+        if price is not None:
+            out["cost_usd"] = out["gpu_hours"] * price
+            out["usd_per_gpu_hour"], out["price_source"] = price, provider
     return out

@@ -138,3 +138,12 @@ def test_fp8_gemms_on_hopper():
     fp8 = train(model="llama-3.1-8b", gpu="h100-sxm", precision="fp8", seq_len=4096)
     assert fp8.breakdown["compute"] < bf16.breakdown["compute"]
     assert fp8.memory.weights_bytes == pytest.approx(1.5 * bf16.memory.weights_bytes)
+
+
+def test_cost_defaults_to_the_cheapest_shipped_quote():
+    from hwmodels.costs import cheapest_prices
+
+    quote = cheapest_prices()["h100-sxm"]
+    r = train(model="llama-3.1-8b", gpu="h100-sxm", num_gpus=8, zero=3, global_batch=64, seq_len=4096, tokens=1e10)
+    assert r.usd_per_gpu_hour == quote.usd_per_gpu_hour and r.price_source == quote.provider
+    assert r.cost_usd == pytest.approx(r.gpu_hours * quote.usd_per_gpu_hour)
