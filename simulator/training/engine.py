@@ -242,15 +242,14 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
     s = resolve(sc, knobs or {})
     prec = precision(sc.precision, sc.main_grad_fp32, s.gpu)
     bf16_peak = s.gpu.peak_for("bf16")
-    dep = Deployment(model=s.model, gpu=s.gpu, profile=s.profile, tp=s.tp, pp=1, replicas=1, weight_bytes=1.0 if
-                     prec.compute == "fp8" else 2.0, kv_bytes=2.0, act_bytes=2.0,
-                     peak_flops_per_s=s.gpu.peak_for(prec.compute), memory_utilization=sc.memory_utilization)
     # the operators depend on a few knobs only: build and price them once per distinct combination
     # of those (``u``) and index the results back onto every configuration
     (u_tp, u_cp, u_ep, u_mb, u_seq, u_rc, u_acc), inverse, shape = factorize(
         s.tp, s.cp, s.ep, s.micro_batch, s.seq_len, s.recompute, np.asarray(s.microbatches) > 1)
     n_unique = u_tp.size
-    dep.tp = u_tp
+    dep = Deployment(model=s.model, gpu=s.gpu, profile=s.profile, tp=u_tp, pp=1, replicas=1,
+                     weight_bytes=1.0 if prec.compute == "fp8" else 2.0, kv_bytes=2.0, act_bytes=2.0,
+                     peak_flops_per_s=s.gpu.peak_for(prec.compute), memory_utilization=sc.memory_utilization)
     ops = training_ops(dep, micro_batch=u_mb, seq_len=u_seq.astype(float), cp=u_cp, ep=u_ep,
                        sp=sc.sequence_parallel & (u_tp > 1), recompute=u_rc, prec=prec,
                        microbatches=np.where(u_acc, 2, 1), lora_rank=sc.lora_rank, lora_targets=tuple(sc.lora_targets),
