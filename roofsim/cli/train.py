@@ -29,10 +29,29 @@ SWITCHES = {"vocab_parallel": "spread vocabulary layers over all pipeline stages
             "dropout": "dropout after attention and MLP"}
 
 
+HELP = {
+    "model": "preset name or config.json", "gpu": "accelerator catalog name", "num_gpus": "GPUs in the job",
+    "node": "catalog node (host memory for offload, GPUs per node, network)", "tp": "tensor-parallel degree",
+    "pp": "pipeline stages", "cp": "context-parallel degree", "ep": "expert-parallel degree (MoE)",
+    "seq_len": "tokens per sequence", "micro_batch": "sequences per micro-batch",
+    "global_batch": "sequences per step (default micro-batch x dp)", "zero": "ZeRO stage (3 = FSDP)",
+    "recompute": "activation recomputation", "precision": "what is stored: bf16 2+2+4, amp 4+4+8, mixed 2+2+12, fp8",
+    "optimizer": "optimizer", "offload": "what lives in host memory", "offload_policy": "how offload overlaps",
+    "lora_rank": "LoRA rank (frozen base)", "tokens": "tokens to train on (time to train)",
+    "schedule": "pipeline schedule", "virtual_stages": "model chunks per GPU (interleaved)",
+    "grad_overlap": "gradient reduction overlapped with backward", "usd_per_gpu_hour": "price for cost to train (default: the cheapest shipped public quote)",
+    "downtime_fraction": "C4: error-induced downtime share", "comm_inflation": "C4: network congestion slowdown",
+    "calibration": "profile: auto, peak, default, a GPU name or a path", "memory_utilization": "usable share of HBM",
+    "network": "scale-out network (see hwmodels/data/networks)",
+    "inter_node_bandwidth_bytes_per_s": "override the network's per-GPU bandwidth",
+    "nvme_bandwidth_bytes_per_s": "NVMe bandwidth per node (offload nvme)",
+}
+
+
 def add_train_flags(p) -> None:
     p.add_argument("scenario", nargs="?", help="training scenario file (YAML or JSON); flags override its fields")
     for flag, (kind, choices) in FLAGS.items():
-        p.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, choices=choices, help=f"sets {flag}")
+        p.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, choices=choices, help=HELP.get(flag, flag))
     for flag, text in SWITCHES.items():
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, action="store_true", default=None, help=text)
 
@@ -66,7 +85,7 @@ def render(r: TrainReport) -> str:
     if r.time_to_train_s is not None:
         line = f"time to train {r.time_to_train_s / 86400:,.1f} days, {r.gpu_hours:,.0f} GPU-hours"
         if r.cost_usd is not None:
-            line += f", ${r.cost_usd:,.0f}"
+            line += f", ${r.cost_usd:,.0f} at ${r.usd_per_gpu_hour:.2f}/GPU-hour ({r.price_source})"
         lines.append(line)
     lines.append("")
     mem_rows = [[k.removesuffix("_bytes"), size(getattr(m, k))] for k in

@@ -41,7 +41,9 @@ def train(scenario: TrainScenario | Mapping[str, Any] | None = None, **fields: A
     mem["fits"] = bool(out["memory"]["fits"])
     ops = [TrainOperator(name=t.op.name, kind=t.op.kind, phase=t.phase, part=t.part, time_s=f(np.mean(time)))
            for t, time in out["ops"] if np.any(time)]
-    extra = {k: f(out[k]) for k in ("time_to_train_s", "gpu_hours", "cost_usd") if k in out}
+    extra = {k: f(out[k]) for k in ("time_to_train_s", "gpu_hours", "cost_usd", "usd_per_gpu_hour") if k in out}
+    if "price_source" in out:
+        extra["price_source"] = out["price_source"]
     from simulator.models import get_model
 
     return TrainReport(
@@ -88,7 +90,7 @@ def train_sweep(scenario: TrainScenario | Mapping[str, Any] | None = None, **axe
     ax = _axes(axes)
     out = evaluate(sc, ax)
     shape = np.broadcast_shapes(*(np.shape(v) for v in ax.values())) if ax else ()
-    flat = {k: v for k, v in out.items() if k not in ("ops", "breakdown", "memory", "calibration")}
+    flat = {k: v for k, v in out.items() if k not in ("ops", "breakdown", "memory", "calibration", "price_source")}
     flat.update({f"memory.{k}": v for k, v in out["memory"].items()})
     flat.update({f"breakdown.{k}": v for k, v in out["breakdown"].items()})
     res = TrainSweep({k: np.broadcast_to(np.asarray(v), np.broadcast_shapes(shape, np.shape(v))) for k, v in flat.items()})

@@ -36,6 +36,7 @@ from costmodels.pipeline import pipeline_slots
 from costmodels.roofline import OpCost, price
 from costmodels.training_flops import palm_flops_per_token
 from hwmodels import InputError, get_accelerator, get_network, get_node, list_nodes, load_profile
+from hwmodels.costs import cheapest_prices
 from simulator.deployment import Deployment
 from simulator.models import get_model
 from simulator.parallel import GENERIC_NETWORK
@@ -241,15 +242,14 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
     s = resolve(sc, knobs or {})
     prec = precision(sc.precision, sc.main_grad_fp32, s.gpu)
     bf16_peak = s.gpu.peak_for("bf16")
-    dep = Deployment(model=s.model, gpu=s.gpu, profile=s.profile, tp=s.tp, pp=1, replicas=1, weight_bytes=1.0 if
-                     prec.compute == "fp8" else 2.0, kv_bytes=2.0, act_bytes=2.0,
-                     peak_flops_per_s=s.gpu.peak_for(prec.compute), memory_utilization=sc.memory_utilization)
     # the operators depend on a few knobs only: build and price them once per distinct combination
     # of those (``u``) and index the results back onto every configuration
     (u_tp, u_cp, u_ep, u_mb, u_seq, u_rc, u_acc), inverse, shape = factorize(
         s.tp, s.cp, s.ep, s.micro_batch, s.seq_len, s.recompute, np.asarray(s.microbatches) > 1)
     n_unique = u_tp.size
-    dep.tp = u_tp
+    dep = Deployment(model=s.model, gpu=s.gpu, profile=s.profile, tp=u_tp, pp=1, replicas=1,
+                     weight_bytes=1.0 if prec.compute == "fp8" else 2.0, kv_bytes=2.0, act_bytes=2.0,
+                     peak_flops_per_s=s.gpu.peak_for(prec.compute), memory_utilization=sc.memory_utilization)
     ops = training_ops(dep, micro_batch=u_mb, seq_len=u_seq.astype(float), cp=u_cp, ep=u_ep,
                        sp=sc.sequence_parallel & (u_tp > 1), recompute=u_rc, prec=prec,
                        microbatches=np.where(u_acc, 2, 1), lora_rank=sc.lora_rank, lora_targets=tuple(sc.lora_targets),
@@ -364,6 +364,15 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
     return out
 
 
+def _price(sc: TrainScenario, gpu: str):
+    """($/GPU-hour, where it came from): the scenario's price, else the cheapest public on-demand quote
+    shipped for the GPU (``hwmodels/data/costs/prices.yaml``, the planner's price list), else none."""
+    if sc.usd_per_gpu_hour is not None:
+        return sc.usd_per_gpu_hour, "usd_per_gpu_hour"
+    quote = cheapest_prices().get(gpu)
+    return (quote.usd_per_gpu_hour, quote.provider) if quote else (None, None)
+
+
 def _report(s, prec, sc, cats, m, bubble, dp_exposed, optimizer_s, offload_s, step, per_op):
     model = s.model
     tokens_step = np.asarray(s.global_batch, dtype=float) * s.seq_len
@@ -392,6 +401,8 @@ def _report(s, prec, sc, cats, m, bubble, dp_exposed, optimizer_s, offload_s, st
         ttt = sc.tokens / tokens_per_s * (1.0 + sc.downtime_fraction)
         out["time_to_train_s"] = ttt
         out["gpu_hours"] = ttt * np.asarray(s.num_gpus, dtype=float) / 3600.0
-        if sc.usd_per_gpu_hour is not None:
-            out["cost_usd"] = out["gpu_hours"] * sc.usd_per_gpu_hour
+        price, provider = _price(sc, s.gpu.name)
+        if price is not None:
+            out["cost_usd"] = out["gpu_hours"] * price
+            out["usd_per_gpu_hour"], out["price_source"] = price, provider
     return out

@@ -76,6 +76,8 @@ class TrainReport(_Out):
     time_to_train_s: float | None = None
     gpu_hours: float | None = None
     cost_usd: float | None = None
+    usd_per_gpu_hour: float | None = None
+    price_source: str | None = None  # "usd_per_gpu_hour" (given) or the public quote's provider
     operators: list[TrainOperator] = []
 
     def contract(self) -> dict:

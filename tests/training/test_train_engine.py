@@ -117,3 +117,33 @@ def test_bad_layouts_are_one_line_errors():
     with pytest.raises(InputError):
         train_sweep({"model": "llama-3.1-8b"}, recompute=["sometimes"])
     assert np.isfinite(train(model="llama-3.1-8b", gpu="h100-sxm").step_time_s)
+
+
+def test_schedules_and_vocabulary_parallelism():
+    kw = dict(model="llama-3.1-8b", gpu="h100-sxm", num_gpus=8, pp=8, global_batch=16, seq_len=4096)
+    one_f_one_b = train(**kw)
+    gpipe = train(**kw, schedule="gpipe")
+    inter = train(**kw, schedule="interleaved", virtual_stages=2)
+    # same bubble for GPipe and 1F1B, GPipe holds all 16 micro-batches' activations instead of 8
+    assert gpipe.breakdown["bubble"] == pytest.approx(one_f_one_b.breakdown["bubble"])
+    assert gpipe.memory.activation_bytes > one_f_one_b.memory.activation_bytes
+    assert inter.breakdown["bubble"] < one_f_one_b.breakdown["bubble"]
+    assert inter.breakdown["pp_comm"] == pytest.approx(2 * one_f_one_b.breakdown["pp_comm"])
+    # the 128K-vocabulary head on the last stage is worth several layers: spreading it helps (Yeung et al. 2024)
+    assert train(**kw, vocab_parallel=True).step_time_s < one_f_one_b.step_time_s
+
+
+def test_fp8_gemms_on_hopper():
+    bf16 = train(model="llama-3.1-8b", gpu="h100-sxm", precision="mixed", seq_len=4096)
+    fp8 = train(model="llama-3.1-8b", gpu="h100-sxm", precision="fp8", seq_len=4096)
+    assert fp8.breakdown["compute"] < bf16.breakdown["compute"]
+    assert fp8.memory.weights_bytes == pytest.approx(1.5 * bf16.memory.weights_bytes)
+
+
+def test_cost_defaults_to_the_cheapest_shipped_quote():
+    from hwmodels.costs import cheapest_prices
+
+    quote = cheapest_prices()["h100-sxm"]
+    r = train(model="llama-3.1-8b", gpu="h100-sxm", num_gpus=8, zero=3, global_batch=64, seq_len=4096, tokens=1e10)
+    assert r.usd_per_gpu_hour == quote.usd_per_gpu_hour and r.price_source == quote.provider
+    assert r.cost_usd == pytest.approx(r.gpu_hours * quote.usd_per_gpu_hour)
