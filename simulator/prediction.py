@@ -6,7 +6,9 @@ step for the whole batch) and ``tokens_per_s``; generate carries ``ttft_s``, ``t
 ``breakdown``; ``tokens_per_step`` (output tokens a decode step commits per sequence: 1, or the
 expected accepted tokens under speculative decoding), MoE-CAP's ``s_mbu`` / ``s_mfu``, NanoFlow's
 ``optimal_tokens_per_s_per_gpu`` and the ``optimal_fraction`` reached; with techniques, ``techniques``
-(each one's effect versus the same scenario without it) and ``techniques_combined`` (versus none).
+(each one's effect versus the same scenario without it) and ``techniques_combined`` (versus none);
+``latency_band_s`` / ``tokens_per_s_band`` (generate: ``ttft_band_s``, ``tpot_band_s``, ``e2e_band_s``)
+the 10-90% error band of each, and ``band_basis`` the residuals it comes from.
 """
 
 from __future__ import annotations
@@ -110,11 +112,18 @@ class Prediction(_Out):
     optimal_fraction: float | None = None
     techniques: list[TechniqueEffect] = []
     techniques_combined: TechniqueEffect | None = None
+    # 10-90% error bands from the calibration residuals of the profile in use (simulator.stacks.bands)
+    latency_band_s: tuple[float, float] | None = None
+    tokens_per_s_band: tuple[float, float] | None = None
+    ttft_band_s: tuple[float, float] | None = None
+    tpot_band_s: tuple[float, float] | None = None
+    e2e_band_s: tuple[float, float] | None = None
+    band_basis: str | None = None
 
     def contract(self) -> dict:
         """The JSON contract: the phase's own fields, then the common ones."""
         data = self.model_dump(mode="json")
         if self.phase != "generate":
-            for key in ("ttft_s", "tpot_s", "e2e_s"):
+            for key in ("ttft_s", "tpot_s", "e2e_s", "ttft_band_s", "tpot_band_s", "e2e_band_s"):
                 data.pop(key)
         return data

@@ -118,6 +118,9 @@ class StackProfile(_Strict):
     fit: dict[str, Any] = Field(default_factory=dict, description="fit statistics, rows, command")
 
     def correction(self, kind: str) -> EfficiencyCorrection:
+        """The kind's correction; ``grouped_gemm`` without its own takes ``gemm``'s (as profiles fall back)."""
+        if kind not in self.efficiency and kind == "grouped_gemm":
+            kind = "gemm"
         return self.efficiency.get(kind, EfficiencyCorrection())
 
 

@@ -44,8 +44,6 @@ def corrected_profile(base: Profile, stack: StackProfile) -> Profile:
     for kind in [*base.kinds, *[k for k in ("grouped_gemm",) if k not in base.kinds]]:
         eff = base.kind(kind)
         corr = stack.correction(kind) if kind in CORRECTED_KINDS else None
-        if corr is not None and kind == "grouped_gemm" and "grouped_gemm" not in stack.efficiency:
-            corr = stack.correction("gemm")  # a fallback kind takes the correction of the kind it falls back to
         overhead = eff.overhead_s + (stack.fixed.launch_overhead_s if kind in _KERNEL_KINDS else 0.0)
         if corr is None:
             kinds[kind] = eff.model_copy(update={"overhead_s": overhead}) if overhead != eff.overhead_s else eff
