@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 
 from costmodels.roofline import BOUND_NAMES
+from hwmodels.errors import InputError
+from simulator.checks import scenario_warnings
 from simulator.engine import AXES, evaluate
+from simulator.parallel.report import collective_fields, parallelism_report
 from simulator.prediction import MemoryReport, OperatorReport, Prediction, ResourceTimes
 from simulator.scenario import Scenario
 from simulator.technique_report import technique_effects
@@ -18,8 +21,14 @@ def as_scenario(scenario: Scenario | Mapping[str, Any] | None = None, **override
     """A ``Scenario`` from an instance, a mapping or nothing (defaults), with dotted overrides."""
     if scenario is None:
         scenario = Scenario()
-    elif not isinstance(scenario, Scenario):
+    elif isinstance(scenario, str):
+        raise InputError("scenario", f"expected a Scenario or a mapping, got the string {scenario[:60]!r}; "
+                                     f"for a model write predict(model={scenario[:60]!r}), for a file "
+                                     "Scenario.from_file(path)")
+    elif isinstance(scenario, Mapping):
         scenario = Scenario.from_dict(dict(scenario))
+    elif not isinstance(scenario, Scenario):
+        raise InputError("scenario", f"expected a Scenario, a mapping or None, got {type(scenario).__name__}")
     return scenario.with_overrides(**overrides) if overrides else scenario
 
 
@@ -33,7 +42,8 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
     for phase, step in ev.steps.items():
         for op, t in zip(step.ops, step.times):
             time_s = float(np.mean(t.time_s))  # generate's decode: the mean over the generation
-            if time_s == 0.0 and not np.any(op.flops) and not np.any(op.hbm_bytes):
+            hidden = float(np.mean(getattr(t, "hidden_s", 0.0)))
+            if time_s == 0.0 and hidden == 0.0 and not np.any(op.flops) and not np.any(op.hbm_bytes):
                 continue  # e.g. collectives with tp = 1
             bound = int(np.round(np.median(t.bound)))
             count = float(np.mean(op.count))  # fractional for layers some tokens skip; 0 for unchosen paths
@@ -46,6 +56,7 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
                 link_bytes=float(np.mean(np.asarray(op.link_bytes) * op.count)), time_s=time_s,
                 compute_s=float(np.mean(t.compute_s)), memory_s=float(np.mean(t.memory_s)),
                 link_s=float(np.mean(t.link_s)), overhead_s=float(np.mean(t.overhead_s)), bound=BOUND_NAMES[bound],
+                **collective_fields(op, t),
             ))
     effects, combined = technique_effects(sc)
     return Prediction(
@@ -60,6 +71,8 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
         mfu=a["mfu"], mbu=a["mbu"], breakdown=breakdown, tokens_per_step=a["tokens_per_step"],
         s_mbu=a["s_mbu"], s_mfu=a["s_mfu"], optimal_tokens_per_s_per_gpu=a["optimal_tokens_per_s_per_gpu"],
         optimal_fraction=a["optimal_fraction"], techniques=effects, techniques_combined=combined,
+        warnings=scenario_warnings(sc, dep),
+        parallelism=parallelism_report(ev),
         **_bands(a, sc.workload.phase), band_basis=ev.band_basis,
     )
 

@@ -12,9 +12,14 @@ import numpy as np
 from costmodels.roofline import BOUND_NAMES, COMMUNICATION, COMPUTE, MEMORY, OVERHEAD, OpCost, OpTime, price
 from hwmodels import InputError, get_accelerator
 from hwmodels.dtypes import BYTES_PER_ELEMENT, DTYPES
+from simulator.bounds import AXIS_LIMITS, check_counts
+from simulator.checks import check_compute_format
 from simulator.deployment import Deployment
 from simulator.footprint import memory_arrays
 from simulator.models import get_model
+from simulator.parallel import apply_parallelism
+from simulator.parallel.overlap import apply_overlaps
+from simulator.parallel.pipeline import run_pipelined
 from simulator.scenario import Scenario
 from simulator.stacks import apply_stack_ops, finish_stack_step, resolve_calibration
 from simulator.stacks.bands import band_arrays
@@ -85,11 +90,9 @@ def _axis_arrays(axes: dict[str, object]) -> dict[str, np.ndarray]:
             if bad:
                 raise InputError(name, f"unknown dtype {bad[0]!r}; choose from {', '.join(DTYPES)}")
         else:
-            if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-                raise InputError(name, "expected finite numbers")
-            if np.any(arr <= 0) or np.any(arr != np.round(arr)):
-                raise InputError(name, "expected positive integers")
-            arr = arr.astype(np.int64)
+            if not np.issubdtype(arr.dtype, np.number):
+                raise InputError(name, "expected whole numbers")
+            arr = check_counts(name, arr, *AXIS_LIMITS[name]).astype(np.int64)
         shape = [1] * n
         shape[i] = arr.size
         out[name] = arr.reshape(shape)
@@ -133,6 +136,7 @@ def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment
     replicas = scenario.hardware.num_gpus // (int(np.max(tp_arr)) * pp)
 
     compute = knob("compute", prec.compute)
+    check_compute_format(gpu, compute)
     act_dtype = np.where(np.isin(compute, ["fp32", "tf32", "fp64"]), "fp32", "bf16") \
         if isinstance(compute, np.ndarray) else ("fp32" if compute in ("fp32", "tf32", "fp64") else "bf16")
     dep = Deployment(
@@ -153,6 +157,7 @@ def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment
     )
     for tech in techniques:
         dep = tech.apply_deployment(dep)
+    dep = apply_parallelism(dep, scenario)
     work = {
         "batch_size": knob("batch_size", wl.batch_size),
         "prompt_len": knob("prompt_len", wl.prompt_len),
@@ -165,13 +170,16 @@ def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment
 
 def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -> StepResult:
     """Build, transform and price one step, then combine its operators by the overlap policy.
-    ``techniques`` defaults to the deployment's own; each may edit the operator list (``apply_ops``)."""
+    ``techniques`` defaults to the deployment's own; each may edit the operator list (``apply_ops``).
+    With pp > 1 the stages run micro-batches in flight (``simulator.parallel.pipeline``)."""
+    if dep.pp > 1 and not dep.pipeline_stage:
+        return run_pipelined(dep, shape, overlap, techniques, run_step)
     ops = build_step(dep, shape)
     for tech in dep.techniques if techniques is None else techniques:
         ops = tech.apply_ops(ops, shape, dep)
     if dep.stack is not None:  # the user's implementation: unfused work, split launches (simulator.stacks)
         ops = apply_stack_ops(dep.stack, ops, shape, dep)
-    times = [price(op, dep.profile) for op in ops]
+    times = apply_overlaps(ops, [price(op, dep.profile) for op in ops], dep)
     sm = sum(t.compute_s for t in times)
     hbm = sum(t.memory_s for t in times)
     link = sum(t.link_s for t in times)

@@ -7,6 +7,7 @@ step for the whole batch) and ``tokens_per_s``; generate carries ``ttft_s``, ``t
 expected accepted tokens under speculative decoding), MoE-CAP's ``s_mbu`` / ``s_mfu``, NanoFlow's
 ``optimal_tokens_per_s_per_gpu`` and the ``optimal_fraction`` reached; with techniques, ``techniques``
 (each one's effect versus the same scenario without it) and ``techniques_combined`` (versus none);
+``warnings``: one line each, naming the field (context beyond ``max_position_embeddings``, idle GPUs);
 ``latency_band_s`` / ``tokens_per_s_band`` (generate: ``ttft_band_s``, ``tpot_band_s``, ``e2e_band_s``)
 the 10-90% error band of each, and ``band_basis`` the residuals it comes from.
 """
@@ -54,6 +55,15 @@ class OperatorReport(_Out):
     link_s: float
     overhead_s: float  # launch overheads
     bound: Bound
+    # collectives only: kind (all_reduce, all_gather, reduce_scatter, all_to_all, send_recv), parallel group
+    # (tp, cp, ep, etp, pp), the link it ran on, the algorithm, ranks; ``hidden_s``: time hidden behind
+    # other work by the boundary's overlap policy (``time_s`` is what remains exposed)
+    collective: str | None = None
+    group: str | None = None
+    link: str | None = None
+    algorithm: str | None = None
+    ranks: int | None = None
+    hidden_s: float = 0.0
 
 
 class ResourceTimes(_Out):
@@ -112,6 +122,8 @@ class Prediction(_Out):
     optimal_fraction: float | None = None
     techniques: list[TechniqueEffect] = []
     techniques_combined: TechniqueEffect | None = None
+    warnings: list[str] = []  # what runs but likely is not meant: context beyond the trained positions, idle GPUs
+    parallelism: dict[str, Any] | None = None  # degrees, placement (groups, GPUs, nodes, links), pipeline
     # 10-90% error bands from the calibration residuals of the profile in use (simulator.stacks.bands)
     latency_band_s: tuple[float, float] | None = None
     tokens_per_s_band: tuple[float, float] | None = None

@@ -5,7 +5,9 @@
 * ``roofsim calibrate --from-measurements FILE.csv --out STACK.json``: fit a stack profile to step
   times the user measured on their own engine (``simulator.stacks``; no GPU);
 * ``roofsim calibrate --stack hf --model M`` / ``--stack-module pkg.module:factory``: time those steps
-  on this GPU (``validation.stacks``), write the CSV, then fit it as above.
+  on this GPU (``validation.stacks``), write the CSV, then fit it as above;
+* ``--train`` measures the kernels training adds (``validation.training.kernels``) and fits their kinds
+  into a profile; ``--train-from RAW`` does the fitting alone, from a saved measurement (no GPU).
 
 Without a GPU the GPU forms exit with status 2 and one line.
 """
@@ -29,6 +31,11 @@ def add_parser(sub) -> None:
     p.add_argument("--no-triton-gemm", action="store_true", help="skip the (slow to autotune) Triton GEMM sweep")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--refit", metavar="PROFILE", help="fit again from the raw points a profile keeps (no GPU needed)")
+    p.add_argument("--train", action="store_true",
+                   help="measure the training kernels (backward GEMMs, attention backward, fused AdamW, cross-entropy) "
+                        "and add their kinds to --profile")
+    p.add_argument("--train-from", metavar="RAW", help="add training kinds fitted to a saved training_raw.json (no GPU)")
+    p.add_argument("--profile", help="with --train/--train-from: the profile to extend (default: the shipped one)")
     g = p.add_argument_group("stack profiles (docs/calibration.md)")
     g.add_argument("--from-measurements", metavar="CSV", help="fit a stack profile to this measurement CSV (no GPU)")
     g.add_argument("--stack", choices=["hf", "torch-unfused"], help="time this stack on the GPU, then fit it")
@@ -45,6 +52,24 @@ def add_parser(sub) -> None:
     g.add_argument("--budget-s", type=float, default=600.0, help="stop timing after this many seconds")
     g.add_argument("--json", action="store_true", help="print the fit report as JSON")
     p.set_defaults(run=run)
+
+
+def _train_kinds(args, raw_path: str) -> int:
+    """Fit the training kinds of ``raw_path`` into a profile and say where it went."""
+    from pathlib import Path
+
+    from hwmodels.profile import PROFILE_DIR
+    from validation.training.fit import merge_into_profile
+
+    import json
+
+    raw = json.loads(Path(raw_path).read_text())
+    name = args.device or raw["environment"]["catalog_name"]
+    profile = args.profile or str(PROFILE_DIR / f"{name}.json")
+    out = args.out or profile
+    merge_into_profile(profile, raw_path, out)
+    print(f"training kinds fitted to {len(raw['kernels'])} points written to {out}")
+    return 0
 
 
 def gpu_missing(command: str) -> int | None:
@@ -86,6 +111,8 @@ def render_report(report) -> str:
 
 
 def run(args) -> int:
+    if args.train_from:
+        return _train_kinds(args, args.train_from)
     if args.refit:
         from validation.calibrate import refit
 
@@ -99,6 +126,12 @@ def run(args) -> int:
     status = gpu_missing("calibrate")
     if status is not None:
         return status
+    if args.train:
+        from validation.training.run import main as measure_training
+
+        out_dir = "calibrate-train-out"
+        measure_training(["--out", out_dir, "--skip-steps"])
+        return _train_kinds(args, f"{out_dir}/training_raw.json")
     from validation.calibrate import run as calibrate
 
     command = "roofsim calibrate " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "roofsim calibrate"

@@ -117,3 +117,12 @@ def band_arrays(ev, work) -> tuple[dict[str, np.ndarray], str]:
                       "tpot_band_lo_s": out["decode_lo_s"], "tpot_band_hi_s": out["decode_hi_s"]})
     basis = "; ".join(bases) + " (10-90% of log residuals, widened outside the measured shapes)"
     return bands, basis
+
+
+def train_band(calibration, gpu_name: str, step_time_s: float) -> tuple[float, float, str]:
+    """A training step's band. No training step has been validated against a measurement here: the band is
+    the profile's prefill band (forward GEMMs and attention, as a training step's are) at twice its width
+    (backward, optimizer and communication are not in those residuals)."""
+    src = band_source(calibration, gpu_name, "prefill")
+    lo, hi = step_time_s * float(np.exp(2.0 * src["lo"])), step_time_s * float(np.exp(2.0 * src["hi"]))
+    return lo, hi, f"{src['basis']}, doubled: no training step validated"

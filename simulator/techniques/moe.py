@@ -15,7 +15,6 @@ from dataclasses import replace
 import numpy as np
 from pydantic import Field, PositiveInt
 
-from hwmodels.profile import GEMM_KINDS
 from simulator.footprint import layer_kv_bytes
 from simulator.step import expected_distinct_experts
 from simulator.techniques import Technique, register
@@ -26,13 +25,16 @@ class MoE(Technique):
     """MoE routing and expert parallelism.
 
     ``top_k`` / ``shared_experts`` re-route the model (FLOPs per token ∝ top-k experts + shared ones;
-    weight bytes per step ∝ distinct experts touched, E·(1 - (1 - k/E)^T)). With ``expert_parallel`` =
-    tp, each GPU holds E/ep whole experts instead of a 1/tp slice of each: the same bytes, but the step
-    waits for the busiest GPU, which gets ``load_imbalance`` x the mean routed tokens (max/mean tokens
-    per GPU), so expert FLOPs and activation traffic scale by it. Attention stays tensor-parallel, so
-    tokens are already on every GPU and the outputs are combined by the same all-reduce. Expert degrees
-    other than 1 or tp (with data-parallel attention and all-to-all dispatch) belong to the
-    parallelism model."""
+    weight bytes per step ∝ distinct experts touched, E·(1 - (1 - k/E)^T)). ``expert_parallel`` = tp is
+    ``parallelism.ep`` = tp: each GPU holds E/ep whole experts instead of a 1/tp slice of each. The
+    bytes are the same but the GEMMs are not: each GPU runs its experts' full width over the ~T·k/ep rows
+    routed to it (fewer, wider GEMMs at another point of the efficiency curves), and the step waits for
+    the busiest GPU, which gets ``load_imbalance`` x the mean rows (FLOPs and activation traffic scale by
+    it, weight reads do not). Attention stays tensor-parallel, so the tokens are already on every GPU and
+    the outputs are combined by the same all-reduce. Other expert degrees (data-parallel attention and
+    all-to-all dispatch) are ``parallelism.ep`` (``simulator.parallel.experts``), where ``load_imbalance``
+    applies too. With experts split over tp (``expert_parallel`` = 1) every GPU runs a slice of every
+    expert over all rows, so imbalance between experts changes no GPU's work and has no effect."""
 
     name = "moe"
     family = "mixture of experts"
@@ -63,20 +65,7 @@ class MoE(Technique):
             raise self.error("expert_parallel", f"must be 1 or tp={int(np.max(dep.tp))}")
         if ep != 1 and dep.model.moe.num_experts % ep:
             raise self.error("expert_parallel", f"{ep} does not divide num_experts={dep.model.moe.num_experts}")
-        return dep
-
-    def apply_ops(self, ops, shape, dep):
-        if self.expert_parallel == 1 or self.load_imbalance == 1.0:
-            return ops
-        f = self.load_imbalance
-        out = []
-        for op in ops:
-            if "moe.expert." in op.name and op.kind in (*GEMM_KINDS, "memory"):
-                weights = np.asarray(getattr(op, "weight_bytes", 0.0), dtype=float)
-                op = replace(op, flops=f * np.asarray(op.flops, dtype=float),
-                             hbm_bytes=weights + f * (np.asarray(op.hbm_bytes, dtype=float) - weights))
-            out.append(op)
-        return out
+        return replace(dep, ep=ep if ep != 1 else dep.ep, expert_load_imbalance=self.load_imbalance)
 
 
 def _mlp_params(model, kind: str, tokens):
