@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hwmodels.dtypes import DTYPES
 from hwmodels.errors import InputError
+from hwmodels.io import read_text_bounded
 
 MAX_CSV_BYTES = 8 * 2**20  # a measurement file is kilobytes; the cap keeps a wrong path from being slurped
 REQUIRED = ("model", "gpu", "phase", "batch", "latency_s")
@@ -53,18 +54,8 @@ class Measurement(BaseModel):
 
 
 def read_bounded(path: str | Path, field: str, max_bytes: int = MAX_CSV_BYTES) -> str:
-    """A text file read through a size cap (one line naming the file when too large or unreadable)."""
-    try:
-        with Path(path).open("rb") as fh:
-            raw = fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise InputError(field, f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
-    if len(raw) > max_bytes:
-        raise InputError(field, f"{str(path)!r} is larger than {max_bytes} bytes")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(field, f"{str(path)!r} is not UTF-8 text") from None
+    """The CSV's text through ``hwmodels.io`` (a regular file under the cap; one line naming it otherwise)."""
+    return read_text_bounded(path, max_bytes, field)
 
 
 def _int(text: str, where: str, minimum: int = 1) -> int:

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hwmodels.errors import InputError, validated
+from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
 
 STACK_SCHEMA_VERSION = 1
 # Reference launch size of the slope per kind, log10 FLOPs (compute curve) and log10 bytes (memory curve):
@@ -135,17 +136,10 @@ def stack_from_dict(data: dict[str, Any], field: str = "calibration") -> StackPr
     return validated(StackProfile, data, field)
 
 
-def read_json(path: str | Path, field: str, max_bytes: int = 16 * 2**20) -> Any:
-    """A JSON file read through a size cap (a profile is kilobytes; a huge file is refused, not parsed)."""
-    p = Path(path)
+def read_json(path: str | Path, field: str, max_bytes: int = PROFILE_LIMIT_BYTES) -> Any:
+    """A JSON file read through ``hwmodels.io`` (regular files under a size cap only: no FIFO, no device)."""
+    text = read_text_bounded(path, max_bytes, field)
     try:
-        with p.open("rb") as fh:
-            raw = fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise InputError(field, f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
-    if len(raw) > max_bytes:
-        raise InputError(field, f"{str(path)!r} is larger than {max_bytes} bytes")
-    try:
-        return json.loads(raw)
+        return json.loads(text)
     except ValueError:
         raise InputError(field, f"{str(path)!r} is not valid JSON") from None

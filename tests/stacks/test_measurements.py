@@ -44,7 +44,7 @@ def test_a_missing_column_and_an_empty_file_are_refused():
 def test_reading_is_bounded(tmp_path):
     big = tmp_path / "big.csv"
     big.write_text(HEADER + "x" * 5000)
-    with pytest.raises(InputError, match="larger than 1000 bytes"):
+    with pytest.raises(InputError, match="over the .* limit"):
         read_bounded(big, "--from-measurements", max_bytes=1000)
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="cannot read|no such file"):
         read_bounded(tmp_path / "missing.csv", "--from-measurements")
