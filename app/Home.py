@@ -60,6 +60,11 @@ metrics = headline(pred)
 for start in range(0, len(metrics), 4):
     for col, (label, value, help_text) in zip(st.columns(4), metrics[start:start + 4]):
         col.metric(label, value, help=help_text)
+if pred.latency_band_s is not None:
+    lo, hi = pred.latency_band_s
+    st.caption(f"10-90% band: {'end-to-end' if pred.phase == 'generate' else 'step latency'} {seconds(lo)} - "
+               f"{seconds(hi)}, throughput {rate(pred.tokens_per_s_band[0])} - {rate(pred.tokens_per_s_band[1])} "
+               f"({pred.band_basis})")
 (st.info if pred.memory.fits else st.warning)(explain.explain(pred, sc))
 
 acc = state.or_stop(get_accelerator, sc["hardware"]["gpu"])

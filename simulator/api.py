@@ -73,7 +73,18 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
         optimal_fraction=a["optimal_fraction"], techniques=effects, techniques_combined=combined,
         warnings=scenario_warnings(sc, dep),
         parallelism=parallelism_report(ev),
+        **_bands(a, sc.workload.phase), band_basis=ev.band_basis,
     )
+
+
+def _bands(a: dict, phase: str) -> dict:
+    """The error-band fields of a prediction (``simulator.stacks.bands``)."""
+    out = {"latency_band_s": (a["latency_band_lo_s"], a["latency_band_hi_s"]),
+           "tokens_per_s_band": (a["tokens_per_s_band_lo"], a["tokens_per_s_band_hi"])}
+    if phase == "generate":
+        out.update(ttft_band_s=(a["ttft_band_lo_s"], a["ttft_band_hi_s"]),
+                   tpot_band_s=(a["tpot_band_lo_s"], a["tpot_band_hi_s"]), e2e_band_s=out["latency_band_s"])
+    return out
 
 
 class SweepResult(dict):

@@ -22,6 +22,7 @@ from simulator.parallel.overlap import apply_overlaps
 from simulator.parallel.pipeline import run_pipelined
 from simulator.scenario import Scenario
 from simulator.stacks import apply_stack_ops, finish_stack_step, resolve_calibration
+from simulator.stacks.bands import band_arrays
 from simulator.step import StepShape, build_step
 from simulator.techniques import parse_techniques
 from simulator.techniques.moe import sparse_utilisation
@@ -71,6 +72,7 @@ class Evaluation:
     overlap: str = "serial"
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     steps: dict[str, StepResult] = field(default_factory=dict)
+    band_basis: str = ""  # where the error bands come from (simulator.stacks.bands)
 
 
 def _axis_arrays(axes: dict[str, object]) -> dict[str, np.ndarray]:
@@ -319,6 +321,8 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
     optimum = optimal_tokens_per_s_per_gpu(dep)
     a["optimal_tokens_per_s_per_gpu"] = optimum + 0.0 * a["latency_s"]
     a["optimal_fraction"] = replicas * processed / a["latency_s"] / gpus_used / optimum
+    bands, ev.band_basis = band_arrays(ev, work)  # 10-90% error bands of the calibration in use
+    a.update(bands)
     shape = np.broadcast_shapes(*(np.shape(v) for v in a.values()))
     for key, value in a.items():
         a[key] = np.broadcast_to(value, shape)

@@ -7,7 +7,9 @@ step for the whole batch) and ``tokens_per_s``; generate carries ``ttft_s``, ``t
 expected accepted tokens under speculative decoding), MoE-CAP's ``s_mbu`` / ``s_mfu``, NanoFlow's
 ``optimal_tokens_per_s_per_gpu`` and the ``optimal_fraction`` reached; with techniques, ``techniques``
 (each one's effect versus the same scenario without it) and ``techniques_combined`` (versus none);
-``warnings``: one line each, naming the field (context beyond ``max_position_embeddings``, idle GPUs).
+``warnings``: one line each, naming the field (context beyond ``max_position_embeddings``, idle GPUs);
+``latency_band_s`` / ``tokens_per_s_band`` (generate: ``ttft_band_s``, ``tpot_band_s``, ``e2e_band_s``)
+the 10-90% error band of each, and ``band_basis`` the residuals it comes from.
 """
 
 from __future__ import annotations
@@ -122,11 +124,18 @@ class Prediction(_Out):
     techniques_combined: TechniqueEffect | None = None
     warnings: list[str] = []  # what runs but likely is not meant: context beyond the trained positions, idle GPUs
     parallelism: dict[str, Any] | None = None  # degrees, placement (groups, GPUs, nodes, links), pipeline
+    # 10-90% error bands from the calibration residuals of the profile in use (simulator.stacks.bands)
+    latency_band_s: tuple[float, float] | None = None
+    tokens_per_s_band: tuple[float, float] | None = None
+    ttft_band_s: tuple[float, float] | None = None
+    tpot_band_s: tuple[float, float] | None = None
+    e2e_band_s: tuple[float, float] | None = None
+    band_basis: str | None = None
 
     def contract(self) -> dict:
         """The JSON contract: the phase's own fields, then the common ones."""
         data = self.model_dump(mode="json")
         if self.phase != "generate":
-            for key in ("ttft_s", "tpot_s", "e2e_s"):
+            for key in ("ttft_s", "tpot_s", "e2e_s", "ttft_band_s", "tpot_band_s", "e2e_band_s"):
                 data.pop(key)
         return data

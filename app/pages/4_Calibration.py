@@ -1,6 +1,7 @@
 """Calibration: a profile's fitted efficiency curves per kernel kind, its raw points when it keeps
 them, its fit statistics, and predicted-vs-measured tables (carried by the profile, or from the
-validation run shipped for its GPU, or uploaded)."""
+validation run shipped for its GPU, or uploaded); and a stack profile -- uploaded, or fitted here to an
+uploaded measurement CSV (``app.stacks_ui``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, state, widgets
+from app.stacks_ui import stack_section
 from app.calibration_data import comparison_tables, raw_points, scalar_tables, validation_results
 from app.fmt import seconds, size
 from app.tables import readable
@@ -116,3 +118,4 @@ if profile.measurements:
 if used is None and not problem:
     _, why = state.attempt(state.cached_predict, sc)
     st.info(f"The sidebar's scenario does not evaluate: {why}")
+stack_section()

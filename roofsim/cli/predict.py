@@ -136,6 +136,11 @@ def render(pred: Prediction) -> str:
         lines.append(f"TTFT {seconds(pred.ttft_s)}   TPOT {seconds(pred.tpot_s)}   end-to-end {seconds(pred.e2e_s)}")
     else:
         lines.append(f"step latency {seconds(pred.latency_s)}")
+    if pred.latency_band_s is not None:
+        lo, hi = pred.latency_band_s
+        what = "end-to-end" if pred.phase == "generate" else "latency"
+        lines.append(f"10-90% band: {what} {seconds(lo)} - {seconds(hi)}, throughput "
+                     f"{pred.tokens_per_s_band[0]:,.0f} - {pred.tokens_per_s_band[1]:,.0f} tokens/s ({pred.band_basis})")
     mem = pred.memory
     lines += [
         f"throughput {pred.tokens_per_s:,.0f} tokens/s   bound: {pred.bound}   MFU {pred.mfu:.1%}   MBU {pred.mbu:.1%}",

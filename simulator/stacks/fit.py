@@ -6,7 +6,7 @@ overhead and, for eager stacks, the host's per-launch, per-layer and per-step ti
 
 Objective: ``sum_i log(pred_i / meas_i)^2 + sum_j (sigma_d * (theta_j - mu_j) / sigma_j)^2`` -- the
 log errors of the rows plus Gaussian priors that keep parameters physical, each weighted as if the
-rows' own noise were ``sigma_d`` = 5% (a maximum a posteriori fit with that data noise). Scales are
+rows' own noise were ``sigma_d`` = 2% (a maximum a posteriori fit with that data noise). Scales are
 fitted as their logarithm; bounds keep every parameter in its physical range.
 
 A parameter no row is sensitive to (a 1-sigma change moves no row's time by 0.01%) cannot be identified:
@@ -31,7 +31,7 @@ from simulator.stacks.profile import (CORRECTED_KINDS, REF_LOG10, EfficiencyCorr
                                       read_json, stack_from_dict)
 from simulator.stacks.transform import apply_ops, host_time_s, launches
 
-SIGMA_DATA = 0.05
+SIGMA_DATA = 0.02
 SENSITIVITY = 1e-4
 US = 1e-6
 

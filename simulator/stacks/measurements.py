@@ -54,8 +54,7 @@ class Measurement(BaseModel):
 
 
 def read_bounded(path: str | Path, field: str, max_bytes: int = MAX_CSV_BYTES) -> str:
-    """A text file read through a size cap (one line naming the file when too large, unreadable, or not a
-    regular file: ``hwmodels.io`` refuses devices and FIFOs before opening them)."""
+    """The CSV's text through ``hwmodels.io`` (a regular file under the cap; one line naming it otherwise)."""
     return read_text_bounded(path, max_bytes, field)
 
 

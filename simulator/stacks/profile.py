@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hwmodels.errors import InputError, validated
-from hwmodels.io import read_bytes_bounded
+from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
 
 STACK_SCHEMA_VERSION = 1
 # Reference launch size of the slope per kind, log10 FLOPs (compute curve) and log10 bytes (memory curve):
@@ -119,6 +119,9 @@ class StackProfile(_Strict):
     fit: dict[str, Any] = Field(default_factory=dict, description="fit statistics, rows, command")
 
     def correction(self, kind: str) -> EfficiencyCorrection:
+        """The kind's correction; ``grouped_gemm`` without its own takes ``gemm``'s (as profiles fall back)."""
+        if kind not in self.efficiency and kind == "grouped_gemm":
+            kind = "gemm"
         return self.efficiency.get(kind, EfficiencyCorrection())
 
 
@@ -133,10 +136,10 @@ def stack_from_dict(data: dict[str, Any], field: str = "calibration") -> StackPr
     return validated(StackProfile, data, field)
 
 
-def read_json(path: str | Path, field: str, max_bytes: int = 16 * 2**20) -> Any:
-    """A JSON file read through a size cap (a profile is kilobytes; a huge file is refused, not parsed)."""
-    raw = read_bytes_bounded(path, max_bytes, field)  # regular files only: no device or FIFO blocks
+def read_json(path: str | Path, field: str, max_bytes: int = PROFILE_LIMIT_BYTES) -> Any:
+    """A JSON file read through ``hwmodels.io`` (regular files under a size cap only: no FIFO, no device)."""
+    text = read_text_bounded(path, max_bytes, field)
     try:
-        return json.loads(raw)
+        return json.loads(text)
     except ValueError:
         raise InputError(field, f"{str(path)!r} is not valid JSON") from None

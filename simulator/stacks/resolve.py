@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hwmodels import get_accelerator, load_profile
 from hwmodels.errors import InputError
+from hwmodels.io import is_regular_file
 from hwmodels.profile import Curve, KindEfficiency, Profile, builtin_profiles
 from simulator.stacks.profile import StackProfile, is_stack_data, read_json, stack_from_dict
 from simulator.stacks.transform import corrected_profile
@@ -125,7 +125,7 @@ def _stack_spec(spec: Any, field: str) -> tuple[StackProfile | None, Any]:
         return stack, spec.get("base", "auto")
     if is_stack_data(spec):
         return stack_from_dict(spec, field), "auto"
-    if isinstance(spec, str) and spec.endswith(".json") and Path(spec).exists():
+    if isinstance(spec, str) and spec.endswith(".json") and is_regular_file(spec):
         data = read_json(spec, field)
         if is_stack_data(data):
             return stack_from_dict(data, field), "auto"

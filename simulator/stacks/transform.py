@@ -44,8 +44,6 @@ def corrected_profile(base: Profile, stack: StackProfile) -> Profile:
     for kind in [*base.kinds, *[k for k in ("grouped_gemm",) if k not in base.kinds]]:
         eff = base.kind(kind)
         corr = stack.correction(kind) if kind in CORRECTED_KINDS else None
-        if corr is not None and kind == "grouped_gemm" and "grouped_gemm" not in stack.efficiency:
-            corr = stack.correction("gemm")  # a fallback kind takes the correction of the kind it falls back to
         overhead = eff.overhead_s + (stack.fixed.launch_overhead_s if kind in _KERNEL_KINDS else 0.0)
         if corr is None:
             kinds[kind] = eff.model_copy(update={"overhead_s": overhead}) if overhead != eff.overhead_s else eff
@@ -173,3 +171,13 @@ def finish_step(stack: StackProfile, ops: list, times: list, latency, overhead, 
     host = host_time_s(stack, launches(ops, times), dep.model.num_layers / dep.pp)
     new = np.maximum(latency, host) + stack.fixed.step_s
     return new, overhead + (new - latency)
+
+
+def train_step_time(stack: StackProfile, forward_s, backward_s, optimizer_s, n_launches, n_layers):
+    """A training step under ``stack`` (for ``simulator.training``): forward, backward x ``backward_scale``
+    and optimizer x ``optimizer_scale`` (each already priced with the corrected profile), paced by the
+    host for eager stacks, plus the per-step costs."""
+    t = stack.train
+    gpu = np.asarray(forward_s) + t.backward_scale * np.asarray(backward_s) + t.optimizer_scale * np.asarray(optimizer_s)
+    host = host_time_s(stack, n_launches, n_layers)
+    return np.maximum(gpu, host) + stack.fixed.step_s + t.step_s

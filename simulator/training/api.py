@@ -44,6 +44,7 @@ def train(scenario: TrainScenario | Mapping[str, Any] | None = None, **fields: A
     extra = {k: f(out[k]) for k in ("time_to_train_s", "gpu_hours", "cost_usd", "usd_per_gpu_hour") if k in out}
     if "price_source" in out:
         extra["price_source"] = out["price_source"]
+    extra.update(_band(sc, f(out["step_time_s"]), f(out["tokens_per_s"])))
     from simulator.models import get_model
 
     return TrainReport(
@@ -56,6 +57,17 @@ def train(scenario: TrainScenario | Mapping[str, Any] | None = None, **fields: A
         model_flops_per_step=f(out["model_flops_per_step"]), hardware_flops_per_step=f(out["hardware_flops_per_step"]),
         memory=TrainMemory(**mem), breakdown=breakdown, bound=bound_of(breakdown), operators=ops, **extra,
     )
+
+
+def _band(sc, step_s: float, tokens_per_s: float) -> dict:
+    from hwmodels import get_accelerator
+    from simulator.stacks.bands import train_band
+    from simulator.stacks.resolve import resolve_calibration
+
+    gpu = get_accelerator(sc.gpu, "gpu")
+    lo, hi, basis = train_band(resolve_calibration(sc.calibration, gpu), gpu.name, step_s)
+    return {"step_time_band_s": (lo, hi), "tokens_per_s_band": (tokens_per_s * step_s / hi, tokens_per_s * step_s / lo),
+            "band_basis": basis}
 
 
 class TrainSweep(dict):

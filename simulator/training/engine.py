@@ -35,8 +35,9 @@ from costmodels.optimizer import optimizer_step
 from costmodels.pipeline import pipeline_slots
 from costmodels.roofline import OpCost, price
 from costmodels.training_flops import palm_flops_per_token
-from hwmodels import InputError, get_accelerator, get_network, get_node, list_nodes, load_profile
+from hwmodels import InputError, get_accelerator, get_network, get_node, list_nodes
 from hwmodels.costs import cheapest_prices
+from simulator.stacks.resolve import resolve_calibration
 from simulator.deployment import Deployment
 from simulator.models import get_model
 from simulator.parallel import GENERIC_NETWORK
@@ -119,7 +120,7 @@ def gpus_per_node(sc: TrainScenario) -> int:
 
 def resolve(sc: TrainScenario, knobs: dict[str, Any]) -> Setup:
     gpu = get_accelerator(sc.gpu, "gpu")
-    profile = load_profile(sc.calibration, gpu=gpu.name)
+    profile = resolve_calibration(sc.calibration, gpu).profile  # a stack profile's corrections apply too
     model = get_model(sc.model)
     node = _node(sc, gpu)
     per_node = sc.gpus_per_node or (node.accelerators_per_node if node else 8)

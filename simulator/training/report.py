@@ -79,6 +79,10 @@ class TrainReport(_Out):
     usd_per_gpu_hour: float | None = None
     price_source: str | None = None  # "usd_per_gpu_hour" (given) or the public quote's provider
     operators: list[TrainOperator] = []
+    # 10-90% error band of the step time and throughput (simulator.stacks.bands.train_band)
+    step_time_band_s: tuple[float, float] | None = None
+    tokens_per_s_band: tuple[float, float] | None = None
+    band_basis: str | None = None
 
     def contract(self) -> dict:
         return self.model_dump(mode="json")

@@ -6,7 +6,8 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv,noheader | tee $OUT/env.txt
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a $OUT/env.txt
 M="--model llama-3.2-1b --model olmoe-1b-7b --model llama-2-7b --model qwen2.5-7b --model llama-3.2-3b"
-for cfg in "hf eager" "hf graph" "torch-unfused eager" "torch-unfused graph"; do
+IFS=, read -ra CONFIGS <<< "${CONFIGS:-hf eager,hf graph,torch-unfused eager,torch-unfused graph}"
+for cfg in "${CONFIGS[@]}"; do
   set -- $cfg
   start=$SECONDS
   python3 -m roofsim calibrate --stack $1 --mode $2 $M --measurements $OUT/$1-$2.csv --out $OUT/$1-$2.json \

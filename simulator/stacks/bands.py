@@ -1,0 +1,128 @@
+"""Error bands: every latency and throughput with the 10-90% range the calibration in use has earned.
+
+A band is built from log residuals r = log(measured / predicted) of the profile in use, per phase:
+
+* a stack profile: its leave-one-model-out residuals (in-sample where it was fitted on one model),
+  ``StackProfile.residuals``;
+* a GPU's measured profile: the end-to-end steps ``roofsim validate`` measured with it, and for
+  ``default``, ``peak`` and a profile carried from another GPU (``transferred``) the same steps predicted
+  with those (``data/base_residuals.json``, written by ``python -m validation.stacks.transfer``);
+* a user's own profile file: the ``default`` profile's residuals (nothing else is known about it).
+
+``band = latency * exp([min(q10, -1%), max(q90, +1%)] * w)``, q the residuals' 10th and 90th percentiles.
+``w = 1 + d`` widens it for extrapolation: d is how many decades the step's tokens (prefill: batch x
+prompt; decode: batch) and context lie outside the range the residuals were measured on. A stack
+used on a GPU it was not fitted on adds the transfer residuals' quantiles in quadrature. Generate:
+TTFT from prefill, TPOT from decode, end to end = TTFT band + (output - 1) x TPOT band; throughput
+bands are the latency bands inverted.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).parent / "data" / "base_residuals.json"
+QUANTILES = (10.0, 90.0)
+MIN_HALF_WIDTH = 0.01
+
+
+@lru_cache(maxsize=1)
+def base_residuals() -> dict:
+    return json.loads(DATA.read_text())["profiles"]
+
+
+def _quantiles(res) -> tuple[float, float]:
+    q_lo, q_hi = np.percentile(np.asarray(res, dtype=float), QUANTILES)
+    return min(float(q_lo), -MIN_HALF_WIDTH), max(float(q_hi), MIN_HALF_WIDTH)
+
+
+def band_source(calibration, gpu_name: str, phase: str) -> dict:
+    """Quantiles, the shape range they cover and a sentence saying where they come from."""
+    base = base_residuals()
+    stack = calibration.stack if calibration is not None else None
+    kind = calibration.base_kind if calibration is not None else "default"
+    if stack is not None and stack.residuals.phases.get(phase):
+        held = stack.residuals.held_out.get(phase) or []
+        res = held if len(held) >= 3 else stack.residuals.phases[phase]
+        lo, hi = _quantiles(res)
+        basis = (f"stack {stack.name}: {len(res)} {phase} rows, "
+                 f"{'each model held out' if res is held else 'in sample'}")
+        out = {"lo": lo, "hi": hi, "tokens": stack.residuals.log10_tokens[phase],
+               "context": stack.residuals.log10_context[phase], "basis": basis}
+        if gpu_name not in stack.residuals.gpus:
+            t_lo, t_hi = _quantiles(base["transferred"][phase]["log_residuals"])
+            out["lo"], out["hi"] = -float(np.hypot(lo, t_lo)), float(np.hypot(hi, t_hi))
+            out["basis"] += f"; fitted on {', '.join(stack.residuals.gpus)}, widened by the transfer error"
+        return out
+    key = {"measured": gpu_name, "transferred": "transferred", "peak": "peak"}.get(kind, "default")
+    entry = base.get(key, base["default"])[phase]
+    lo, hi = _quantiles(entry["log_residuals"])
+    what = {"measured": f"{gpu_name}'s measured profile", "transferred": f"a profile carried from "
+            f"{calibration.source if calibration is not None else 'another GPU'}", "peak": "the peak profile",
+            "default": "the default profile", "user": "a user profile (the default profile's residuals)"}
+    basis = f"{what.get(kind, what['user'])}: {len(entry['log_residuals'])} validated {phase} steps"
+    if key == gpu_name and calibration is not None and calibration.stack is not None:
+        basis += f" (stack {calibration.stack.name} has no {phase} rows)"
+    return {"lo": lo, "hi": hi, "tokens": entry["log10_tokens"], "context": entry["log10_context"], "basis": basis}
+
+
+def _outside(x, lo_hi) -> np.ndarray:
+    lo, hi = lo_hi
+    x = np.asarray(x, dtype=float)
+    return np.maximum(0.0, np.maximum(lo - x, x - hi))
+
+
+def phase_band(latency, tokens, context, src: dict) -> tuple[np.ndarray, np.ndarray]:
+    w = 1.0 + _outside(np.log10(np.maximum(tokens, 1.0)), src["tokens"]) \
+        + _outside(np.log10(np.maximum(context, 1.0)), src["context"])
+    lat = np.asarray(latency, dtype=float)
+    return lat * np.exp(src["lo"] * w), lat * np.exp(src["hi"] * w)
+
+
+def band_arrays(ev, work) -> tuple[dict[str, np.ndarray], str]:
+    """Band arrays of an evaluation (``simulator.engine.Evaluation``) and the sentence describing them."""
+    a, dep, phase = ev.arrays, ev.dep, ev.phase
+    cal = getattr(dep, "calibration", None)
+    b = np.asarray(work["batch_size"], dtype=float)
+    prompt, ctx = np.asarray(work["prompt_len"], dtype=float), np.asarray(work["context_len"], dtype=float)
+    out: dict[str, np.ndarray] = {}
+    bases = []
+    if phase in ("prefill", "generate"):
+        src = band_source(cal, dep.gpu.name, "prefill")
+        bases.append(src["basis"])
+        pre = ev.steps["prefill"].latency_s
+        out["prefill_lo_s"], out["prefill_hi_s"] = phase_band(pre, b * prompt, prompt, src)
+    if phase in ("decode", "generate"):
+        src = band_source(cal, dep.gpu.name, "decode")
+        bases.append(src["basis"])
+        context = ctx if phase == "decode" else prompt + np.asarray(work["output_len"], dtype=float) / 2.0
+        dec = a["latency_s"] if phase == "decode" else a["tpot_s"]
+        out["decode_lo_s"], out["decode_hi_s"] = phase_band(dec, b, context, src)
+    if phase == "prefill":
+        lo, hi = out["prefill_lo_s"], out["prefill_hi_s"]
+    elif phase == "decode":
+        lo, hi = out["decode_lo_s"], out["decode_hi_s"]
+    else:
+        steps = np.maximum(np.asarray(work["output_len"], dtype=float) - 1.0, 0.0)
+        lo, hi = out["prefill_lo_s"] + steps * out["decode_lo_s"], out["prefill_hi_s"] + steps * out["decode_hi_s"]
+    bands = {"latency_band_lo_s": lo, "latency_band_hi_s": hi,
+             "tokens_per_s_band_lo": a["tokens_per_s"] * a["latency_s"] / hi,
+             "tokens_per_s_band_hi": a["tokens_per_s"] * a["latency_s"] / lo}
+    if phase == "generate":
+        bands.update({"ttft_band_lo_s": out["prefill_lo_s"], "ttft_band_hi_s": out["prefill_hi_s"],
+                      "tpot_band_lo_s": out["decode_lo_s"], "tpot_band_hi_s": out["decode_hi_s"]})
+    basis = "; ".join(bases) + " (10-90% of log residuals, widened outside the measured shapes)"
+    return bands, basis
+
+
+def train_band(calibration, gpu_name: str, step_time_s: float) -> tuple[float, float, str]:
+    """A training step's band. No training step has been validated against a measurement here: the band is
+    the profile's prefill band (forward GEMMs and attention, as a training step's are) at twice its width
+    (backward, optimizer and communication are not in those residuals)."""
+    src = band_source(calibration, gpu_name, "prefill")
+    lo, hi = step_time_s * float(np.exp(2.0 * src["lo"])), step_time_s * float(np.exp(2.0 * src["hi"]))
+    return lo, hi, f"{src['basis']}, doubled: no training step validated"
