@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from costmodels.numeric import num
 _FACTORS = {  # collective -> (bytes factor as f(n), alpha steps as f(n))
     "all_reduce": (lambda n: 2.0 * (n - 1.0) / n, lambda n: 2.0 * (n - 1.0)),
     "all_gather": (lambda n: (n - 1.0) / n, lambda n: n - 1.0),
     "reduce_scatter": (lambda n: (n - 1.0) / n, lambda n: n - 1.0),
     "all_to_all": (lambda n: (n - 1.0) / n, lambda n: n - 1.0),
-    "p2p": (lambda n: np.where(n > 1, 1.0, 0.0), lambda n: np.where(n > 1, 1.0, 0.0)),
+    "p2p": (lambda n: _more_than_one(n), lambda n: _more_than_one(n)),
 }
 COLLECTIVES = tuple(_FACTORS)
 
 
+def _more_than_one(n):
+    return float(n > 1) if isinstance(n, float) else np.where(n > 1, 1.0, 0.0)
+
+
 def collective_traffic(collective: str, message_bytes, num_ranks):
     """(bytes each GPU sends, number of latency-bound steps) of one collective."""
-    n = np.asarray(num_ranks, dtype=float)
+    n = num(num_ranks)
     byte_factor, steps = _FACTORS[collective]
-    return np.asarray(message_bytes, dtype=float) * byte_factor(n), steps(n) + 0.0 * n
+    return num(message_bytes) * byte_factor(n), steps(n) + 0.0 * n
 
 
 def collective_time_s(collective: str, message_bytes, num_ranks, bandwidth_bytes_per_s: float, latency_s: float):

@@ -58,9 +58,20 @@ class OpTime:
     bound: np.ndarray  # int codes, see BOUND_NAMES
 
 
+def _is_scalar(x) -> bool:
+    return type(x) is float or isinstance(x, (int, np.generic)) or (isinstance(x, np.ndarray) and x.ndim == 0)
+
+
 def price(op: OpCost, profile: Profile) -> OpTime:
-    """Time of ``op`` under ``profile``: roofline for kernels, alpha-beta for transfers."""
+    """Time of ``op`` under ``profile``: roofline for kernels, alpha-beta for transfers.
+
+    A point (every size a scalar) is priced with Python floats (fields are floats, ``bound`` an int):
+    the same formulas without numpy's per-call cost, which dominates on scalars."""
     eff = profile.kind(op.kind)
+    if (_is_scalar(op.flops) and _is_scalar(op.hbm_bytes) and _is_scalar(op.link_bytes)
+            and _is_scalar(op.link_latency_s) and _is_scalar(op.peak_flops_per_s) and _is_scalar(op.count)
+            and _is_scalar(op.hbm_bandwidth_bytes_per_s)):
+        return _price_point(op, eff)
     zero = np.zeros_like(np.asarray(op.flops, dtype=float) + np.asarray(op.hbm_bytes, dtype=float)
                          + np.asarray(op.link_bytes, dtype=float))
     overhead = zero + op.count * eff.overhead_s
@@ -73,12 +84,35 @@ def price(op: OpCost, profile: Profile) -> OpTime:
         return OpTime(op.name, zero, zero, link, overhead, link + overhead, zero.astype(int) + COMMUNICATION)
     flops = np.asarray(op.flops, dtype=float)
     hbm = np.asarray(op.hbm_bytes, dtype=float)
-    compute = op.count * flops / (op.peak_flops_per_s * eff.compute(flops)) + zero
-    memory = op.count * hbm / (op.hbm_bandwidth_bytes_per_s * eff.memory(hbm)) + zero
+    # scalar factors first, so that an array is touched once per operation
+    compute = flops * (op.count / np.asarray(op.peak_flops_per_s, dtype=float)) / eff.compute(flops)
+    memory = hbm * (op.count / np.asarray(op.hbm_bandwidth_bytes_per_s, dtype=float)) / eff.memory(hbm)
+    compute, memory = np.broadcast_arrays(compute, memory)
     busy = np.maximum(compute, memory)
     bound = np.where(compute >= memory, COMPUTE, MEMORY)
-    bound = np.where(overhead > busy, OVERHEAD, bound)
-    return OpTime(op.name, compute, memory, zero, overhead, busy + overhead, bound)
+    overhead = np.asarray(op.count * eff.overhead_s, dtype=float)
+    if np.any(overhead > 0.0):
+        bound = np.where(overhead > busy, OVERHEAD, bound)
+    return OpTime(op.name, compute, memory, np.zeros(()), overhead, busy + overhead, bound)
+
+
+def _price_point(op: OpCost, eff) -> OpTime:
+    """``price`` of one point, in floats (same formulas as the array path)."""
+    count = float(op.count)
+    overhead = count * eff.overhead_s
+    if op.is_transfer:
+        link_bytes = float(op.link_bytes)
+        if link_bytes <= 0.0:
+            return OpTime(op.name, 0.0, 0.0, 0.0, 0.0, 0.0, COMMUNICATION)
+        bw = op.link_bandwidth_bytes_per_s * eff.memory.at(link_bytes)
+        link = count * (float(op.link_latency_s) + link_bytes / bw)
+        return OpTime(op.name, 0.0, 0.0, link, overhead, link + overhead, COMMUNICATION)
+    flops, hbm = float(op.flops), float(op.hbm_bytes)
+    compute = count * flops / (float(op.peak_flops_per_s) * eff.compute.at(flops))
+    memory = count * hbm / (op.hbm_bandwidth_bytes_per_s * eff.memory.at(hbm))
+    busy = compute if compute >= memory else memory
+    bound = OVERHEAD if overhead > busy else (COMPUTE if compute >= memory else MEMORY)
+    return OpTime(op.name, compute, memory, 0.0, overhead, busy + overhead, bound)
 
 
 def floor_time(op: OpCost) -> np.ndarray:

@@ -29,24 +29,7 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
     ev = evaluate(sc)
     a = {k: v.item() for k, v in ev.arrays.items()}
     dep = ev.dep
-    breakdown = []
-    for phase, step in ev.steps.items():
-        for op, t in zip(step.ops, step.times):
-            time_s = float(np.mean(t.time_s))  # generate's decode: the mean over the generation
-            if time_s == 0.0 and not np.any(op.flops) and not np.any(op.hbm_bytes):
-                continue  # e.g. collectives with tp = 1
-            bound = int(np.round(np.median(t.bound)))
-            count = float(np.mean(op.count))  # fractional for layers some tokens skip; 0 for unchosen paths
-            if count == 0.0:
-                continue
-            breakdown.append(OperatorReport(
-                name=op.name, kind=op.kind, phase=phase, count=int(round(count)),
-                flops=float(np.mean(np.asarray(op.flops) * op.count)),
-                bytes=float(np.mean(np.asarray(op.hbm_bytes) * op.count)),
-                link_bytes=float(np.mean(np.asarray(op.link_bytes) * op.count)), time_s=time_s,
-                compute_s=float(np.mean(t.compute_s)), memory_s=float(np.mean(t.memory_s)),
-                link_s=float(np.mean(t.link_s)), overhead_s=float(np.mean(t.overhead_s)), bound=BOUND_NAMES[bound],
-            ))
+    breakdown = [report for phase, step in ev.steps.items() for report in _operator_reports(phase, step)]
     effects, combined = technique_effects(sc)
     return Prediction(
         phase=sc.workload.phase, model=dep.model.name, gpu=dep.gpu.name, num_gpus=sc.hardware.num_gpus,
@@ -60,7 +43,37 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
         mfu=a["mfu"], mbu=a["mbu"], breakdown=breakdown, tokens_per_step=a["tokens_per_step"],
         s_mbu=a["s_mbu"], s_mfu=a["s_mfu"], optimal_tokens_per_s_per_gpu=a["optimal_tokens_per_s_per_gpu"],
         optimal_fraction=a["optimal_fraction"], techniques=effects, techniques_combined=combined,
+        max_concurrency_total=int(a["max_concurrency"]) * dep.replicas,
+        prompt_tokens_per_s=a.get("prompt_tokens_per_s"), prompt_tokens_credited=a.get("prompt_tokens_credited"),
     )
+
+
+def _scalar(x) -> float:
+    """A point's value as a float (the mean where a technique left a per-point array)."""
+    if isinstance(x, float):
+        return x
+    return float(x) if np.ndim(x) == 0 else float(np.mean(x))
+
+
+def _operator_reports(phase: str, step) -> list[OperatorReport]:
+    """The breakdown rows of one priced step; operators that do nothing (a collective at tp = 1, a path
+    no token takes) are left out. Rows are built without re-validation: every value is one we made, of its field's type."""
+    rows = []
+    for op, t in zip(step.ops, step.times):
+        time_s = _scalar(t.time_s)  # generate's decode: the mean over the generation
+        count = _scalar(op.count)  # fractional for layers some tokens skip; 0 for unchosen paths
+        flops, nbytes = _scalar(op.flops), _scalar(op.hbm_bytes)
+        if (time_s == 0.0 and flops == 0.0 and nbytes == 0.0) or count == 0.0:
+            continue
+        bound = int(t.bound) if np.ndim(t.bound) == 0 else int(np.round(np.median(t.bound)))
+        rows.append(OperatorReport.trusted(
+            name=op.name, kind=op.kind, phase=phase, count=int(round(count)),
+            flops=_scalar(op.flops * op.count), bytes=_scalar(op.hbm_bytes * op.count),
+            link_bytes=_scalar(op.link_bytes * op.count), time_s=time_s,
+            compute_s=_scalar(t.compute_s), memory_s=_scalar(t.memory_s),
+            link_s=_scalar(t.link_s), overhead_s=_scalar(t.overhead_s), bound=BOUND_NAMES[bound],
+        ))
+    return rows
 
 
 class SweepResult(dict):

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -13,13 +15,12 @@ from costmodels.roofline import BOUND_NAMES, COMMUNICATION, COMPUTE, MEMORY, OVE
 from hwmodels import InputError, get_accelerator, load_profile
 from hwmodels.dtypes import BYTES_PER_ELEMENT, DTYPES
 from simulator.deployment import Deployment
+from simulator import metrics
 from simulator.footprint import memory_arrays
 from simulator.models import get_model
 from simulator.scenario import Scenario
 from simulator.step import StepShape, build_step
 from simulator.techniques import parse_techniques
-from simulator.techniques.moe import sparse_utilisation
-from simulator.techniques.nanoflow import optimal_tokens_per_s_per_gpu
 
 # Sweep axis name -> dotted scenario field.
 AXES = {
@@ -32,6 +33,7 @@ AXES = {
     "compute": "precision.compute",
     "tp": "parallelism.tp",
 }
+_CONFIG_AXES = ("weights", "kv_cache", "compute", "tp")
 _INT_AXES = ("batch_size", "prompt_len", "context_len", "output_len", "tp")
 _DTYPE_AXES = ("weights", "kv_cache", "compute")
 # Gauss-Legendre nodes/weights on [0, 1]: the mean decode step over a generation (step time is
@@ -54,6 +56,18 @@ class StepResult:
     overhead_s: np.ndarray
     flops: np.ndarray
     hbm_bytes: np.ndarray
+    # what the utilisation metrics need (``simulator.metrics``): the step's FLOPs each at the peak of its
+    # operator's number format, the KV bytes and attention-core FLOPs of its attention operators, and
+    # the tokens through its GEMMs
+    format_peak_s: np.ndarray | float = 0.0
+    kv_read_bytes: np.ndarray | float = 0.0
+    attention_flops: np.ndarray | float = 0.0
+    tokens: np.ndarray | float = 0.0
+
+    @property
+    def format_peak_flops_per_s(self):
+        """The FLOP-weighted (harmonic) mean of the operators' format peaks."""
+        return self.flops / self.format_peak_s
 
 
 @dataclass
@@ -99,8 +113,60 @@ def _lookup(table: dict[str, float], names) -> np.ndarray | float:
     return table[names]
 
 
+# Deployments resolved from configurations seen before (configuration-only work done once).
+_RESOLVED: dict[tuple, Deployment] = {}
+_RESOLVED_MAX = 256
+
+
+def _source_key(spec) -> object:
+    """A key for a name, inline mapping or file path: a file is keyed by its path, size and mtime."""
+    if isinstance(spec, str):
+        try:
+            st = os.stat(spec)
+        except (OSError, ValueError):
+            return spec
+        return (spec, st.st_size, st.st_mtime_ns)
+    return repr(spec)
+
+
+def _config_key(scenario: Scenario) -> tuple:
+    """Everything of a scenario but its workload (which a deployment does not depend on)."""
+    key = [_source_key(scenario.model), _source_key(scenario.calibration)]
+    for name in type(scenario).model_fields:
+        if name not in ("model", "calibration", "workload"):
+            value = getattr(scenario, name)
+            key.append(_source_key(value.gpu) if name == "hardware" and isinstance(value.gpu, str) else None)
+            key.append(repr(value))
+    return tuple(key)
+
+
 def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment, dict[str, object]]:
-    """Resolve names into specs and scalar-or-array knobs; check parallelism fits the model."""
+    """Resolve names into specs and scalar-or-array knobs; check parallelism fits the model.
+    Without configuration axes the deployment comes from a cache keyed on the whole configuration."""
+    if any(name in axes for name in _CONFIG_AXES):
+        return _resolve(scenario, axes)
+    key = _config_key(scenario)
+    dep = _RESOLVED.get(key)
+    if dep is None:
+        dep, _ = _resolve(scenario, {})
+        if len(_RESOLVED) >= _RESOLVED_MAX:
+            _RESOLVED.clear()
+        _RESOLVED[key] = dep
+    return dep, _work(scenario, axes, dep.techniques)
+
+
+def _work(scenario: Scenario, axes, techniques) -> dict[str, object]:
+    wl = scenario.workload
+    return {
+        "batch_size": axes.get("batch_size", wl.batch_size),
+        "prompt_len": axes.get("prompt_len", wl.prompt_len),
+        "context_len": axes.get("context_len", wl.context_len),
+        "output_len": axes.get("output_len", wl.output_len),
+        "techniques": list(techniques),
+    }
+
+
+def _resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment, dict[str, object]]:
     gpu = get_accelerator(scenario.hardware.gpu)
     profile = load_profile(scenario.calibration, gpu=gpu.name)
     model = get_model(scenario.model)
@@ -147,45 +213,121 @@ def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment
     )
     for tech in techniques:
         dep = tech.apply_deployment(dep)
-    work = {
-        "batch_size": knob("batch_size", wl.batch_size),
-        "prompt_len": knob("prompt_len", wl.prompt_len),
-        "context_len": knob("context_len", wl.context_len),
-        "output_len": knob("output_len", wl.output_len),
-        "techniques": techniques,
-    }
-    return dep, work
+    return dep, _work(scenario, axes, techniques)
+
+
+def _total(values):
+    """Sum of per-operator values without broadcasting a small one to the grid first: values of one
+    shape are added together, then the per-shape sums from the smallest up (plain floats stay floats)."""
+    if all(type(v) is float for v in values):
+        return sum(values)
+    groups: dict[tuple, list] = {}
+    for v in values:
+        groups.setdefault(np.shape(v), []).append(v)
+    parts = sorted((_chain_sum(g) for g in groups.values()), key=np.size)
+    if not parts:
+        return 0.0
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+def _chain_sum(values: list):
+    total = values[0]
+    for v in values[1:]:
+        total = total + v
+    return total
 
 
 def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -> StepResult:
     """Build, transform and price one step, then combine its operators by the overlap policy.
-    ``techniques`` defaults to the deployment's own; each may edit the operator list (``apply_ops``)."""
+    ``techniques`` defaults to the deployment's own; each may edit the operator list (``apply_ops``).
+    A point (scalar shape and deployment) stays in Python floats throughout."""
     ops = build_step(dep, shape)
     for tech in dep.techniques if techniques is None else techniques:
         ops = tech.apply_ops(ops, shape, dep)
     times = [price(op, dep.profile) for op in ops]
-    sm = sum(t.compute_s for t in times)
-    hbm = sum(t.memory_s for t in times)
-    link = sum(t.link_s for t in times)
-    overhead = sum(t.overhead_s for t in times)
+    sm = _total([t.compute_s for t in times])
+    hbm = _total([t.memory_s for t in times])
+    link = _total([t.link_s for t in times])
+    overhead = _total([t.overhead_s for t in times])
+    flops = _total([op.flops * op.count for op in ops])
+    hbm_bytes = _total([op.hbm_bytes * op.count for op in ops])
+    # each operator's FLOPs at its format's peak; never above the step's dtype peak for an operator a
+    # technique slowed (dequantisation, waiting for the busiest expert GPU): that time is not work
+    format_s = _total([op.flops * op.count / _format_peak(op.peak_flops_per_s, dep.peak_flops_per_s)
+                       for op in ops if op.kind not in _TRANSFER_KINDS])
+    attention = [op for op in ops if op.kind in _ATTENTION_KINDS]
+    kv_read = _total([getattr(op, "kv_read_bytes", 0.0) * op.count for op in attention])
+    att_flops = _total([op.flops * op.count for op in attention])
+    tokens = shape.tokens
+    point = all(type(x) is float for x in (sm, hbm, link, overhead, flops, hbm_bytes, format_s, kv_read, att_flops,
+                                           tokens)) and all(type(t.bound) is int for t in times)
+    if point:
+        if overlap == "overlapped":
+            by_resource = [float(sm), float(hbm), float(link), float(overhead)]
+            latency = max(by_resource)
+        else:
+            latency = sum(float(t.time_s) for t in times)
+            by_resource = [0.0] * len(BOUND_NAMES)
+            for t in times:
+                by_resource[int(t.bound)] += float(t.time_s)
+        bound = by_resource.index(max(by_resource))  # resource codes are the bound codes, in order
+        return StepResult(ops, times, latency, bound, float(sm), float(hbm), float(link), float(overhead),
+                          float(flops), float(hbm_bytes), float(format_s), float(kv_read), float(att_flops),
+                          float(tokens))
     if overlap == "overlapped":
         by_resource = np.stack(np.broadcast_arrays(sm, hbm, link, overhead))
         latency = by_resource.max(axis=0)
         bound = np.array([COMPUTE, MEMORY, COMMUNICATION, OVERHEAD])[by_resource.argmax(axis=0)]
     else:
-        latency = sum(t.time_s for t in times)
-        by_bound = np.stack(np.broadcast_arrays(*[
-            sum(np.where(t.bound == code, t.time_s, 0.0) for t in times) for code in range(len(BOUND_NAMES))
-        ]))
-        bound = by_bound.argmax(axis=0)
-    flops = sum(np.asarray(op.flops, dtype=float) * op.count for op in ops)
-    hbm_bytes = sum(np.asarray(op.hbm_bytes, dtype=float) * op.count for op in ops)
+        latency = _total([t.time_s for t in times])
+        per_code: list[list] = [[] for _ in BOUND_NAMES]
+        for t in times:
+            codes = np.asarray(t.bound)
+            first = codes.flat[0] if codes.size else 0
+            if codes.ndim == 0 or np.all(codes == first):  # one bound everywhere: no per-code masks
+                per_code[int(first)].append(t.time_s)
+            else:
+                for code in range(len(BOUND_NAMES)):
+                    per_code[code].append(np.where(codes == code, t.time_s, 0.0))
+        bound = _argmax([_total(times_of_code) for times_of_code in per_code])
     # every result spans the shape's axes, even where no operator depends on one (e.g. no KV to grow)
-    zero = np.zeros(np.broadcast_shapes(*(np.shape(x) for x in (shape.batch, shape.new_tokens, shape.past_tokens,
-                                                                 shape.chunk_tokens, shape.chunk_past))))
-    sm, hbm, link, overhead, flops, hbm_bytes, latency = (x + zero for x in (sm, hbm, link, overhead, flops,
-                                                                          hbm_bytes, latency))
-    return StepResult(ops, times, latency, bound + zero.astype(int), sm, hbm, link, overhead, flops, hbm_bytes)
+    full = np.broadcast_shapes(*(np.shape(x) for x in (shape.batch, shape.new_tokens, shape.past_tokens,
+                                                        shape.chunk_tokens, shape.chunk_past, latency)))
+
+    def span(x):
+        return x if np.shape(x) == full else np.broadcast_to(np.asarray(x, dtype=float), full)
+
+    sm, hbm, link, overhead, flops, hbm_bytes, latency = (span(x) for x in (sm, hbm, link, overhead, flops,
+                                                                              hbm_bytes, latency))
+    return StepResult(ops, times, latency, np.broadcast_to(bound, full), sm, hbm, link, overhead, flops, hbm_bytes,
+                      format_s, kv_read, att_flops, tokens)
+
+
+def _argmax(values: list):
+    """Index of the largest of ``values`` element-wise (the first on ties), without stacking them."""
+    live = [(code, v) for code, v in enumerate(values) if not (np.ndim(v) == 0 and float(v) == 0.0)]
+    if not live:
+        return np.zeros((), dtype=np.int64)
+    (code, best), arg = live[0], None
+    arg = np.asarray(code, dtype=np.int64)
+    for code, value in live[1:]:
+        better = value > best
+        best = np.where(better, value, best)
+        arg = np.where(better, code, arg)
+    return arg
+
+
+_TRANSFER_KINDS = ("collective", "host_transfer")
+_ATTENTION_KINDS = ("attention_prefill", "attention_decode")
+
+
+def _format_peak(op_peak, dtype_peak):
+    if isinstance(op_peak, float) and isinstance(dtype_peak, float):
+        return op_peak if op_peak > dtype_peak else dtype_peak
+    return np.maximum(op_peak, dtype_peak)
 
 
 def prefill_step(dep: Deployment, batch, prompt, overlap: str) -> tuple[StepResult, np.ndarray]:
@@ -225,7 +367,8 @@ def _integrate(step: StepResult, scale) -> StepResult:
              for t in step.times]
     return StepResult(ops, times, mean(step.latency_s), middle(step.bound), mean(step.sm_time_s),
                       mean(step.hbm_time_s), mean(step.link_time_s), mean(step.overhead_s), mean(step.flops),
-                      mean(step.hbm_bytes))
+                      mean(step.hbm_bytes), mean(step.format_peak_s), mean(step.kv_read_bytes),
+                      mean(step.attention_flops), mean(step.tokens))
 
 
 def _pick(condition, if_true: StepResult, if_false: StepResult) -> StepResult:
@@ -233,12 +376,23 @@ def _pick(condition, if_true: StepResult, if_false: StepResult) -> StepResult:
     def pick(name):
         return np.where(condition, getattr(if_true, name), getattr(if_false, name))
 
-    return StepResult([], [], pick("latency_s"), pick("bound"), pick("sm_time_s"), pick("hbm_time_s"),
-                      pick("link_time_s"), pick("overhead_s"), pick("flops"), pick("hbm_bytes"))
+    return StepResult([], [], *(pick(f.name) for f in fields(StepResult) if f.name not in ("ops", "times")))
+
+
+def _blend(share, a: StepResult, b: StepResult) -> StepResult:
+    """``share`` x step ``a`` + (1 - share) x step ``b`` (the mean of a mix of two kinds of steps); the
+    operators and bound are those of the larger share."""
+    def mix(name):
+        return share * getattr(a, name) + (1.0 - share) * getattr(b, name)
+
+    main = a if np.all(np.asarray(share) >= 0.5) else b
+    values = {f.name: mix(f.name) for f in fields(StepResult) if f.name not in ("ops", "times", "bound")}
+    return StepResult(main.ops, main.times, bound=main.bound, **values)
 
 
 def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evaluation:
-    """All outputs of a scenario as broadcast arrays over ``axes``."""
+    """All outputs of a scenario as arrays over ``axes``, each spanning every axis (one a phase ignores,
+    such as context_len in prefill, is broadcast along)."""
     ax = _axis_arrays(axes or {})
     dep, work = resolve(scenario, ax)
     phase = scenario.workload.phase
@@ -247,7 +401,7 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
     b, prompt, ctx, out_len = work["batch_size"], work["prompt_len"], work["context_len"], work["output_len"]
     a = ev.arrays
     replicas = dep.replicas
-    bf = np.asarray(b, dtype=float)
+    bf = b * 1.0 if isinstance(b, (int, float)) else np.asarray(b, dtype=float)
     per_step = dep.tokens_per_step()
 
     if phase in ("prefill", "generate"):
@@ -257,57 +411,83 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         a["latency_s"] = pre.latency_s
         a["tokens_per_s"] = replicas * bf * prompt / pre.latency_s
         cached, new, processed = prompt, pre_new, bf * prompt
+        main = pre
     elif phase == "decode":
         shape = dep.transform_shape(StepShape(b, 1.0, ctx, "decode"))
         dec = run_step(dep, shape, overlap)
-        ev.steps["decode"] = dec
+        ev.steps["decode"] = main = dec
         a["latency_s"] = dec.latency_s
         a["tokens_per_s"] = replicas * bf * per_step / dec.latency_s
-        cached, new, processed = np.asarray(ctx) + shape.new_tokens, shape.new_tokens, bf * per_step
+        # prompt tokens of other requests a mixed step prefills (chunked prefill; Sarathi-Serve)
+        a["prompt_tokens_per_s"] = replicas * shape.chunk_tokens / dec.latency_s
+        cached, new = ctx + shape.new_tokens, shape.new_tokens
+        processed = bf * per_step + shape.chunk_tokens
     else:  # generate: prefill, then output_len - 1 tokens from decode steps over a growing context
         steps = np.maximum(np.asarray(out_len, dtype=float) - 1.0, 0.0)
         nodes = np.asarray(prompt, dtype=float)[..., None] + np.maximum(steps - 1.0, 0.0)[..., None] * _GL_X
         dep_nodes = _with_trailing_axis(dep)
-        shape = dep_nodes.transform_shape(StepShape(bf[..., None], 1.0, nodes, "decode"))
+        shape = dep_nodes.transform_shape(StepShape(np.asarray(bf, dtype=float)[..., None], 1.0, nodes, "decode"))
         dec = _integrate(run_step(dep_nodes, shape, overlap), 1.0)  # the mean decode step of the generation
+        # Sarathi-Serve's trade-off: decode steps that carry a prompt chunk are slower (TPOT), but the
+        # chunks prefill the next batch's prompts, so in steady state that share of its prefill is done
+        # (credited) and the serving cycle is shorter than prefill + decode. Steps carry a chunk only while
+        # prompt tokens are left: ceil(b·s / chunk) of them at most; the others are plain decode steps.
+        chunk = np.asarray(shape.chunk_tokens, dtype=float)[..., 0] if np.ndim(shape.chunk_tokens) else \
+            shape.chunk_tokens
+        credited = 0.0
+        if np.any(chunk):
+            plain = replace(shape, chunk_tokens=0.0, chunk_past=0.0)
+            pure = _integrate(run_step(dep_nodes, plain, overlap), 1.0)
+            decode_steps = np.maximum(steps / per_step, 1.0)
+            mixed = np.minimum(np.ceil(pre.tokens / np.maximum(chunk, 1.0)), decode_steps)
+            dec = _blend(mixed / decode_steps, dec, pure)
+            credited = np.minimum(mixed * chunk / pre.tokens, 1.0)
         ev.steps["decode"] = dec
         tpot = dec.latency_s / per_step
         a["ttft_s"] = pre.latency_s
         a["tpot_s"] = tpot + 0.0 * pre.latency_s
         a["e2e_s"] = pre.latency_s + steps * tpot
         a["latency_s"] = a["e2e_s"]
-        a["tokens_per_s"] = replicas * bf * np.asarray(out_len, dtype=float) / a["e2e_s"]
+        cycle = pre.latency_s * (1.0 - credited) + steps * tpot
+        a["prompt_tokens_credited"] = credited * pre.tokens + 0.0 * cycle
+        a["tokens_per_s"] = replicas * bf * np.asarray(out_len, dtype=float) / cycle
         cached, new = np.asarray(prompt) + np.asarray(out_len), pre_new
         processed = bf * (np.asarray(prompt, dtype=float) + out_len)
-    a["tokens_per_step"] = np.asarray(per_step if phase != "prefill" else 1.0, dtype=float) + 0.0 * a["latency_s"]
+        # the phase that takes most of the request's time is the one reported
+        main = _pick(steps * a["tpot_s"] > a["ttft_s"], dec, pre)
+    a["tokens_per_step"] = per_step + 0.0 * a["latency_s"]
 
-    main = ev.steps.get("decode" if phase == "decode" else "prefill")
-    if phase == "generate":  # the phase that takes most of the request's time is the one reported
-        main = _pick(steps * a["tpot_s"] > a["ttft_s"], ev.steps["decode"], main)
     a["bound"] = main.bound
     for key in ("sm_time_s", "hbm_time_s", "link_time_s", "overhead_s"):
         a[key] = getattr(main, key)
-    a["mfu"] = main.flops / (main.latency_s * dep.peak_flops_per_s)
-    a["mbu"] = main.hbm_bytes / (main.latency_s * dep.hbm_bandwidth_bytes_per_s)
-    a.update(memory_arrays(dep, b, cached, new))
+    a["mfu"] = metrics.mfu(main, dep)
+    a["mbu"] = metrics.mbu(main, dep)
+    decode_new = dep.transform_shape(StepShape(1.0, 1.0, cached, "decode")).new_tokens
+    a.update(memory_arrays(dep, b, cached, new, decode_new))
 
-    # MoE-CAP's sparsity-aware utilisation of the phase that sets the pace, and NanoFlow's optimum
-    if phase == "prefill":
-        s_args = (bf, prompt, prompt, pre.latency_s)
-    elif phase == "decode":
-        s_args = (bf, ctx, per_step, a["latency_s"])
-    else:
-        s_args = (bf, np.asarray(prompt, dtype=float) + out_len / 2.0, per_step, a["tpot_s"] * per_step)
-    a["s_mbu"], a["s_mfu"] = sparse_utilisation(dep, *s_args, phase="prefill" if phase == "prefill" else "decode")
-    gpus_used = replicas * np.asarray(dep.tp, dtype=float) * dep.pp
-    optimum = optimal_tokens_per_s_per_gpu(dep)
+    # MoE-CAP's sparsity-aware utilisation of the step that sets the pace, and NanoFlow's optimum
+    a["s_mbu"], a["s_mfu"] = metrics.sparse_utilisation(dep, pre if phase == "prefill" else dec)
+    gpus_used = replicas * dep.tp * dep.pp
+    optimum = metrics.optimal_tokens_per_s_per_gpu(dep)
     a["optimal_tokens_per_s_per_gpu"] = optimum + 0.0 * a["latency_s"]
     a["optimal_fraction"] = replicas * processed / a["latency_s"] / gpus_used / optimum
-    shape = np.broadcast_shapes(*(np.shape(v) for v in a.values()))
+    _span(a, ax)
+    return ev
+
+
+def _span(a: dict, axes: dict[str, np.ndarray]) -> None:
+    """Every output over the full shape of the axes; a point's as 0-d arrays. Non-finite values are refused."""
+    shape = np.broadcast_shapes(*(np.shape(v) for v in a.values()), *(np.shape(v) for v in axes.values()))
+    if shape == ():
+        for key, value in a.items():
+            value = value.item() if isinstance(value, np.ndarray | np.generic) else value
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InputError(key, "the model produced a non-finite value; check the scenario's sizes")
+            a[key] = np.asarray(value)
+        return
+    _check_finite(a)  # before broadcasting: each value at its own (often smaller) shape
     for key, value in a.items():
         a[key] = np.broadcast_to(value, shape)
-    _check_finite(a)
-    return ev
 
 
 _DEP_ARRAYS = ("tp", "weight_bytes", "kv_bytes", "act_bytes", "peak_flops_per_s", "embedding_bytes")
@@ -324,5 +504,6 @@ def _with_trailing_axis(dep: Deployment) -> Deployment:
 
 def _check_finite(arrays: dict[str, np.ndarray]) -> None:
     for key, value in arrays.items():
+        value = np.asarray(value)
         if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
             raise InputError(key, "the model produced a non-finite value; check the scenario's sizes")

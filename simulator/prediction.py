@@ -7,6 +7,9 @@ step for the whole batch) and ``tokens_per_s``; generate carries ``ttft_s``, ``t
 expected accepted tokens under speculative decoding), MoE-CAP's ``s_mbu`` / ``s_mfu``, NanoFlow's
 ``optimal_tokens_per_s_per_gpu`` and the ``optimal_fraction`` reached; with techniques, ``techniques``
 (each one's effect versus the same scenario without it) and ``techniques_combined`` (versus none).
+``max_concurrency`` is the number of sequences whose KV cache fits for decode at the scenario's context,
+per model replica; ``max_concurrency_total`` counts all replicas. Chunked prefill mixed into decode
+adds ``prompt_tokens_per_s`` (decode) and ``prompt_tokens_credited`` (generate).
 """
 
 from __future__ import annotations
@@ -20,6 +23,18 @@ Bound = Literal["compute", "memory", "communication", "overhead"]
 
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def trusted(cls, **values: Any):
+        """An instance from values the engine computed, each already of its field's type, without
+        re-validating them (a point prediction builds dozens of rows; validation would be most of its
+        time). Every field must be given; ``tests/test_speed_paths.py`` checks the result equals a validated one."""
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "__dict__", values)
+        object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+        object.__setattr__(obj, "__pydantic_extra__", None)
+        object.__setattr__(obj, "__pydantic_private__", None)
+        return obj
 
 
 class MemoryReport(_Out):
@@ -110,6 +125,12 @@ class Prediction(_Out):
     optimal_fraction: float | None = None
     techniques: list[TechniqueEffect] = []
     techniques_combined: TechniqueEffect | None = None
+    # max_concurrency is per model replica (each replica's GPUs hold its own KV caches); all replicas:
+    max_concurrency_total: int | None = None
+    # chunked prefill mixed into decode (Sarathi-Serve): prompt tokens the decode steps prefill per second
+    # (decode), and the prompt tokens of the next batch they prefill during one generation (generate)
+    prompt_tokens_per_s: float | None = None
+    prompt_tokens_credited: float | None = None
 
     def contract(self) -> dict:
         """The JSON contract: the phase's own fields, then the common ones."""

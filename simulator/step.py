@@ -23,9 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from costmodels.numeric import num
 from costmodels import attention as attn
 from costmodels import moe as moe_ops
 from costmodels.collectives import collective_traffic
+from costmodels.moe import expected_distinct_experts  # noqa: F401  (re-exported for callers)
 from costmodels.elementwise import (
     ADD_FLOPS_PER_ELEMENT,
     GATED_ACT_FLOPS_PER_ELEMENT,
@@ -63,12 +65,12 @@ class StepShape:
     @property
     def tokens(self):
         """Tokens through the GEMMs of the step."""
-        return np.asarray(self.batch, dtype=float) * self.new_tokens + self.chunk_tokens
+        return num(self.batch) * self.new_tokens + self.chunk_tokens
 
     @property
     def total_tokens(self):
         """Tokens per sequence in the cache after the step."""
-        return np.asarray(self.past_tokens, dtype=float) + self.new_tokens
+        return num(self.past_tokens) + self.new_tokens
 
 
 @dataclass
@@ -83,13 +85,6 @@ class StepOp(OpCost):
     weight_bytes: np.ndarray | float = 0.0
     input_elems: np.ndarray | float = 0.0
     kv_read_bytes: np.ndarray | float = 0.0
-
-
-def expected_distinct_experts(tokens, num_experts: int, top_k: int):
-    """Expected number of experts at least one of ``tokens`` is routed to, under uniform top-k routing:
-    E·(1 - (1 - k/E)^T). Each expert misses a token with probability 1 - k/E, independently per token."""
-    t = np.asarray(tokens, dtype=float)
-    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** t)
 
 
 def attention_head_dims(model, phase: str) -> tuple[int, int]:
@@ -134,6 +129,10 @@ class StepBuilder:
 
     # --- operator constructors -------------------------------------------------------------------
 
+    def _fused(self, linears: list[Linear]) -> list[tuple[str, list[Linear]]]:
+        """``_fused``, once per deployment and list of linears (configuration only)."""
+        return self.dep.cached(("fused", *(lin.name for lin in linears)), lambda: _fused(linears))
+
     def _kernel(self, name, kind, count, flops, hbm_bytes, **meta):
         self.ops.append(StepOp(name, kind, count, flops=flops, hbm_bytes=hbm_bytes,
                                peak_flops_per_s=self.dep.peak_flops_per_s,
@@ -156,7 +155,7 @@ class StepBuilder:
         elems = copies * k * n
         nbytes = gemm_bytes(tokens, k, n, dep.act_bytes, 0.0, bias=bias) + elems * per_elem
         self._kernel(name, kind, count, gemm_flops(tokens, k, n), nbytes, per_layer=per_layer, rows=tokens,
-                     weight_elems=elems, weight_bytes=elems * per_elem, input_elems=np.asarray(tokens, dtype=float) * k)
+                     weight_elems=elems, weight_bytes=elems * per_elem, input_elems=num(tokens) * k)
 
     def _collective(self, name, collective, count, message_bytes, ranks, link, per_layer=True):
         traffic, steps = collective_traffic(collective, message_bytes, ranks)
@@ -164,7 +163,7 @@ class StepBuilder:
                                link_bandwidth_bytes_per_s=link.bandwidth_bytes_per_s, per_layer=per_layer))
 
     def _tp_all_reduce(self, name, count, tokens, per_layer=True):
-        message = np.asarray(tokens, dtype=float) * self.model.hidden_size * self.dep.act_bytes
+        message = num(tokens) * self.model.hidden_size * self.dep.act_bytes
         self._collective(name, "all_reduce", count, message, self.dep.tp, self.dep.gpu.intra_node_link, per_layer)
 
     # --- the step --------------------------------------------------------------------------------
@@ -189,7 +188,7 @@ class StepBuilder:
                              per_layer=False)
 
         self._elementwise("final_norm", 1, h, 1, 1, NORM_FLOPS_PER_ELEMENT, tokens, per_layer=False)
-        logits_tokens = np.asarray(shape.batch, dtype=float) * shape.logits_per_seq  # sampled positions only
+        logits_tokens = num(shape.batch) * shape.logits_per_seq  # sampled positions only
         head = Linear("lm_head", h, m.vocab_size, "lm_head")
         self._gemm("lm_head", [head], 1, logits_tokens, weight_bytes=dep.emb_bytes, per_layer=False)
         return self.ops
@@ -201,7 +200,7 @@ class StepBuilder:
         if shape.phase == "prefill" and "cross" in kinds:
             own = [i for i, k in enumerate(kinds) if k != "cross"]
             cross = [i for i, k in enumerate(kinds) if k == "cross"]
-            last = StepShape(shape.batch, 1.0, np.asarray(shape.past_tokens, dtype=float) + shape.new_tokens - 1.0,
+            last = StepShape(shape.batch, 1.0, num(shape.past_tokens) + shape.new_tokens - 1.0,
                              "prefill", logits_per_seq=shape.logits_per_seq)
             return [("", own, shape), ("cross.", cross, last)]
         return [("", list(range(len(kinds))), shape)]
@@ -212,19 +211,20 @@ class StepBuilder:
         if n == 0:
             return
         tokens = shape.tokens
-        counts = dep.kind_counts(layers)
+        key = tuple(layers)
+        counts = dep.cached(("kind_counts", key), lambda: dep.kind_counts(layers))
         n_cross = counts.get("cross", 0)
         n_own = n - n_cross
         cross_name = (lambda name: name) if prefix.startswith("cross") else (lambda name: "cross." + name)
 
         self._elementwise(prefix + "attn_norm", n, h, 1, 1, NORM_FLOPS_PER_ELEMENT, tokens)
-        linears = m.attention_linears()
+        linears = dep.cached("attention_linears", m.attention_linears)
         columns = [lin for lin in linears if lin.tp != "row"]
         if n_own:
-            for name, group in _fused(columns):
+            for name, group in self._fused(columns):
                 self._gemm(prefix + name, group, n_own, tokens)
         if n_cross:
-            for name, group in _fused([lin for lin in columns if lin.name not in KV_PROJECTIONS]):
+            for name, group in self._fused([lin for lin in columns if lin.name not in KV_PROJECTIONS]):
                 self._gemm(prefix + cross_name(name), group, n_cross, tokens)
         rope_dim = m.mla.qk_rope_head_dim if m.mla else m.head_dim
         if n_own:
@@ -241,7 +241,7 @@ class StepBuilder:
 
         for kind, count in counts.items():
             self._attention(prefix, kind, count, shape)
-            if np.any(shape.chunk_tokens):
+            if shape.chunk_tokens if isinstance(shape.chunk_tokens, float) else np.any(shape.chunk_tokens):
                 chunk = StepShape(1.0, shape.chunk_tokens, shape.chunk_past, "prefill")
                 self._attention(prefix, kind, count, chunk, suffix=".chunk")
 
@@ -251,15 +251,15 @@ class StepBuilder:
         self._tp_all_reduce(prefix + "attn.all_reduce", n, tokens)
         self._elementwise(prefix + "attn_residual", n, h, 2, 1, ADD_FLOPS_PER_ELEMENT, tokens)
 
-        mlp_kinds = m.mlp_kinds()
-        for kind, count in Counter(mlp_kinds[i] for i in layers).items():
+        mlp_counts = dep.cached(("mlp_counts", key), lambda: Counter(m.mlp_kinds()[i] for i in layers))
+        for kind, count in mlp_counts.items():
             self._mlp_block(prefix, kind, count, tokens)
 
     def _attention(self, prefix: str, kind: str, count: int, shape: StepShape, suffix: str = ""):
         m, dep = self.model, self.dep
         name = f"{prefix}attention.{kind}{suffix}"
         op_kind = "attention_prefill" if shape.phase == "prefill" else "attention_decode"
-        b = np.asarray(shape.batch, dtype=float)
+        b = num(shape.batch)
         if kind == "linear":
             heads, state = dep.q_heads_local, dep.recurrent_state_elems
             flops = linear_attention_flops(b, shape.new_tokens, heads, state, m.head_dim, shape.phase)
@@ -284,15 +284,16 @@ class StepBuilder:
             if dep.kv_shared_read_once():  # a shared prefix read once for the whole batch
                 shared = dep.kv_shared_fraction()
                 readers = b * (1.0 - shared) + shared
-            kv_read = readers * cached * kv_elems * dep.kv_bytes
-            nbytes = kv_read + b * shape.new_tokens * dep.q_heads_local * (qk_dim + v_dim) * dep.act_bytes
+            kv_read = attn.decode_kv_read_bytes(readers, cached, kv_elems, dep.kv_bytes)
+            nbytes = attn.decode_attention_bytes(b, cached, dep.q_heads_local, qk_dim, v_dim, kv_elems, dep.act_bytes,
+                                                 dep.kv_bytes, new_tokens=shape.new_tokens, kv_readers=readers)
         self._kernel(name, op_kind, count, flops, nbytes, per_layer=True, kv_read_bytes=kv_read)
 
     def _ffn(self, prefix: str, linears: list[Linear], count: int, tokens, weight_copies=None, kind="gemm"):
         """gate/up GEMM, activation, down GEMM. ``weight_copies`` overrides how many weight sets are read
         (routed experts: the distinct experts the batch touches); ``kind`` is the GEMMs' operation kind."""
         dep, m = self.dep, self.model
-        for name, group in _fused(linears):
+        for name, group in self._fused(linears):
             copies = 1.0 if weight_copies is None else weight_copies
             self._gemm(prefix + name, group, count, tokens, copies=copies, bias=False, kind=kind)
             if group[-1].name.endswith("up_proj"):
@@ -308,7 +309,7 @@ class StepBuilder:
         self._elementwise(prefix + ("mlp_norm" if dense else "moe_norm"), count, h, 1, 1, NORM_FLOPS_PER_ELEMENT,
                           tokens)
         if dense:
-            self._ffn(prefix, m.dense_mlp_linears(), count, tokens)
+            self._ffn(prefix, self.dep.cached("dense_mlp_linears", m.dense_mlp_linears), count, tokens)
         else:
             assert m.moe is not None
             self._routed_experts(prefix, count, tokens)

@@ -2,10 +2,9 @@
 
 The step already reads, per MoE layer, only the experts a batch touches: under uniform top-k routing
 the expected number of distinct experts hit by T tokens is E·(1 - (1 - k/E)^T)
-(``simulator.step.expected_distinct_experts``). The ``moe`` technique changes the routing (top-k,
-shared experts) and prices expert parallelism with a load-imbalance factor. ``sparse_utilisation``
-gives MoE-CAP's S-MBU and S-MFU, which count only the activated experts (Jiang et al. 2024,
-arXiv 2412.07067; formulas of Auto-CAP/MoE-CAP ``moe_cap/utils/basic_utils.py``).
+(``costmodels.moe.expected_distinct_experts``). The ``moe`` technique changes the routing (top-k,
+shared experts) and prices expert parallelism with a load-imbalance factor. MoE-CAP's S-MBU and
+S-MFU are in ``simulator.metrics``.
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ import numpy as np
 from pydantic import Field, PositiveInt
 
 from hwmodels.profile import GEMM_KINDS
-from simulator.footprint import layer_kv_bytes
-from simulator.step import expected_distinct_experts
 from simulator.techniques import Technique, register
 
 
@@ -29,10 +26,10 @@ class MoE(Technique):
     weight bytes per step ∝ distinct experts touched, E·(1 - (1 - k/E)^T)). With ``expert_parallel`` =
     tp, each GPU holds E/ep whole experts instead of a 1/tp slice of each: the same bytes, but the step
     waits for the busiest GPU, which gets ``load_imbalance`` x the mean routed tokens (max/mean tokens
-    per GPU), so expert FLOPs and activation traffic scale by it. Attention stays tensor-parallel, so
-    tokens are already on every GPU and the outputs are combined by the same all-reduce. Expert degrees
-    other than 1 or tp (with data-parallel attention and all-to-all dispatch) belong to the
-    parallelism model."""
+    per GPU), so expert FLOPs and activation traffic take f times as long (the others wait; the work
+    done, and so MFU, does not grow). Attention stays tensor-parallel, so tokens are already on every
+    GPU and the outputs are combined by the same all-reduce. Expert degrees other than 1 or tp (with
+    data-parallel attention and all-to-all dispatch) belong to the parallelism model."""
 
     name = "moe"
     family = "mixture of experts"
@@ -72,48 +69,12 @@ class MoE(Technique):
         out = []
         for op in ops:
             if "moe.expert." in op.name and op.kind in (*GEMM_KINDS, "memory"):
+                # The busiest GPU does f x the mean FLOPs and activation traffic in the time the others
+                # wait: priced as the mean work at 1/f of the rates, so FLOPs and bytes stay the work done.
                 weights = np.asarray(getattr(op, "weight_bytes", 0.0), dtype=float)
-                op = replace(op, flops=f * np.asarray(op.flops, dtype=float),
-                             hbm_bytes=weights + f * (np.asarray(op.hbm_bytes, dtype=float) - weights))
+                hbm = np.maximum(np.asarray(op.hbm_bytes, dtype=float), 1.0)
+                slowdown = (weights + f * (hbm - weights)) / hbm
+                op = replace(op, peak_flops_per_s=op.peak_flops_per_s / f,
+                             hbm_bandwidth_bytes_per_s=op.hbm_bandwidth_bytes_per_s / slowdown)
             out.append(op)
         return out
-
-
-def _mlp_params(model, kind: str, tokens):
-    """Parameters of one layer's feed-forward part a batch of ``tokens`` reads, and one token uses."""
-    if kind == "dense":
-        dense = sum(lin.params for lin in model.dense_mlp_linears())
-        return dense + 0.0 * tokens, dense
-    moe = model.moe
-    expert = sum(lin.params for lin in model.expert_linears())
-    shared = sum(lin.params for lin in model.shared_expert_linears()) + model.router_linear().params
-    touched = expected_distinct_experts(tokens, moe.num_experts, moe.top_k)
-    return touched * expert + shared, moe.top_k * expert + shared
-
-
-def sparse_utilisation(dep, batch, context, new_tokens, step_latency, phase: str):
-    """MoE-CAP's S-MBU and S-MFU of one step of ``batch`` sequences, each adding ``new_tokens`` tokens
-    after attending to ``context`` tokens.
-
-    S-MBU = [Σ_layers (attention + activated experts' params) · bytes/param + KV bytes read] / latency /
-    (n_gpu · peak bandwidth), with the activated experts the distinct ones the step's tokens touch.
-    S-MFU = [2 · (attention + top-k experts + shared) params per token · L + attention FLOPs] x tokens /
-    latency / (n_gpu · peak FLOP/s). Embedding and LM head are left out, as in MoE-CAP. Dense models
-    reduce to the same formulas with their MLP as the one "expert"."""
-    m = dep.model
-    b = np.asarray(batch, dtype=float)
-    tokens = b * np.asarray(new_tokens, dtype=float)
-    attention = sum(lin.params for lin in m.attention_linears())
-    read, used = 0.0 * tokens, 0.0
-    for kind in m.mlp_kinds():
-        r, u = _mlp_params(m, kind, tokens)
-        read, used = read + attention + r, used + attention + u
-    gpus = np.asarray(dep.tp, dtype=float) * dep.pp
-    ctx = np.asarray(context, dtype=float)
-    kv_read = b * layer_kv_bytes(dep, ctx) * gpus if phase == "decode" else 0.0 * b
-    s_mbu = (read * dep.layer_weight_bytes + kv_read) / step_latency / (gpus * dep.hbm_bandwidth_bytes_per_s)
-    q_dim, v_dim = m.q_dim, m.attn_out_dim
-    span = ctx if phase == "decode" else (ctx + 1.0) / 2.0  # mean keys per query (causal prefill)
-    attention_flops = 2.0 * (q_dim + v_dim) * m.num_layers * span
-    s_mfu = (2.0 * used + attention_flops) * tokens / step_latency / (gpus * dep.peak_flops_per_s)
-    return s_mbu, s_mfu

@@ -11,7 +11,7 @@ from simulator.engine import resolve
 from simulator.footprint import kv_bytes_per_request, layer_kv_bytes
 from simulator.models import get_model
 from simulator.techniques.decoding import expected_tokens_per_pass
-from simulator.techniques.nanoflow import optimal_tokens_per_s_per_gpu
+from simulator.metrics import optimal_tokens_per_s_per_gpu
 from technique_helpers import deployment, run, scenario
 
 # --- DuoAttention (Xiao et al. 2024, arXiv 2410.10819): "up to 2.55x (MHA) and 1.67x (GQA) less memory" -----
