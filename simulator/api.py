@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from costmodels.roofline import BOUND_NAMES
-from simulator.engine import AXES, evaluate
+from hwmodels import InputError
+from simulator.engine import AXES, PER_VALUE_AXES, evaluate
 from simulator.prediction import MemoryReport, OperatorReport, Prediction, ResourceTimes
 from simulator.scenario import Scenario
 from simulator.technique_report import technique_effects
@@ -85,12 +87,48 @@ class SweepResult(dict):
 
 def sweep(scenario: Scenario | Mapping[str, Any] | None = None, **axes: Any) -> SweepResult:
     """Evaluate a scenario over the outer product of ``axes`` (1-D arrays named as in ``AXES``:
-    batch_size, prompt_len, context_len, output_len, weights, kv_cache, compute, tp)."""
+    batch_size, prompt_len, context_len, output_len, weights, kv_cache, compute, tp, and the
+    configuration axes num_gpus, gpu, model). Output dimension i runs over the i-th axis given, and every
+    output spans every axis (one a phase ignores is broadcast along). Workload and precision axes are
+    vectorised; each value of a configuration axis is a deployment of its own, evaluated in turn."""
     sc = as_scenario(scenario)
-    ev = evaluate(sc, axes)
-    out = SweepResult(ev.arrays)
-    out.axes = {name: np.ravel(arr) for name, arr in ev.axes.items()}
+    per_value = [name for name in axes if name in PER_VALUE_AXES]
+    if not per_value:
+        ev = evaluate(sc, axes)
+        out = SweepResult(ev.arrays)
+        out.axes = {name: np.ravel(arr) for name, arr in ev.axes.items()}
+        return out
+    values = {name: _values(name, axes[name]) for name in per_value}
+    inner = {name: v for name, v in axes.items() if name not in PER_VALUE_AXES}
+    results = []
+    for combo in itertools.product(*values.values()):
+        overrides = {AXES[name]: value for name, value in zip(values, combo)}
+        try:
+            results.append(evaluate(sc.with_overrides(**overrides), inner))
+        except InputError as exc:
+            where = ", ".join(f"{name}={value}" for name, value in zip(values, combo))
+            raise InputError(exc.field, f"{exc.message} (at {where})") from None
+    keys = [k for k in results[0].arrays if all(k in r.arrays for r in results)]
+    lead = [len(v) for v in values.values()]
+    order = [*per_value, *results[0].axes]
+    out = SweepResult({k: np.stack([r.arrays[k] for r in results]).reshape(*lead, *results[0].arrays[k].shape)
+                       .transpose([order.index(name) for name in axes]) for k in keys})
+    out.axes = {name: (np.asarray(values[name], dtype=object if name != "num_gpus" else np.int64)
+                       if name in values else np.ravel(results[0].axes[name])) for name in axes}
     return out
+
+
+def _values(name: str, values: Any) -> list:
+    items = list(np.atleast_1d(np.asarray(values, dtype=object)).tolist())
+    if not items or len(set(map(repr, items))) != len(items):
+        raise InputError(name, "expected a non-empty list of distinct values")
+    if name == "num_gpus":
+        if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0 for v in items):
+            raise InputError(name, "expected positive integers")
+        return [int(v) for v in items]
+    if not all(isinstance(v, str) for v in items):
+        raise InputError(name, "expected catalog names")
+    return items
 
 
 __all__ = ["AXES", "predict", "sweep", "as_scenario"]

@@ -32,7 +32,12 @@ AXES = {
     "kv_cache": "precision.kv_cache",
     "compute": "precision.compute",
     "tp": "parallelism.tp",
+    # configuration axes evaluated one value at a time by ``simulator.sweep`` (each its own deployment)
+    "num_gpus": "hardware.num_gpus",
+    "gpu": "hardware.gpu",
+    "model": "model",
 }
+PER_VALUE_AXES = ("num_gpus", "gpu", "model")
 _CONFIG_AXES = ("weights", "kv_cache", "compute", "tp")
 _INT_AXES = ("batch_size", "prompt_len", "context_len", "output_len", "tp")
 _DTYPE_AXES = ("weights", "kv_cache", "compute")
@@ -88,6 +93,8 @@ def _axis_arrays(axes: dict[str, object]) -> dict[str, np.ndarray]:
     for i, (name, values) in enumerate(axes.items()):
         if name not in AXES:
             raise InputError(name, f"not a sweep axis; choose from {', '.join(AXES)}")
+        if name in PER_VALUE_AXES:
+            raise InputError(name, "a configuration axis: sweep it with simulator.sweep")
         arr = np.atleast_1d(np.asarray(values))
         if arr.ndim != 1 or arr.size == 0:
             raise InputError(name, "expected a non-empty 1-D array")
