@@ -23,3 +23,10 @@ def gemm_bytes(m, k, n, act_bytes, weight_bytes, out_bytes=None, bias: bool = Fa
     m = num(m)
     weights = k * n * weight_bytes + (n * act_bytes if bias else 0.0)
     return m * k * act_bytes + weights + m * n * out_bytes
+
+
+def grouped_gemm_bytes(rows, k, n, act_bytes, weight_bytes, weight_sets, bias: bool = False):
+    """A (grouped) GEMM over ``rows`` rows that reads ``weight_sets`` (k, n) weight matrices: the rows in
+    and out once and each weight set once (routed experts: the distinct experts the rows touch; a dense
+    GEMM: 1)."""
+    return gemm_bytes(rows, k, n, act_bytes, 0.0, bias=bias) + num(weight_sets) * k * n * weight_bytes

@@ -115,6 +115,19 @@ def _price_point(op: OpCost, eff) -> OpTime:
     return OpTime(op.name, compute, memory, 0.0, overhead, busy + overhead, bound)
 
 
+def roofline_time_s(flops, nbytes, peak_flops_per_s, bandwidth_bytes_per_s, compute_eff=1.0, memory_eff=1.0,
+                    overhead_s=0.0):
+    """One launch: ``max(F / (P · eff_c), B / (BW · eff_m)) + overhead`` (the formula ``price`` evaluates;
+    calibration fits its efficiencies through this function, so fit and prediction cannot drift)."""
+    return np.maximum(flops / (peak_flops_per_s * compute_eff), nbytes / (bandwidth_bytes_per_s * memory_eff)) \
+        + overhead_s
+
+
+def compute_bound_at_peak(flops, nbytes, peak_flops_per_s, bandwidth_bytes_per_s):
+    """Whether the ideal roofline floor of a launch is set by compute (F/P >= B/BW)."""
+    return np.asarray(flops, dtype=float) / peak_flops_per_s >= np.asarray(nbytes, dtype=float) / bandwidth_bytes_per_s
+
+
 def floor_time(op: OpCost) -> np.ndarray:
     """The ideal roofline floor of ``op`` (100% of every peak, no overhead): a lower bound on any profile."""
     if op.is_transfer:

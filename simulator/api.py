@@ -10,6 +10,7 @@ import numpy as np
 
 from costmodels.roofline import BOUND_NAMES
 from hwmodels import InputError
+from simulator import metrics
 from simulator.engine import AXES, PER_VALUE_AXES, evaluate
 from simulator.prediction import MemoryReport, OperatorReport, Prediction, ResourceTimes
 from simulator.scenario import Scenario
@@ -47,6 +48,8 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
         optimal_fraction=a["optimal_fraction"], techniques=effects, techniques_combined=combined,
         max_concurrency_total=int(a["max_concurrency"]) * dep.replicas,
         prompt_tokens_per_s=a.get("prompt_tokens_per_s"), prompt_tokens_credited=a.get("prompt_tokens_credited"),
+        dominant_phase=metrics.dominant_phase(sc.workload.phase, a.get("ttft_s"),
+                                              a["latency_s"] - a.get("ttft_s", 0.0)),
     )
 
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from costmodels.moe import expected_distinct_experts
+from costmodels import moe as moe_ops
+from costmodels import roofline
 
 
 def mfu(step, dep):
@@ -35,6 +36,36 @@ def mfu(step, dep):
 def mbu(step, dep):
     """HBM bandwidth utilisation: bytes / (latency · peak bandwidth)."""
     return step.hbm_bytes / (step.latency_s * dep.hbm_bandwidth_bytes_per_s)
+
+
+# Launch sizes at which a profile's curves have reached their plateau: the calibrated ceilings are the
+# efficiency of a 1 PFLOP GEMM and of a 1 TB copy (both beyond the largest points any profile measures).
+LARGE_FLOPS, LARGE_BYTES = 1e15, 1e12
+
+
+def calibrated_ceilings(gpu, profile, compute_dtype: str) -> dict[str, float]:
+    """Datasheet peaks of ``gpu`` and the calibrated ones: the peaks times the profile's efficiency
+    for large GEMMs (``LARGE_FLOPS``) and large copies (``LARGE_BYTES``), the roofline's two ceilings."""
+    peak = float(gpu.peak_for(compute_dtype))
+    bw = float(gpu.hbm_bandwidth_bytes_per_s)
+    return {
+        "peak_flops": peak,
+        "peak_bw": bw,
+        "cal_flops": peak * float(profile.kind("gemm").compute(LARGE_FLOPS)),
+        "cal_bw": bw * float(profile.kind("memory").memory(LARGE_BYTES)),
+    }
+
+
+def compute_bound_at_peak(flops, nbytes, peak_flops_per_s, bandwidth_bytes_per_s):
+    """Whether a launch's ideal roofline floor is set by compute (``costmodels.roofline``)."""
+    return roofline.compute_bound_at_peak(flops, nbytes, peak_flops_per_s, bandwidth_bytes_per_s)
+
+
+def dominant_phase(phase: str, ttft_s, decode_s) -> str:
+    """The phase a request spends most of its time in: generate is prefill (TTFT) then decode."""
+    if phase != "generate":
+        return phase
+    return "decode" if decode_s > ttft_s else "prefill"
 
 
 def active_params(model) -> int:
@@ -68,7 +99,7 @@ def sparse_utilisation(dep, step):
     computed, ``step.kv_read_bytes`` read by attention, ``step.attention_flops`` in the attention core."""
     p = dep.cached("sparse_param_sums", lambda: _param_sums(dep.model))
     tokens = step.tokens
-    touched = expected_distinct_experts(tokens, p["experts"], p["top_k"]) if p["moe_layers"] else 0.0
+    touched = moe_ops.expected_distinct_experts(tokens, p["experts"], p["top_k"]) if p["moe_layers"] else 0.0
     read = (p["layers"] * p["attention"] + p["dense_layers"] * p["dense"]
             + p["moe_layers"] * (touched * p["expert"] + p["always"]))
     used = (p["layers"] * p["attention"] + p["dense_layers"] * p["dense"]

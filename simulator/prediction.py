@@ -131,6 +131,8 @@ class Prediction(_Out):
     # (decode), and the prompt tokens of the next batch they prefill during one generation (generate)
     prompt_tokens_per_s: float | None = None
     prompt_tokens_credited: float | None = None
+    # the phase the request spends most time in (generate: prefill or decode; else the phase itself)
+    dominant_phase: Literal["prefill", "decode"] | None = None
 
     def contract(self) -> dict:
         """The JSON contract: the phase's own fields, then the common ones."""

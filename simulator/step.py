@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from costmodels.numeric import num
 from costmodels import attention as attn
 from costmodels import moe as moe_ops
 from costmodels.collectives import collective_traffic
@@ -36,8 +35,9 @@ from costmodels.elementwise import (
     elementwise,
     embedding_lookup,
 )
-from costmodels.gemm import gemm_bytes, gemm_flops
+from costmodels import gemm as gemm_ops
 from costmodels.linear_attention import linear_attention_bytes, linear_attention_flops
+from costmodels.numeric import num
 from costmodels.roofline import OpCost
 from simulator.deployment import Deployment
 from simulator.models.spec import Linear
@@ -153,8 +153,8 @@ class StepBuilder:
         per_elem = dep.layer_weight_bytes if weight_bytes is None else weight_bytes
         bias = any(lin.bias for lin in group) if bias is None else bias
         elems = copies * k * n
-        nbytes = gemm_bytes(tokens, k, n, dep.act_bytes, 0.0, bias=bias) + elems * per_elem
-        self._kernel(name, kind, count, gemm_flops(tokens, k, n), nbytes, per_layer=per_layer, rows=tokens,
+        nbytes = gemm_ops.grouped_gemm_bytes(tokens, k, n, dep.act_bytes, per_elem, copies, bias=bias)
+        self._kernel(name, kind, count, gemm_ops.gemm_flops(tokens, k, n), nbytes, per_layer=per_layer, rows=tokens,
                      weight_elems=elems, weight_bytes=elems * per_elem, input_elems=num(tokens) * k)
 
     def _collective(self, name, collective, count, message_bytes, ranks, link, per_layer=True):
@@ -345,7 +345,7 @@ class StepBuilder:
         self._kernel(prefix + "moe.sort", "memory", count, flops, nbytes, per_layer=True)
         flops, nbytes = moe_ops.permute(tokens, k, dep.local_in(linears[0]), dep.act_bytes)
         self._kernel(prefix + "moe.permute", "memory", count, flops, nbytes, per_layer=True)
-        touched = expected_distinct_experts(tokens, moe.num_experts, k)
+        touched = moe_ops.expected_distinct_experts(tokens, moe.num_experts, k)
         self._ffn(prefix, linears, count, tokens * k, weight_copies=touched, kind="grouped_gemm")
         flops, nbytes = moe_ops.unpermute(tokens, k, dep.local_out(linears[-1]), dep.act_bytes)
         self._kernel(prefix + "moe.unpermute", "memory", count, flops, nbytes, per_layer=True)
