@@ -50,7 +50,7 @@ def prefill_attention_bytes(batch, new_tokens, cached_tokens, num_q_heads, q_dim
 
 def decode_kv_read_bytes(readers, cached_tokens, kv_elems_per_token, kv_bytes):
     """KV-cache bytes a decode attention launch reads: every kept token of each reading sequence once."""
-    return num(readers) * num(cached_tokens) * kv_elems_per_token * kv_bytes
+    return num(readers) * (num(cached_tokens) * (kv_elems_per_token * kv_bytes))
 
 
 def decode_attention_bytes(batch, cached_tokens, num_q_heads, q_dim, o_dim, kv_elems_per_token, act_bytes,

@@ -17,6 +17,7 @@ from hwmodels.profile import Profile
 # Bound labels, as small integers so that they vectorise; BOUND_NAMES maps them to words.
 COMPUTE, MEMORY, COMMUNICATION, OVERHEAD = 0, 1, 2, 3
 BOUND_NAMES = ("compute", "memory", "communication", "overhead")
+_CODE = tuple(np.int8(code) for code in range(len(BOUND_NAMES)))  # one byte per point in bound arrays
 
 
 @dataclass
@@ -68,6 +69,10 @@ def price(op: OpCost, profile: Profile) -> OpTime:
     A point (every size a scalar) is priced with Python floats (fields are floats, ``bound`` an int):
     the same formulas without numpy's per-call cost, which dominates on scalars."""
     eff = profile.kind(op.kind)
+    if (type(op.flops) is float and type(op.hbm_bytes) is float and type(op.link_bytes) is float
+            and type(op.peak_flops_per_s) is float and type(op.count) in (int, float)
+            and type(op.link_latency_s) is float and type(op.hbm_bandwidth_bytes_per_s) is float):
+        return _price_point(op, eff)
     if (_is_scalar(op.flops) and _is_scalar(op.hbm_bytes) and _is_scalar(op.link_bytes)
             and _is_scalar(op.link_latency_s) and _is_scalar(op.peak_flops_per_s) and _is_scalar(op.count)
             and _is_scalar(op.hbm_bandwidth_bytes_per_s)):
@@ -89,10 +94,10 @@ def price(op: OpCost, profile: Profile) -> OpTime:
     memory = hbm * (op.count / np.asarray(op.hbm_bandwidth_bytes_per_s, dtype=float)) / eff.memory(hbm)
     compute, memory = np.broadcast_arrays(compute, memory)
     busy = np.maximum(compute, memory)
-    bound = np.where(compute >= memory, COMPUTE, MEMORY)
+    bound = np.where(compute >= memory, _CODE[COMPUTE], _CODE[MEMORY])
     overhead = np.asarray(op.count * eff.overhead_s, dtype=float)
     if np.any(overhead > 0.0):
-        bound = np.where(overhead > busy, OVERHEAD, bound)
+        bound = np.where(overhead > busy, _CODE[OVERHEAD], bound)
     return OpTime(op.name, compute, memory, np.zeros(()), overhead, busy + overhead, bound)
 
 

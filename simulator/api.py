@@ -64,7 +64,19 @@ def _operator_reports(phase: str, step) -> list[OperatorReport]:
     """The breakdown rows of one priced step; operators that do nothing (a collective at tp = 1, a path
     no token takes) are left out. Rows are built without re-validation: every value is one we made, of its field's type."""
     rows = []
+    trusted = OperatorReport.trusted
     for op, t in zip(step.ops, step.times):
+        if type(t.time_s) is float and type(op.flops) is float and type(op.hbm_bytes) is float \
+                and type(op.link_bytes) is float and type(op.count) in (int, float) and type(t.bound) is int:
+            count = op.count  # a point priced in floats: no conversions
+            if (t.time_s == 0.0 and op.flops == 0.0 and op.hbm_bytes == 0.0) or count == 0:
+                continue
+            rows.append(trusted(
+                name=op.name, kind=op.kind, phase=phase, count=int(round(count)), flops=op.flops * count,
+                bytes=op.hbm_bytes * count, link_bytes=op.link_bytes * count, time_s=t.time_s,
+                compute_s=t.compute_s, memory_s=t.memory_s, link_s=t.link_s, overhead_s=t.overhead_s,
+                bound=BOUND_NAMES[t.bound]))
+            continue
         time_s = _scalar(t.time_s)  # generate's decode: the mean over the generation
         count = _scalar(op.count)  # fractional for layers some tokens skip; 0 for unchosen paths
         flops, nbytes = _scalar(op.flops), _scalar(op.hbm_bytes)

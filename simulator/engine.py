@@ -240,6 +240,47 @@ def _total(values):
     return total
 
 
+def _point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
+    """``run_step``'s sums for a point (every operator priced in floats) in one pass of Python floats;
+    None when any value is an array (then the array path sums them)."""
+    dtype_peak, tokens = dep.peak_flops_per_s, shape.tokens
+    if type(dtype_peak) is not float or type(tokens) is not float:
+        return None
+    sm = hbm = link = overhead = flops = hbm_bytes = format_s = kv_read = att_flops = 0.0
+    by_bound = [0.0] * len(BOUND_NAMES)
+    for op, t in zip(ops, times):
+        if type(t.time_s) is not float or type(op.flops) is not float or type(op.hbm_bytes) is not float \
+                or type(op.count) not in (int, float):
+            return None
+        count = op.count
+        sm += t.compute_s
+        hbm += t.memory_s
+        link += t.link_s
+        overhead += t.overhead_s
+        by_bound[t.bound] += t.time_s
+        op_flops = op.flops * count
+        flops += op_flops
+        hbm_bytes += op.hbm_bytes * count
+        if op.kind not in _TRANSFER_KINDS:
+            peak = op.peak_flops_per_s
+            format_s += op_flops / (peak if peak > dtype_peak else dtype_peak)
+        if op.kind in _ATTENTION_KINDS:
+            kv = getattr(op, "kv_read_bytes", 0.0)
+            if type(kv) is not float:
+                return None
+            kv_read += kv * count
+            att_flops += op_flops
+    if overlap == "overlapped":
+        by_resource = [sm, hbm, link, overhead]
+        latency = max(by_resource)
+    else:
+        by_resource = by_bound
+        latency = sum(t.time_s for t in times)
+    bound = by_resource.index(max(by_resource))  # resource codes are the bound codes, in order
+    return StepResult(ops, times, latency, bound, sm, hbm, link, overhead, flops, hbm_bytes, format_s, kv_read,
+                      att_flops, tokens)
+
+
 def _chain_sum(values: list):
     total = values[0]
     for v in values[1:]:
@@ -255,6 +296,9 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
     for tech in dep.techniques if techniques is None else techniques:
         ops = tech.apply_ops(ops, shape, dep)
     times = [price(op, dep.profile) for op in ops]
+    point = _point_step(ops, times, dep, shape, overlap)
+    if point is not None:
+        return point
     sm = _total([t.compute_s for t in times])
     hbm = _total([t.memory_s for t in times])
     link = _total([t.link_s for t in times])
@@ -269,37 +313,13 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
     kv_read = _total([getattr(op, "kv_read_bytes", 0.0) * op.count for op in attention])
     att_flops = _total([op.flops * op.count for op in attention])
     tokens = shape.tokens
-    point = all(type(x) is float for x in (sm, hbm, link, overhead, flops, hbm_bytes, format_s, kv_read, att_flops,
-                                           tokens)) and all(type(t.bound) is int for t in times)
-    if point:
-        if overlap == "overlapped":
-            by_resource = [float(sm), float(hbm), float(link), float(overhead)]
-            latency = max(by_resource)
-        else:
-            latency = sum(float(t.time_s) for t in times)
-            by_resource = [0.0] * len(BOUND_NAMES)
-            for t in times:
-                by_resource[int(t.bound)] += float(t.time_s)
-        bound = by_resource.index(max(by_resource))  # resource codes are the bound codes, in order
-        return StepResult(ops, times, latency, bound, float(sm), float(hbm), float(link), float(overhead),
-                          float(flops), float(hbm_bytes), float(format_s), float(kv_read), float(att_flops),
-                          float(tokens))
     if overlap == "overlapped":
         by_resource = np.stack(np.broadcast_arrays(sm, hbm, link, overhead))
         latency = by_resource.max(axis=0)
         bound = np.array([COMPUTE, MEMORY, COMMUNICATION, OVERHEAD])[by_resource.argmax(axis=0)]
     else:
         latency = _total([t.time_s for t in times])
-        per_code: list[list] = [[] for _ in BOUND_NAMES]
-        for t in times:
-            codes = np.asarray(t.bound)
-            first = codes.flat[0] if codes.size else 0
-            if codes.ndim == 0 or np.all(codes == first):  # one bound everywhere: no per-code masks
-                per_code[int(first)].append(t.time_s)
-            else:
-                for code in range(len(BOUND_NAMES)):
-                    per_code[code].append(np.where(codes == code, t.time_s, 0.0))
-        bound = _argmax([_total(times_of_code) for times_of_code in per_code])
+        bound = _serial_bound(times)
     # every result spans the shape's axes, even where no operator depends on one (e.g. no KV to grow)
     full = np.broadcast_shapes(*(np.shape(x) for x in (shape.batch, shape.new_tokens, shape.past_tokens,
                                                         shape.chunk_tokens, shape.chunk_past, latency)))
@@ -313,17 +333,52 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
                       format_s, kv_read, att_flops, tokens)
 
 
+def _serial_bound(times: list[OpTime]):
+    """The bound code with the most summed operator time, per point. Operators with one bound everywhere
+    add to that code's (usually small) total; when a single operator's bound varies over the grid (the
+    attention core: memory-, compute- or overhead-bound by size), its code c gets its time t on top:
+    the answer is c where S_c + t beats the best other total, else the best of the totals."""
+    per_code: list[list] = [[] for _ in BOUND_NAMES]
+    varying = []
+    for t in times:
+        codes = np.asarray(t.bound)
+        low, high = (int(codes), int(codes)) if codes.ndim == 0 else (int(codes.min()), int(codes.max()))
+        if low == high:  # one bound everywhere: no per-code masks
+            per_code[low].append(t.time_s)
+        else:
+            varying.append((codes, t.time_s))
+    if len(varying) > 1:  # general case: masks per code
+        for codes, time_s in varying:
+            for code in range(len(BOUND_NAMES)):
+                per_code[code].append(np.where(codes == code, time_s, 0.0))
+        varying = []
+    totals = [_total(c) for c in per_code]
+    if not varying:
+        return _argmax(totals)
+    codes, time_s = varying[0]
+    best = _argmax(totals)
+    stacked = np.stack(np.broadcast_arrays(*totals))  # small unless a constant-bound operator is full size
+    small = stacked.shape[1:]
+    top = np.take_along_axis(stacked, np.broadcast_to(best, small).astype(np.intp)[None], 0)[0]
+    grid = np.broadcast_shapes(small, codes.shape)
+    index = np.broadcast_to(codes, grid).astype(np.intp)[None]
+    lifted = stacked.reshape((len(totals),) + (1,) * (len(grid) - len(small)) + small)
+    own = np.take_along_axis(np.broadcast_to(lifted, (len(totals), *grid)), index, 0)[0] + time_s
+    return np.where(own > top, codes, best)
+
+
 def _argmax(values: list):
     """Index of the largest of ``values`` element-wise (the first on ties), without stacking them."""
     live = [(code, v) for code, v in enumerate(values) if not (np.ndim(v) == 0 and float(v) == 0.0)]
     if not live:
         return np.zeros((), dtype=np.int64)
     (code, best), arg = live[0], None
-    arg = np.asarray(code, dtype=np.int64)
-    for code, value in live[1:]:
+    arg = np.asarray(code, dtype=np.int8)
+    for i, (code, value) in enumerate(live[1:], start=2):
         better = value > best
-        best = np.where(better, value, best)
-        arg = np.where(better, code, arg)
+        if i < len(live):
+            best = np.maximum(best, value)
+        arg = np.where(better, np.int8(code), arg)
     return arg
 
 
@@ -462,7 +517,7 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         processed = bf * (np.asarray(prompt, dtype=float) + out_len)
         # the phase that takes most of the request's time is the one reported
         main = _pick(steps * a["tpot_s"] > a["ttft_s"], dec, pre)
-    a["tokens_per_step"] = per_step + 0.0 * a["latency_s"]
+    a["tokens_per_step"] = per_step  # spans the axes in _span
 
     a["bound"] = main.bound
     for key in ("sm_time_s", "hbm_time_s", "link_time_s", "overhead_s"):
@@ -476,15 +531,18 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
     a["s_mbu"], a["s_mfu"] = metrics.sparse_utilisation(dep, pre if phase == "prefill" else dec)
     gpus_used = replicas * dep.tp * dep.pp
     optimum = metrics.optimal_tokens_per_s_per_gpu(dep)
-    a["optimal_tokens_per_s_per_gpu"] = optimum + 0.0 * a["latency_s"]
-    a["optimal_fraction"] = replicas * processed / a["latency_s"] / gpus_used / optimum
+    a["optimal_tokens_per_s_per_gpu"] = optimum
+    a["optimal_fraction"] = processed * (replicas / (gpus_used * optimum)) / a["latency_s"]
     _span(a, ax)
     return ev
 
 
 def _span(a: dict, axes: dict[str, np.ndarray]) -> None:
     """Every output over the full shape of the axes; a point's as 0-d arrays. Non-finite values are refused."""
-    shape = np.broadcast_shapes(*(np.shape(v) for v in a.values()), *(np.shape(v) for v in axes.values()))
+    scalar = (float, int, bool, np.floating, np.integer, np.bool_)
+    point = not axes and all(isinstance(v, scalar) or (isinstance(v, np.ndarray) and v.ndim == 0) for v in a.values())
+    shape = () if point else np.broadcast_shapes(*(np.shape(v) for v in a.values()),
+                                                 *(np.shape(v) for v in axes.values()))
     if shape == ():
         for key, value in a.items():
             value = value.item() if isinstance(value, np.ndarray | np.generic) else value
@@ -510,7 +568,9 @@ def _with_trailing_axis(dep: Deployment) -> Deployment:
 
 
 def _check_finite(arrays: dict[str, np.ndarray]) -> None:
+    """Refuse NaN or infinity in any output; the sum of an array is finite exactly when every element is
+    (for outputs far below 1e300, as times, bytes and rates are), one pass without a mask."""
     for key, value in arrays.items():
         value = np.asarray(value)
-        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+        if np.issubdtype(value.dtype, np.floating) and not math.isfinite(float(np.sum(value))):
             raise InputError(key, "the model produced a non-finite value; check the scenario's sizes")

@@ -107,11 +107,11 @@ def memory_arrays(dep: Deployment, batch, cached, new_tokens, decode_new_tokens=
     capacity = dep.gpu.hbm_capacity_bytes * dep.memory_utilization
     a = {
         "weights_bytes": weights,
-        "kv_cache_bytes": b * kv_req + shared,
+        "kv_cache_bytes": b * kv_req + shared if np.any(shared) else b * kv_req,
         "activation_bytes": b * act_seq,
         "workspace_bytes": workspace,
     }
-    a["total_bytes"] = a["weights_bytes"] + a["kv_cache_bytes"] + a["activation_bytes"] + workspace
+    a["total_bytes"] = (weights + workspace + a["activation_bytes"]) + a["kv_cache_bytes"]  # small terms first
     a["capacity_bytes"] = capacity
     a["fits"] = a["total_bytes"] <= capacity
     a["kv_bytes_per_request"] = kv_req

@@ -105,8 +105,9 @@ def sparse_utilisation(dep, step):
     used = (p["layers"] * p["attention"] + p["dense_layers"] * p["dense"]
             + p["moe_layers"] * (p["top_k"] * p["expert"] + p["always"]))
     gpus = dep.tp * dep.pp
-    # per-GPU operator sums times the GPUs of the replica: the whole model's traffic and FLOPs
-    s_mbu = (read * dep.layer_weight_bytes + step.kv_read_bytes * gpus) / step.latency_s / (
-        gpus * dep.hbm_bandwidth_bytes_per_s)
-    s_mfu = (2.0 * used * tokens + step.attention_flops * gpus) / step.latency_s / (gpus * step.format_peak_flops_per_s)
+    # the whole model's weights and FLOPs per GPU of the replica, plus the per-GPU attention operators
+    # (small terms first: one pass over a sweep's grid per operation)
+    s_mbu = (read * dep.layer_weight_bytes / gpus + step.kv_read_bytes) / (step.latency_s * dep.hbm_bandwidth_bytes_per_s)
+    # / (latency · format peak) with format peak = FLOPs / format_peak_s
+    s_mfu = (2.0 * used * tokens / gpus + step.attention_flops) * step.format_peak_s / (step.flops * step.latency_s)
     return s_mbu, s_mfu

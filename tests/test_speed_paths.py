@@ -60,3 +60,18 @@ def test_a_changed_configuration_is_not_served_from_the_cache():
 def test_trusted_rows_equal_validated_ones():
     for row in predict(**{"workload.phase": "generate"}).breakdown:
         assert OperatorReport.model_validate(row.model_dump()) == row
+
+
+@pytest.mark.parametrize("phase", ["decode", "prefill", "generate"])
+def test_sweep_bounds_and_times_equal_point_predictions(phase):
+    """Every point of a sweep whose operators change bound over the grid (attention overhead-, memory-
+    and compute-bound by size) reports the bound and latency of its own point prediction."""
+    batches, contexts = [1, 8, 64, 512], [128, 4096, 65536]
+    sc = Scenario().with_overrides(**{"workload.phase": phase, "model": "llama-3.2-1b", "workload.output_len": 16})
+    r = sweep(sc, batch_size=batches, context_len=contexts, prompt_len=[64, 2048])
+    for i, b in enumerate(batches):
+        for j, c in enumerate(contexts):
+            for k, s in enumerate([64, 2048]):
+                p = predict(sc, **{"workload.batch_size": b, "workload.context_len": c, "workload.prompt_len": s})
+                assert ["compute", "memory", "communication", "overhead"][int(r["bound"][i, j, k])] == p.bound
+                assert r["latency_s"][i, j, k] == pytest.approx(p.latency_s, rel=1e-12)
