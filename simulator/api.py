@@ -34,23 +34,31 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
     dep = ev.dep
     breakdown = [report for phase, step in ev.steps.items() for report in _operator_reports(phase, step)]
     effects, combined = technique_effects(sc)
-    return Prediction(
+    f = _float_or_none
+    # every value is one the engine computed, of its field's type: built without re-validation
+    # (tests/test_speed_paths.py checks it equals the validated object, JSON included)
+    return Prediction.trusted(
         phase=sc.workload.phase, model=dep.model.name, gpu=dep.gpu.name, num_gpus=sc.hardware.num_gpus,
         tp=int(np.max(dep.tp)), pp=dep.pp, replicas=dep.replicas, calibration=dep.profile.name, overlap=ev.overlap,
-        latency_s=a["latency_s"], tokens_per_s=a["tokens_per_s"],
-        ttft_s=a.get("ttft_s"), tpot_s=a.get("tpot_s"), e2e_s=a.get("e2e_s"),
-        memory=MemoryReport(**{k: a[k] for k in MemoryReport.model_fields}),
+        latency_s=float(a["latency_s"]), tokens_per_s=float(a["tokens_per_s"]),
+        ttft_s=f(a.get("ttft_s")), tpot_s=f(a.get("tpot_s")), e2e_s=f(a.get("e2e_s")),
+        memory=MemoryReport.trusted(**{k: (bool(a[k]) if k == "fits" else float(a[k])) for k in MemoryReport.model_fields}),
         max_concurrency=int(a["max_concurrency"]), bound=BOUND_NAMES[int(a["bound"])],
-        resources=ResourceTimes(sm_s=a["sm_time_s"], hbm_s=a["hbm_time_s"], link_s=a["link_time_s"],
-                                overhead_s=a["overhead_s"]),
-        mfu=a["mfu"], mbu=a["mbu"], breakdown=breakdown, tokens_per_step=a["tokens_per_step"],
-        s_mbu=a["s_mbu"], s_mfu=a["s_mfu"], optimal_tokens_per_s_per_gpu=a["optimal_tokens_per_s_per_gpu"],
-        optimal_fraction=a["optimal_fraction"], techniques=effects, techniques_combined=combined,
+        resources=ResourceTimes.trusted(sm_s=float(a["sm_time_s"]), hbm_s=float(a["hbm_time_s"]),
+                                        link_s=float(a["link_time_s"]), overhead_s=float(a["overhead_s"])),
+        mfu=float(a["mfu"]), mbu=float(a["mbu"]), breakdown=breakdown, tokens_per_step=float(a["tokens_per_step"]),
+        s_mbu=float(a["s_mbu"]), s_mfu=float(a["s_mfu"]),
+        optimal_tokens_per_s_per_gpu=float(a["optimal_tokens_per_s_per_gpu"]),
+        optimal_fraction=float(a["optimal_fraction"]), techniques=effects, techniques_combined=combined,
         max_concurrency_total=int(a["max_concurrency"]) * dep.replicas,
-        prompt_tokens_per_s=a.get("prompt_tokens_per_s"), prompt_tokens_credited=a.get("prompt_tokens_credited"),
+        prompt_tokens_per_s=f(a.get("prompt_tokens_per_s")), prompt_tokens_credited=f(a.get("prompt_tokens_credited")),
         dominant_phase=metrics.dominant_phase(sc.workload.phase, a.get("ttft_s"),
                                               a["latency_s"] - a.get("ttft_s", 0.0)),
     )
+
+
+def _float_or_none(x) -> float | None:
+    return None if x is None else float(x)
 
 
 def _scalar(x) -> float:

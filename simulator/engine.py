@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
+from pydantic import BaseModel
 
 from costmodels.roofline import BOUND_NAMES, COMMUNICATION, COMPUTE, MEMORY, OVERHEAD, OpCost, OpTime, price
 from hwmodels import InputError, get_accelerator, load_profile
@@ -143,7 +144,7 @@ def _config_key(scenario: Scenario) -> tuple:
         if name not in ("model", "calibration", "workload"):
             value = getattr(scenario, name)
             key.append(_source_key(value.gpu) if name == "hardware" and isinstance(value.gpu, str) else None)
-            key.append(repr(value))
+            key.append(repr(value.__dict__) if isinstance(value, BaseModel) else repr(value))
     return tuple(key)
 
 

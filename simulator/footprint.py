@@ -55,7 +55,7 @@ def layer_kv_bytes(dep: Deployment, tokens):
     t = num(tokens)
     per_layer = dep.kv_elems_per_token_layer_local * dep.kv_bytes
     total = 0.0 * t
-    for kind, count in dep.kind_counts().items():
+    for kind, count in dep.cached("kind_counts", dep.kind_counts).items():
         if kind == "linear":
             total = total + count * dep.recurrent_state_bytes_per_layer_local
         else:
@@ -64,16 +64,24 @@ def layer_kv_bytes(dep: Deployment, tokens):
     return total / dep.pp
 
 
+def kv_split(dep: Deployment, tokens):
+    """(bytes one sequence of ``tokens`` adds on one GPU, bytes of the shared prefix held once per GPU):
+    the resident KV cache split by the prefix-shared share, plus per-request caches techniques add (a
+    draft model's KV, eviction scores) on the first."""
+    resident = layer_kv_bytes(dep, tokens) * dep.kv_resident_fraction()
+    shared = dep.kv_shared_fraction()
+    own = resident * (1.0 - shared) + sum(tech.extra_request_bytes(dep, tokens) for tech in dep.techniques)
+    return own, resident * shared
+
+
 def kv_bytes_per_request(dep: Deployment, tokens):
-    """Device memory one sequence of ``tokens`` tokens adds on one GPU: its resident, unshared KV cache
-    plus per-request caches techniques add (a draft model's KV, eviction scores)."""
-    own = layer_kv_bytes(dep, tokens) * dep.kv_resident_fraction() * (1.0 - dep.kv_shared_fraction())
-    return own + sum(tech.extra_request_bytes(dep, tokens) for tech in dep.techniques)
+    """Device memory one sequence of ``tokens`` tokens adds on one GPU (``kv_split``)."""
+    return kv_split(dep, tokens)[0]
 
 
 def shared_kv_bytes(dep: Deployment, tokens):
-    """The shared prefix's KV, held once per GPU whatever the number of requests."""
-    return layer_kv_bytes(dep, tokens) * dep.kv_resident_fraction() * dep.kv_shared_fraction()
+    """The shared prefix's KV, held once per GPU whatever the number of requests (``kv_split``)."""
+    return kv_split(dep, tokens)[1]
 
 
 def activation_bytes_per_sequence(dep: Deployment, new_tokens):
@@ -100,8 +108,7 @@ def memory_arrays(dep: Deployment, batch, cached, new_tokens, decode_new_tokens=
     activations of a prefill of the phase do not bound it."""
     b = batch * 1.0 if isinstance(batch, (int, float)) else num(batch)
     weights = weight_bytes_per_gpu(dep)
-    kv_req = kv_bytes_per_request(dep, cached)
-    shared = shared_kv_bytes(dep, cached)
+    kv_req, shared = kv_split(dep, cached)
     act_seq = activation_bytes_per_sequence(dep, new_tokens)
     workspace = dep.profile.workspace_bytes
     capacity = dep.gpu.hbm_capacity_bytes * dep.memory_utilization

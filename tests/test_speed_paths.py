@@ -9,7 +9,7 @@ import pytest
 import hwmodels.profile
 from simulator import predict, sweep
 from simulator.engine import evaluate, resolve, run_step
-from simulator.prediction import OperatorReport
+from simulator.prediction import OperatorReport, Prediction
 from simulator.scenario import Scenario
 from simulator.step import StepShape
 
@@ -57,8 +57,16 @@ def test_a_changed_configuration_is_not_served_from_the_cache():
     assert b.memory.kv_cache_bytes == pytest.approx(a.memory.kv_cache_bytes / 2)
 
 
-def test_trusted_rows_equal_validated_ones():
-    for row in predict(**{"workload.phase": "generate"}).breakdown:
+@pytest.mark.parametrize("kw", SCENARIOS)
+def test_trusted_predictions_equal_validated_ones(kw):
+    """``predict`` builds its result without re-validation; validating its JSON gives the same object
+    and the same JSON (every field present, of its declared type)."""
+    p = predict(**kw)
+    text = p.model_dump_json()
+    again = Prediction.model_validate_json(text)
+    assert again == p and again.model_dump_json() == text
+    assert set(p.__dict__) == set(Prediction.model_fields)
+    for row in p.breakdown:
         assert OperatorReport.model_validate(row.model_dump()) == row
 
 
