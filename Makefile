@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
+# The explorer listens on this address: localhost only unless you say otherwise (HOST=0.0.0.0).
+HOST ?= 127.0.0.1
+# An extra package index for `make test`'s pip install, e.g. https://download.pytorch.org/whl/cpu so
+# that torch comes as the CPU-only build on an ordinary Linux machine (empty: the default index only).
+PIP_EXTRA_INDEX ?=
 CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test bench demo browser clean
@@ -16,12 +21,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test]' $(if $(PIP_EXTRA_INDEX),--extra-index-url $(PIP_EXTRA_INDEX))
 	touch $(VENV)/.installed $@
 
-# The explorer (Streamlit) at http://localhost:$(PORT); PORT=... picks another port.
+# The explorer (Streamlit) at http://$(HOST):$(PORT), on localhost only by default; PORT=... picks
+# another port, HOST=0.0.0.0 (or an interface's address) serves it to the network.
 run: $(VENV)/.installed
-	$(BIN)/streamlit run app/Home.py --server.port $(PORT) --server.headless true \
+	$(BIN)/streamlit run app/Home.py --server.address $(HOST) --server.port $(PORT) --server.headless true \
 		--browser.gatherUsageStats false --client.toolbarMode minimal
 
 # A table of example predictions in the terminal.

@@ -50,6 +50,8 @@ if problem:
     st.error(problem)
     st.stop()
 pred = state.or_stop(state.cached_predict, sc)
+for warning in pred.warnings:
+    st.warning(warning)
 
 st.caption(f"{pred.model} on {pred.num_gpus}× {pred.gpu} · TP {pred.tp} · PP {pred.pp} · {pred.replicas} "
            f"replica{'s' if pred.replicas != 1 else ''} · profile {pred.calibration} · {pred.phase} · "
@@ -62,7 +64,7 @@ for start in range(0, len(metrics), 4):
 
 acc = state.or_stop(get_accelerator, sc["hardware"]["gpu"])
 profile = state.or_stop(load_profile, sc["calibration"], gpu=acc.name)
-roof, time_tab, mem_tab, table_tab = st.tabs(["Roofline", "Time", "Memory", "Operators"])
+roof, time_tab, mem_tab, table_tab, par_tab = st.tabs(["Roofline", "Time", "Memory", "Operators", "Parallelism"])
 with roof:
     st.plotly_chart(figures.roofline(pred, acc, profile, sc["precision"]["compute"]), key="fig.roofline")
     off = sorted({o.name for o in pred.breakdown if not (o.flops > 0 and o.bytes > 0)})
@@ -87,3 +89,22 @@ with table_tab:
     st.download_button("Download CSV", df.to_csv(index=False), file_name="operators.csv", mime="text/csv",
                        key="csv.operators")
     st.caption(f"{len(df)} operators, {count(sum(o.flops for o in pred.breakdown))} FLOPs per GPU in total.")
+with par_tab:
+    par = pred.parallelism or {}
+    st.caption(f"{par.get('num_nodes', 1)} node(s) of {par.get('gpus_per_node', pred.num_gpus)} GPUs · scale-up "
+               f"{par.get('intra_link', '-')} · network {par.get('inter_link', '-')} · collectives "
+               f"{par.get('collective_algorithm', 'auto')}")
+    groups = par.get("groups", [])
+    if groups:
+        st.dataframe(pd.DataFrame([{"group": g["group"], "size": g["size"], "GPUs (first group)": str(g["gpus"]),
+                                    "nodes": str(g["nodes"]), "link": g["link"]} for g in groups]), hide_index=True)
+    else:
+        st.write("One GPU per replica: no parallel groups.")
+    comm = par.get("communication_s", {})
+    if comm:
+        st.dataframe(pd.DataFrame([{"group": k, "exposed communication": seconds(v), "share of step": percent(
+            v / pred.latency_s)} for k, v in comm.items()]), hide_index=True)
+        where = "bounds" if par.get("communication_bound") else "does not bound"
+        st.caption(f"Communication takes {percent(par.get('communication_fraction', 0.0))} of the step and "
+                   f"{where} it. Per-collective link, algorithm and hidden time are in the Operators tab's JSON "
+                   "(`roofsim predict --json`).")

@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.fmt import seconds
+from app.fmt import count, seconds, size
 
 LONG_CONTEXT_PANELS = (
     ("prefill_s", "Prefill time of one request (s)", "FLOP/s bound"),
@@ -16,6 +16,51 @@ LONG_CONTEXT_PANELS = (
     ("context_switch_s", "Context-switch time (s)", "host-link bound"),
 )
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+# --- log axes with tick labels a person reads ----------------------------------------------------
+
+def tokens(value: float) -> str:
+    """A token count as binary K/M (1K = 1,024 tokens, as context lengths are quoted: 128K, 1M)."""
+    for unit, scale in (("M", 2**20), ("K", 2**10)):
+        if value >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.0f}"
+
+
+def _finite(values) -> np.ndarray:
+    arr = np.asarray(values, dtype=float).ravel()
+    return arr[np.isfinite(arr) & (arr > 0)]
+
+
+def power_ticks(values, label, base: int = 10, most: int = 9) -> dict:
+    """A log axis with one labelled tick per power of ``base`` over the data (every k-th when many),
+    labels written by ``label`` (``seconds``, ``size``, ``tokens``...) instead of plotly's 2/5 minor digits."""
+    data = _finite(values)
+    if data.size == 0:
+        return dict(type="log")
+    lo, hi = np.floor(np.log(data.min()) / np.log(base)), np.ceil(np.log(data.max()) / np.log(base))
+    powers = np.arange(lo, hi + 1)
+    step = int(np.ceil(len(powers) / most))
+    vals = [float(base ** p) for p in powers[::step]]
+    return dict(type="log", tickvals=vals, ticktext=[label(v) for v in vals])
+
+
+def tick_seconds(value: float) -> str:
+    """Seconds for a tick: 1 us, 10 ms, 1 s, 1,000 s (no exponents)."""
+    return f"{value:,.0f} s" if value >= 1000 else seconds(value)
+
+
+def value_label(key: str):
+    """The formatter of an output named ``key``: seconds for ``*_s``, bytes for ``*_bytes``, else a count."""
+    if key.endswith("_s") and key != "tokens_per_s":
+        return tick_seconds
+    if key.endswith("_bytes"):
+        return size
+    return count
+
+
+TOKEN_AXES = ("context_len", "prompt_len", "output_len", "batch_size")
 
 
 def long_context(tables: dict[str, dict[str, np.ndarray]]) -> go.Figure:
@@ -42,14 +87,20 @@ def long_context(tables: dict[str, dict[str, np.ndarray]]) -> go.Figure:
                                          hovertemplate="context %{x:,}<br>step at max users: %{y:.4g} s"
                                                        "<extra></extra>"),
                               row=row + 1, col=col + 1)
-    fig.update_xaxes(type="log", title="context length (tokens)")
-    fig.update_yaxes(type="log")
+    contexts = np.concatenate([np.asarray(t["context_len"], dtype=float) for t in tables.values()])
+    fig.update_xaxes(title="context length (tokens)", **power_ticks(contexts, tokens, base=2))
+    for j, (key, _, _) in enumerate(LONG_CONTEXT_PANELS):
+        row, col = divmod(j, 2)
+        ys = [np.asarray(t[k], dtype=float) for t in tables.values()
+              for k in ((key, "decode_step_full_batch_s") if key == "decode_step_s" else (key,))]
+        fig.update_yaxes(**power_ticks(np.concatenate(ys), count if key == "max_concurrency" else tick_seconds),
+                         row=row + 1, col=col + 1)
     fig.update_layout(height=640, margin=dict(l=10, r=10, t=60, b=10), legend=dict(orientation="h", y=-0.12))
     return fig
 
 
 def sweep_lines(x, series: dict[str, np.ndarray], fits: dict[str, np.ndarray], x_title: str, y_title: str,
-                log_x: bool, log_y: bool, categorical_x: bool = False) -> go.Figure:
+                log_x: bool, log_y: bool, categorical_x: bool = False, x_label=tokens, y_label=count) -> go.Figure:
     """One line per series; points that do not fit in memory are drawn hollow."""
     fig = go.Figure()
     for i, (name, y) in enumerate(series.items()):
@@ -62,9 +113,10 @@ def sweep_lines(x, series: dict[str, np.ndarray], fits: dict[str, np.ndarray], x
                                  customdata=np.where(ok, "fits", "does not fit"),
                                  hovertemplate=f"{name}<br>%{{x}}: %{{y:.4g}} (%{{customdata}})<extra></extra>"))
     if not categorical_x:
-        fig.update_xaxes(type="log" if log_x else "linear")
+        fig.update_xaxes(**(power_ticks(x, x_label, base=2) if log_x else dict(type="linear")))
     fig.update_xaxes(title=x_title)
-    fig.update_yaxes(type="log" if log_y else "linear", title=y_title)
+    ys = np.concatenate([np.asarray(y, dtype=float).ravel() for y in series.values()])
+    fig.update_yaxes(**(power_ticks(ys, y_label) if log_y else dict(type="linear")), title=y_title)
     fig.update_layout(height=460, margin=dict(l=10, r=10, t=30, b=10),
                       title="hollow markers: does not fit in memory")
     return fig
@@ -99,8 +151,9 @@ def throughput_latency(batch, latency_s, tokens_per_s, fits, latency_label: str)
                                  text=[f"memory limit: batch {int(batch[last])}"], textposition="top left",
                                  hovertemplate=f"largest batch that fits: {int(batch[last])}, "
                                                f"{seconds(latency_s[last])}<extra></extra>"))
-    fig.update_xaxes(type="log", title=f"{latency_label} (ms)")
-    fig.update_yaxes(type="log", title="throughput (tokens/s)")
+    fig.update_xaxes(title=f"{latency_label} (ms)",
+                     **power_ticks(np.asarray(latency_s, dtype=float) * 1e3, lambda v: f"{v:g} ms"))
+    fig.update_yaxes(title="throughput (tokens/s)", **power_ticks(tokens_per_s, count))
     fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), title="Throughput vs latency over batch size")
     return fig
 

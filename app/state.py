@@ -12,14 +12,19 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from hwmodels import builtin_profiles, list_accelerators
 from hwmodels.errors import InputError
-from simulator import Scenario, predict, sweep
+from hwmodels.io import decode_text
+from simulator import Scenario, list_models, predict, sweep
 from simulator.long_context import long_context_table
 
 KEY = "scenario"
 DEFAULT: dict[str, Any] = Scenario().model_dump(mode="json")
 SECTIONS = ("hardware", "parallelism", "precision", "workload")
 _INLINE = 160  # JSON values longer than this go into the URL compressed
+# Uploads: a config.json is ~1-10 KB and a measured profile ~130 KB; .streamlit/config.toml caps the
+# server's uploads at the same size (server.maxUploadSize, in MiB).
+MAX_UPLOAD_BYTES = 4 * 2**20
 
 
 # --- dotted access -----------------------------------------------------------------------------
@@ -58,6 +63,57 @@ def with_overrides(data: dict, overrides: dict[str, Any]) -> dict:
     for dotted, value in overrides.items():
         put(out, dotted, copy.deepcopy(value))
     return out
+
+
+# --- no server files: names come from the catalogs, specs from uploaded or pasted text ----------
+
+def _catalogs() -> dict[str, list[str]]:
+    return {"model": list_models(), "hardware.gpu": list_accelerators(),
+            "calibration": ["auto", *builtin_profiles()]}
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether a string could name a file (the API resolves such strings by opening them)."""
+    return any(c in text for c in "/\\\0") or text.startswith((".", "~")) or \
+        text.lower().endswith((".json", ".yaml", ".yml", ".csv", ".txt"))
+
+
+def _technique_strings(value: Any, where: str):
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _technique_strings(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _technique_strings(v, f"{where}[{i}]")
+
+
+def no_server_files(data: Any) -> None:
+    """Refuse a scenario that would make the server open a file: in the explorer the model, GPU and
+    profile are catalog names or inline specs (uploaded or pasted), never paths; so are technique
+    parameters (a speculative draft_model). Raises a one-line ``InputError``; opens nothing."""
+    if not isinstance(data, dict):
+        return
+    flat = flatten(data)
+    for field, names in _catalogs().items():
+        value = flat.get(field)
+        if isinstance(value, str) and value not in names:
+            what = "a path" if looks_like_path(value) else "not a catalog name"
+            raise InputError(field, f"{value[:60]!r} is {what}; the explorer opens no server files "
+                                    "(pick a catalog name, or upload/paste the file)")
+    for i, entry in enumerate(data.get("techniques") or []):
+        for where, value in _technique_strings(entry, f"techniques[{i}]"):
+            if looks_like_path(value) and not (where.endswith(".draft_model") and value in list_models()):
+                raise InputError(where, f"{value[:60]!r} is a path; the explorer opens no server files")
+
+
+def upload_text(upload, field: str) -> str:
+    """The text of an uploaded file: at most ``MAX_UPLOAD_BYTES``, UTF-8; ``InputError`` otherwise."""
+    if upload.size > MAX_UPLOAD_BYTES:
+        raise InputError(field, f"{upload.name!r} is {upload.size:,} bytes, over the "
+                                f"{MAX_UPLOAD_BYTES / 2**20:g} MiB upload limit")
+    return decode_text(upload.getvalue(), field, repr(upload.name))
 
 
 # --- URL encoding ------------------------------------------------------------------------------
@@ -99,6 +155,7 @@ def from_params(params: dict[str, str]) -> tuple[dict, list[str]]:
             continue
         try:
             trial = with_overrides(data, {key: decode_value(text)})
+            no_server_files(trial)
             data = Scenario.from_dict(trial).model_dump(mode="json")
         except InputError as exc:
             problems.append(str(exc))
@@ -178,18 +235,24 @@ def exports(data: dict) -> tuple[str, str]:
 
 @st.cache_data(max_entries=1024, show_spinner=False)
 def _predict(scenario_json: str):
-    return predict(json.loads(scenario_json))
+    data = json.loads(scenario_json)
+    no_server_files(data)
+    return predict(data)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _sweep(scenario_json: str, axes: tuple[tuple[str, tuple], ...]) -> dict[str, np.ndarray]:
-    result = sweep(json.loads(scenario_json), **{name: list(values) for name, values in axes})
+    data = json.loads(scenario_json)
+    no_server_files(data)
+    result = sweep(data, **{name: list(values) for name, values in axes})
     return {k: np.asarray(v) for k, v in result.items()}
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def _long_context(scenario_json: str, contexts: tuple[int, ...], output_len: int) -> dict[str, np.ndarray]:
-    table = long_context_table(json.loads(scenario_json), list(contexts), output_len)
+    data = json.loads(scenario_json)
+    no_server_files(data)
+    table = long_context_table(data, list(contexts), output_len)
     return {k: np.asarray(v) for k, v in table.items()}
 
 

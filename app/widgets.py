@@ -71,13 +71,18 @@ def parse_mapping(text: str, field: str, what: str) -> dict:
 
 def uploaded_or_pasted(label: str, key: str, initial: str, height: int = 160) -> tuple[str, str | None]:
     """A text area that an upload fills (so the text survives page changes); returns (text, file name)."""
-    upload = st.file_uploader(f"Upload {label}", type=["json", "yaml", "yml"], key=f"{key}.upload")
+    upload = st.file_uploader(f"Upload {label}", type=["json", "yaml", "yml"], key=f"{key}.upload",
+                              help=f"at most {state.MAX_UPLOAD_BYTES / 2**20:g} MiB of UTF-8 JSON or YAML")
     name = None
     if upload is not None:
         name = upload.name
         if st.session_state.get(f"{key}.seen") != upload.file_id:  # a new file replaces the text once
-            st.session_state[f"{key}.seen"] = upload.file_id
-            st.session_state[f"{key}.text"] = upload.getvalue().decode("utf-8", errors="replace")
+            text, error = state.attempt(state.upload_text, upload, label)
+            if error:
+                st.error(error)
+            else:
+                st.session_state[f"{key}.seen"] = upload.file_id
+                st.session_state[f"{key}.text"] = text
     init(f"{key}.text", initial)
     return st.text_area(f"…or paste {label}", key=f"{key}.text", height=height), name
 
@@ -195,11 +200,18 @@ def _advanced(sc: dict) -> None:
                                  help="serial sums operator times; overlapped takes the busiest resource")
 
 
+def _loaded(text: str) -> dict:
+    """A pasted scenario as a dict, refused if it names a server file."""
+    data = parse_mapping(text, "scenario", "a scenario") if text.strip() else {}
+    state.no_server_files(data)
+    return data
+
+
 def _load_box() -> None:
     with st.expander("Load a scenario file"):
         text = st.text_area("Scenario JSON or YAML", key="load.text", height=120)
         if st.button("Load", key="load.go"):
-            data, error = state.attempt(lambda: state.Scenario.from_dict(yaml.safe_load(text) or {}))
+            data, error = state.attempt(lambda: state.Scenario.from_dict(_loaded(text)))
             if error:
                 st.error(error)
             else:

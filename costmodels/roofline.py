@@ -57,6 +57,7 @@ class OpTime:
     overhead_s: np.ndarray
     time_s: np.ndarray
     bound: np.ndarray  # int codes, see BOUND_NAMES
+    hidden_s: np.ndarray | float = 0.0  # part of the time overlapped with other operators (not in time_s)
 
 
 def _is_scalar(x) -> bool:

@@ -9,16 +9,18 @@ from typing import Any
 
 import yaml
 
-from hwmodels.devices import Accelerator, Node
+from hwmodels.devices import Accelerator, Cluster, Network, Node
 from hwmodels.errors import InputError, unknown_name, validated
+from hwmodels.io import read_text_bounded
 
 DATA_DIR = Path(__file__).parent / "data"
 
 
 def _read_yaml(path: Path, field: str) -> dict[str, Any]:
+    text = read_text_bounded(path, field=field)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         raise InputError(field, f"cannot read {path}: {exc.__class__.__name__}") from None
     if not isinstance(data, dict):
         raise InputError(field, f"{path} does not hold a mapping")
@@ -33,6 +35,16 @@ def _accelerator_files() -> dict[str, Path]:
 @lru_cache(maxsize=None)
 def _node_files() -> dict[str, Path]:
     return {p.stem: p for p in sorted((DATA_DIR / "nodes").glob("*.yaml"))}
+
+
+@lru_cache(maxsize=None)
+def _network_files() -> dict[str, Path]:
+    return {p.stem: p for p in sorted((DATA_DIR / "networks").glob("*.yaml"))}
+
+
+def list_networks() -> list[str]:
+    """Names of the built-in scale-out networks."""
+    return list(_network_files())
 
 
 def list_accelerators() -> list[str]:
@@ -80,3 +92,29 @@ def get_node(name: str, field: str = "hardware.node") -> Node:
     if name not in _node_files():
         raise unknown_name(field, name, _node_files())
     return validated(Node, _read_yaml(_node_files()[name], field), field)
+
+
+@lru_cache(maxsize=None)
+def get_network(name: str, field: str = "hardware.network") -> Network:
+    """A built-in scale-out network by name."""
+    if name not in _network_files():
+        raise unknown_name(field, name, _network_files())
+    return validated(Network, _read_yaml(_network_files()[name], field), field)
+
+
+def nodes_with(accelerator: str) -> list[str]:
+    """Built-in nodes built from ``accelerator``."""
+    return [n for n in _node_files() if get_node(n).accelerator == accelerator]
+
+
+def get_cluster(node: Node, num_gpus: int, network: str | None = None, accelerator: Accelerator | None = None,
+                field: str = "hardware.num_gpus") -> Cluster:
+    """Enough ``node``s for ``num_gpus`` GPUs (a partly used last node counts whole), joined by ``network``
+    (default: the node's own, else InfiniBand NDR)."""
+    per = node.accelerators_per_node
+    nodes = -(-int(num_gpus) // per)
+    net = get_network(network or node.network or "ib-ndr-400",
+                      "hardware.network" if network else "hardware.node")
+    intra = node.scale_up_link or (accelerator.intra_node_link if accelerator else None)
+    return Cluster(node=node, num_nodes=max(nodes, 1), inter_node_link=net.link(), intra_node_link=intra,
+                   network=net)

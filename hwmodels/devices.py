@@ -103,13 +103,48 @@ class Accelerator(_Strict):
 
 
 class Node(_Strict):
-    """A server: identical accelerators joined by an intra-node link, plus host memory."""
+    """A scale-up domain: identical accelerators joined by one intra-node link (NVLink/NVSwitch, xGMI),
+    plus host memory. ``scale_up_link`` overrides the accelerator's own intra-node link (a rack-scale
+    NVLink domain such as GB200 NVL72); ``network`` names the scale-out network the node ships with."""
 
     name: str
     accelerator: str
     accelerators_per_node: PositiveInt
     host_memory: HostMemory
+    scale_up_link: Link | None = None
+    network: str | None = Field(None, description="default scale-out network (hwmodels/data/networks)")
+    nics_per_node: PositiveInt | None = Field(None, description="scale-out NICs (one per GPU on rail-optimised nodes)")
     sources: dict[str, str] = Field(default_factory=dict)
+
+
+class Network(_Strict):
+    """A scale-out network (InfiniBand, RoCE) as one GPU sees it: its NIC's bandwidth per direction, the
+    latency of one collective step between nodes, and the fabric's shape. On a rail-optimised fabric the
+    GPUs of one local rank share a leaf switch (one switch hop between nodes); otherwise a message crosses
+    leaf, spine and leaf (two more hops of ``switch_latency_s``)."""
+
+    name: str
+    display_name: str
+    kind: Literal["infiniband", "roce"]
+    bandwidth_bytes_per_s: PositiveFloat = Field(description="per GPU (its NIC), per direction")
+    latency_s: float = Field(ge=0.0, description="one collective step between two nodes through one switch")
+    switch_latency_s: float = Field(ge=0.0, description="one more switch traversal")
+    rail_optimized: bool = True
+    sources: dict[str, str] = Field(description="numeric field -> source URL")
+
+    @model_validator(mode="after")
+    def _sourced(self) -> "Network":
+        missing = [f for f in ("bandwidth_bytes_per_s", "latency_s", "switch_latency_s", "rail_optimized")
+                   if not self.sources.get(f, "").startswith("http")]
+        if missing:
+            raise ValueError(f"no source URL for {', '.join(missing)}")
+        return self
+
+    def link(self) -> Link:
+        """The network as a point-to-point link between two GPUs of different nodes."""
+        hops = 0 if self.rail_optimized else 2
+        return Link(name=self.name, bandwidth_bytes_per_s=self.bandwidth_bytes_per_s,
+                    latency_s=self.latency_s + hops * self.switch_latency_s, sources=self.sources)
 
 
 class Cluster(_Strict):
@@ -118,3 +153,9 @@ class Cluster(_Strict):
     node: Node
     num_nodes: PositiveInt
     inter_node_link: Link
+    intra_node_link: Link | None = None  # the node's scale-up link; None: the accelerator's own
+    network: Network | None = None
+
+    @property
+    def num_gpus(self) -> int:
+        return self.num_nodes * self.node.accelerators_per_node

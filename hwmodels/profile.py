@@ -34,16 +34,22 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
 
 from hwmodels.errors import InputError, unknown_name, validated
+from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
 
 SCHEMA_VERSION = 1
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
 OpKind = Literal["gemm", "attention_prefill", "attention_decode", "memory", "collective", "host_transfer",
-                 "grouped_gemm"]
+                 "grouped_gemm", "gemm_dgrad", "gemm_wgrad", "attention_backward", "optimizer", "cross_entropy"]
 # Kinds every profile must have.
 OP_KINDS: tuple[str, ...] = ("gemm", "attention_prefill", "attention_decode", "memory", "collective", "host_transfer")
 # Kinds a profile may leave out, and the kind whose efficiencies stand in for them.
-KIND_FALLBACK: dict[str, str] = {"grouped_gemm": "gemm"}
+# Training kinds (simulator.training) fall back to the forward kind they resemble: the backward GEMMs to
+# ``gemm``, FlashAttention's backward to ``attention_prefill``, the fused optimizer step and the fp32
+# cross-entropy to ``memory``.
+KIND_FALLBACK: dict[str, str] = {"grouped_gemm": "gemm", "gemm_dgrad": "gemm", "gemm_wgrad": "gemm",
+                                 "attention_backward": "attention_prefill", "optimizer": "memory",
+                                 "cross_entropy": "memory"}
 OPTIONAL_KINDS: tuple[str, ...] = tuple(KIND_FALLBACK)
 # Kinds that are matrix multiplies (techniques that change GEMMs change both).
 GEMM_KINDS: tuple[str, ...] = ("gemm", "grouped_gemm")
@@ -151,9 +157,10 @@ def profile_from_dict(data: dict[str, Any], field: str = "calibration") -> Profi
 
 @lru_cache(maxsize=None)
 def _load_path(path: str, field: str) -> Profile:
+    text = read_text_bounded(path, PROFILE_LIMIT_BYTES, field)
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
+        data = json.loads(text)
+    except ValueError as exc:
         raise InputError(field, f"cannot read profile {path!r}: {exc.__class__.__name__}") from None
     if not isinstance(data, dict):
         raise InputError(field, f"profile {path!r} is not a JSON object")

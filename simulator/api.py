@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 
 from costmodels.roofline import BOUND_NAMES
-from hwmodels import InputError
+from hwmodels.errors import InputError
 from simulator import metrics
+from simulator.checks import scenario_warnings
 from simulator.engine import AXES, PER_VALUE_AXES, evaluate
+from simulator.parallel.report import collective_fields, parallelism_report
 from simulator.prediction import MemoryReport, OperatorReport, Prediction, ResourceTimes
 from simulator.scenario import Scenario
 from simulator.technique_report import technique_effects
@@ -21,8 +23,14 @@ def as_scenario(scenario: Scenario | Mapping[str, Any] | None = None, **override
     """A ``Scenario`` from an instance, a mapping or nothing (defaults), with dotted overrides."""
     if scenario is None:
         scenario = Scenario()
-    elif not isinstance(scenario, Scenario):
+    elif isinstance(scenario, str):
+        raise InputError("scenario", f"expected a Scenario or a mapping, got the string {scenario[:60]!r}; "
+                                     f"for a model write predict(model={scenario[:60]!r}), for a file "
+                                     "Scenario.from_file(path)")
+    elif isinstance(scenario, Mapping):
         scenario = Scenario.from_dict(dict(scenario))
+    elif not isinstance(scenario, Scenario):
+        raise InputError("scenario", f"expected a Scenario, a mapping or None, got {type(scenario).__name__}")
     return scenario.with_overrides(**overrides) if overrides else scenario
 
 
@@ -54,6 +62,8 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
         prompt_tokens_per_s=f(a.get("prompt_tokens_per_s")), prompt_tokens_credited=f(a.get("prompt_tokens_credited")),
         dominant_phase=metrics.dominant_phase(sc.workload.phase, a.get("ttft_s"),
                                               a["latency_s"] - a.get("ttft_s", 0.0)),
+        warnings=scenario_warnings(sc, dep),
+        parallelism=parallelism_report(ev),
     )
 
 
@@ -70,12 +80,14 @@ def _scalar(x) -> float:
 
 def _operator_reports(phase: str, step) -> list[OperatorReport]:
     """The breakdown rows of one priced step; operators that do nothing (a collective at tp = 1, a path
-    no token takes) are left out. Rows are built without re-validation: every value is one we made, of its field's type."""
+    no token takes) are left out. Rows are built without re-validation: every value is one we made, of
+    its field's type."""
     rows = []
     trusted = OperatorReport.trusted
     for op, t in zip(step.ops, step.times):
         if type(t.time_s) is float and type(op.flops) is float and type(op.hbm_bytes) is float \
-                and type(op.link_bytes) is float and type(op.count) in (int, float) and type(t.bound) is int:
+                and type(op.link_bytes) is float and type(op.count) in (int, float) and type(t.bound) is int \
+                and t.hidden_s == 0.0 and op.kind != "collective":
             count = op.count  # a point priced in floats: no conversions
             if (t.time_s == 0.0 and op.flops == 0.0 and op.hbm_bytes == 0.0) or count == 0:
                 continue
@@ -86,10 +98,11 @@ def _operator_reports(phase: str, step) -> list[OperatorReport]:
                 bound=BOUND_NAMES[t.bound]))
             continue
         time_s = _scalar(t.time_s)  # generate's decode: the mean over the generation
+        hidden = _scalar(getattr(t, "hidden_s", 0.0))
         count = _scalar(op.count)  # fractional for layers some tokens skip; 0 for unchosen paths
         flops, nbytes = _scalar(op.flops), _scalar(op.hbm_bytes)
-        if (time_s == 0.0 and flops == 0.0 and nbytes == 0.0) or count == 0.0:
-            continue
+        if (time_s == 0.0 and hidden == 0.0 and flops == 0.0 and nbytes == 0.0) or count == 0.0:
+            continue  # e.g. collectives with tp = 1
         bound = int(t.bound) if np.ndim(t.bound) == 0 else int(np.round(np.median(t.bound)))
         rows.append(OperatorReport.trusted(
             name=op.name, kind=op.kind, phase=phase, count=int(round(count)),
@@ -97,6 +110,7 @@ def _operator_reports(phase: str, step) -> list[OperatorReport]:
             link_bytes=_scalar(op.link_bytes * op.count), time_s=time_s,
             compute_s=_scalar(t.compute_s), memory_s=_scalar(t.memory_s),
             link_s=_scalar(t.link_s), overhead_s=_scalar(t.overhead_s), bound=BOUND_NAMES[bound],
+            **collective_fields(op, t),
         ))
     return rows
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,19 @@ class Deployment:
     recurrent_state_elems: int = 0  # ``linear`` layers: state elements per head
     recurrent_state_bytes: float = 4.0  # ``linear`` layers: bytes per state element
     achievable_flops_per_s: float | None = None  # GEMM rate the throughput optimum assumes; None: peak
+    # --- parallelism beyond TP (simulator/parallel): degrees, placement on the cluster, overlap per boundary
+    cp: int = 1  # context-parallel ranks a prompt's sequence is split over
+    ep: int = 1  # expert-parallel shards of the routed experts
+    expert_tp: np.ndarray | int | None = None  # GPUs one expert is split over; None: tp when ep = 1, else 1
+    sp: bool = False  # Megatron sequence parallelism (all-reduce -> reduce-scatter + all-gather)
+    microbatches: int | None = None  # pipeline micro-batches in flight; None: pp (fills the pipe)
+    placement: object = None  # simulator.parallel.placement.Placement; None: one node on the GPU's own link
+    collective_algorithm: str = "auto"
+    overlap_boundaries: dict = field(default_factory=dict)  # boundary -> policy (simulator.parallel.overlap)
+    expert_load_imbalance: float = 1.0  # max / mean routed tokens per expert-parallel GPU
+    pipeline_stage: bool = False  # set while pricing one micro-batch through the stages of a pipeline
+    stack: Any = None  # simulator.stacks.StackProfile: the implementation the steps are priced for, or None
+    calibration: Any = None  # simulator.stacks.Calibration: where the profile came from (for error bands)
 
     @property
     def hbm_bandwidth_bytes_per_s(self) -> float:
@@ -84,15 +98,28 @@ class Deployment:
 
     # --- what one GPU holds under tensor parallelism (Megatron-LM, Shoeybi et al. 2019, arXiv 1909.08053)
 
+    @property
+    def etp(self):
+        """GPUs one routed expert is split over: tp when experts are not expert-parallel, else ``expert_tp``."""
+        if self.expert_tp is not None:
+            return self.expert_tp
+        return self.tp if self.ep == 1 else 1
+
+    def _split(self, lin: Linear):
+        return self.etp if lin.group == "expert" else self.tp
+
     def local_params(self, lin: Linear):
-        """Elements of ``lin`` on one GPU: column and row splits divide by tp, replicated do not."""
-        return lin.params if lin.tp == "replicated" else lin.params / self.tp
+        """Elements of ``lin`` on one GPU: column and row splits divide by tp, replicated do not; a routed
+        expert's matrix is split over etp GPUs and its experts over ep (E/ep experts per GPU)."""
+        if lin.tp == "replicated":
+            return lin.params
+        return lin.params / (self._split(lin) * (self.ep if lin.group == "expert" else 1))
 
     def local_out(self, lin: Linear):
-        return lin.out_features if lin.tp in ("replicated", "row") else lin.out_features / self.tp
+        return lin.out_features if lin.tp in ("replicated", "row") else lin.out_features / self._split(lin)
 
     def local_in(self, lin: Linear):
-        return lin.in_features / self.tp if lin.tp == "row" else lin.in_features
+        return lin.in_features / self._split(lin) if lin.tp == "row" else lin.in_features
 
     @property
     def q_heads_local(self):

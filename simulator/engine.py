@@ -13,13 +13,19 @@ import numpy as np
 from pydantic import BaseModel
 
 from costmodels.roofline import BOUND_NAMES, COMMUNICATION, COMPUTE, MEMORY, OVERHEAD, OpCost, OpTime, price
-from hwmodels import InputError, get_accelerator, load_profile
+from hwmodels import InputError, get_accelerator
 from hwmodels.dtypes import BYTES_PER_ELEMENT, DTYPES
+from simulator.bounds import AXIS_LIMITS, check_counts
+from simulator.checks import check_compute_format
 from simulator.deployment import Deployment
 from simulator import metrics
 from simulator.footprint import memory_arrays
 from simulator.models import get_model
+from simulator.parallel import apply_parallelism
+from simulator.parallel.overlap import apply_overlaps
+from simulator.parallel.pipeline import run_pipelined
 from simulator.scenario import Scenario
+from simulator.stacks import apply_stack_ops, finish_stack_step, resolve_calibration
 from simulator.step import StepShape, build_step
 from simulator.techniques import parse_techniques
 
@@ -104,11 +110,9 @@ def _axis_arrays(axes: dict[str, object]) -> dict[str, np.ndarray]:
             if bad:
                 raise InputError(name, f"unknown dtype {bad[0]!r}; choose from {', '.join(DTYPES)}")
         else:
-            if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-                raise InputError(name, "expected finite numbers")
-            if np.any(arr <= 0) or np.any(arr != np.round(arr)):
-                raise InputError(name, "expected positive integers")
-            arr = arr.astype(np.int64)
+            if not np.issubdtype(arr.dtype, np.number):
+                raise InputError(name, "expected whole numbers")
+            arr = check_counts(name, arr, *AXIS_LIMITS[name]).astype(np.int64)
         shape = [1] * n
         shape[i] = arr.size
         out[name] = arr.reshape(shape)
@@ -176,7 +180,8 @@ def _work(scenario: Scenario, axes, techniques) -> dict[str, object]:
 
 def _resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment, dict[str, object]]:
     gpu = get_accelerator(scenario.hardware.gpu)
-    profile = load_profile(scenario.calibration, gpu=gpu.name)
+    calibration = resolve_calibration(scenario.calibration, gpu)  # a stack profile sits on the GPU's base
+    profile = calibration.profile
     model = get_model(scenario.model)
     techniques = parse_techniques(scenario.techniques)
     for tech in techniques:
@@ -203,6 +208,7 @@ def _resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deploymen
     replicas = scenario.hardware.num_gpus // (int(np.max(tp_arr)) * pp)
 
     compute = knob("compute", prec.compute)
+    check_compute_format(gpu, compute)
     act_dtype = np.where(np.isin(compute, ["fp32", "tf32", "fp64"]), "fp32", "bf16") \
         if isinstance(compute, np.ndarray) else ("fp32" if compute in ("fp32", "tf32", "fp64") else "bf16")
     dep = Deployment(
@@ -218,9 +224,12 @@ def _resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deploymen
         peak_flops_per_s=_lookup({d: gpu.peak_for(d) for d in DTYPES}, compute),
         memory_utilization=scenario.memory_utilization,
         techniques=tuple(techniques),
+        stack=calibration.stack,
+        calibration=calibration,
     )
     for tech in techniques:
         dep = tech.apply_deployment(dep)
+    dep = apply_parallelism(dep, scenario)
     return dep, _work(scenario, axes, techniques)
 
 
@@ -245,7 +254,7 @@ def _point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
     """``run_step``'s sums for a point (every operator priced in floats) in one pass of Python floats;
     None when any value is an array (then the array path sums them)."""
     dtype_peak, tokens = dep.peak_flops_per_s, shape.tokens
-    if type(dtype_peak) is not float or type(tokens) is not float:
+    if type(dtype_peak) is not float or type(tokens) is not float or dep.stack is not None:
         return None
     sm = hbm = link = overhead = flops = hbm_bytes = format_s = kv_read = att_flops = 0.0
     by_bound = [0.0] * len(BOUND_NAMES)
@@ -264,7 +273,7 @@ def _point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
         hbm_bytes += op.hbm_bytes * count
         if op.kind not in _TRANSFER_KINDS:
             peak = op.peak_flops_per_s
-            format_s += op_flops / (peak if peak > dtype_peak else dtype_peak)
+            format_s += op_flops * getattr(op, "work_fraction", 1.0) / (peak if peak > dtype_peak else dtype_peak)
         if op.kind in _ATTENTION_KINDS:
             kv = getattr(op, "kv_read_bytes", 0.0)
             if type(kv) is not float:
@@ -292,11 +301,16 @@ def _chain_sum(values: list):
 def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -> StepResult:
     """Build, transform and price one step, then combine its operators by the overlap policy.
     ``techniques`` defaults to the deployment's own; each may edit the operator list (``apply_ops``).
-    A point (scalar shape and deployment) stays in Python floats throughout."""
+    With pp > 1 the stages run micro-batches in flight (``simulator.parallel.pipeline``). A point (scalar
+    shape and deployment) stays in Python floats throughout."""
+    if dep.pp > 1 and not dep.pipeline_stage:
+        return run_pipelined(dep, shape, overlap, techniques, run_step)
     ops = build_step(dep, shape)
     for tech in dep.techniques if techniques is None else techniques:
         ops = tech.apply_ops(ops, shape, dep)
-    times = [price(op, dep.profile) for op in ops]
+    if dep.stack is not None:  # the user's implementation: unfused work, split launches (simulator.stacks)
+        ops = apply_stack_ops(dep.stack, ops, shape, dep)
+    times = apply_overlaps(ops, [price(op, dep.profile) for op in ops], dep)
     point = _point_step(ops, times, dep, shape, overlap)
     if point is not None:
         return point
@@ -308,7 +322,8 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
     hbm_bytes = _total([op.hbm_bytes * op.count for op in ops])
     # each operator's FLOPs at its format's peak; never above the step's dtype peak for an operator a
     # technique slowed (dequantisation, waiting for the busiest expert GPU): that time is not work
-    format_s = _total([op.flops * op.count / _format_peak(op.peak_flops_per_s, dep.peak_flops_per_s)
+    format_s = _total([op.flops * (op.count * getattr(op, "work_fraction", 1.0))
+                       / _format_peak(op.peak_flops_per_s, dep.peak_flops_per_s)
                        for op in ops if op.kind not in _TRANSFER_KINDS])
     attention = [op for op in ops if op.kind in _ATTENTION_KINDS]
     kv_read = _total([getattr(op, "kv_read_bytes", 0.0) * op.count for op in attention])
@@ -321,6 +336,8 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
     else:
         latency = _total([t.time_s for t in times])
         bound = _serial_bound(times)
+    if dep.stack is not None:  # the host's pace (eager launches) and per-step costs
+        latency, overhead = finish_stack_step(dep.stack, ops, times, latency, overhead, dep)
     # every result spans the shape's axes, even where no operator depends on one (e.g. no KV to grow)
     full = np.broadcast_shapes(*(np.shape(x) for x in (shape.batch, shape.new_tokens, shape.past_tokens,
                                                         shape.chunk_tokens, shape.chunk_past, latency)))

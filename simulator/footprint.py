@@ -61,7 +61,7 @@ def layer_kv_bytes(dep: Deployment, tokens):
         else:
             stored = 1 if kind == "cross" else count
             total = total + stored * dep.kv_tokens(t, kind) * per_layer
-    return total / dep.pp
+    return total / (dep.pp * dep.cp)  # pipeline stages hold their layers, CP ranks their share of the sequence
 
 
 def kv_split(dep: Deployment, tokens):

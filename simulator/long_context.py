@@ -21,6 +21,7 @@ import numpy as np
 
 from costmodels.host_transfer import context_switch_time_s
 from simulator.api import as_scenario, sweep
+from simulator.bounds import MAX_TOKENS, check_counts
 from simulator.engine import resolve
 from simulator.scenario import Scenario
 
@@ -31,7 +32,8 @@ def long_context_table(scenario: Scenario | dict | None = None, contexts=PAPER_C
     """Arrays over ``contexts``: kv_bytes_per_request, max_concurrency, prefill_s, decode_s (output_len steps of
     one user), decode_step_full_batch_s, context_switch_s and session_throughput_per_s."""
     sc = as_scenario(scenario)
-    ctx = np.asarray(contexts, dtype=np.int64)
+    ctx = check_counts("contexts", np.atleast_1d(contexts), MAX_TOKENS, "tokens").astype(np.int64)
+    output_len = int(check_counts("output_len", output_len, MAX_TOKENS, "tokens"))
     pre = sweep(sc.with_overrides(**{"workload.phase": "prefill", "workload.batch_size": 1}), prompt_len=ctx)
     one = sweep(sc.with_overrides(**{"workload.phase": "decode", "workload.batch_size": 1}), context_len=ctx)
     concurrency = one["max_concurrency"]

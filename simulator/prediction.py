@@ -6,7 +6,8 @@ step for the whole batch) and ``tokens_per_s``; generate carries ``ttft_s``, ``t
 ``breakdown``; ``tokens_per_step`` (output tokens a decode step commits per sequence: 1, or the
 expected accepted tokens under speculative decoding), MoE-CAP's ``s_mbu`` / ``s_mfu``, NanoFlow's
 ``optimal_tokens_per_s_per_gpu`` and the ``optimal_fraction`` reached; with techniques, ``techniques``
-(each one's effect versus the same scenario without it) and ``techniques_combined`` (versus none).
+(each one's effect versus the same scenario without it) and ``techniques_combined`` (versus none);
+``warnings``: one line each, naming the field (context beyond ``max_position_embeddings``, idle GPUs).
 ``max_concurrency`` is the number of sequences whose KV cache fits for decode at the scenario's context,
 per model replica; ``max_concurrency_total`` counts all replicas. Chunked prefill mixed into decode
 adds ``prompt_tokens_per_s`` (decode) and ``prompt_tokens_credited`` (generate).
@@ -21,6 +22,9 @@ from pydantic import BaseModel, ConfigDict
 Bound = Literal["compute", "memory", "communication", "overhead"]
 
 
+_DEFAULTS: dict[type, dict[str, Any]] = {}
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -28,10 +32,19 @@ class _Out(BaseModel):
     def trusted(cls, **values: Any):
         """An instance from values the engine computed, each already of its field's type, without
         re-validating them (a point prediction builds dozens of rows; validation would be most of its
-        time). Every field must be given; ``tests/test_speed_paths.py`` checks the result equals a validated one."""
+        time). Fields left out take their defaults; ``tests/test_speed_paths.py`` checks the result equals
+        a validated one."""
+        defaults = _DEFAULTS.get(cls)
+        if defaults is None:
+            defaults = _DEFAULTS[cls] = {name: f.default for name, f in cls.model_fields.items() if not f.is_required()}
+        given = set(values)
+        for name, default in defaults.items():
+            if name not in values:
+                values[name] = list(default) if isinstance(default, list) else default
+        values = {name: values[name] for name in cls.model_fields}  # the schema's order, as validation gives
         obj = object.__new__(cls)
         object.__setattr__(obj, "__dict__", values)
-        object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+        object.__setattr__(obj, "__pydantic_fields_set__", given)
         object.__setattr__(obj, "__pydantic_extra__", None)
         object.__setattr__(obj, "__pydantic_private__", None)
         return obj
@@ -67,6 +80,15 @@ class OperatorReport(_Out):
     link_s: float
     overhead_s: float  # launch overheads
     bound: Bound
+    # collectives only: kind (all_reduce, all_gather, reduce_scatter, all_to_all, send_recv), parallel group
+    # (tp, cp, ep, etp, pp), the link it ran on, the algorithm, ranks; ``hidden_s``: time hidden behind
+    # other work by the boundary's overlap policy (``time_s`` is what remains exposed)
+    collective: str | None = None
+    group: str | None = None
+    link: str | None = None
+    algorithm: str | None = None
+    ranks: int | None = None
+    hidden_s: float = 0.0
 
 
 class ResourceTimes(_Out):
@@ -125,6 +147,8 @@ class Prediction(_Out):
     optimal_fraction: float | None = None
     techniques: list[TechniqueEffect] = []
     techniques_combined: TechniqueEffect | None = None
+    warnings: list[str] = []  # what runs but likely is not meant: context beyond the trained positions, idle GPUs
+    parallelism: dict[str, Any] | None = None  # degrees, placement (groups, GPUs, nodes, links), pipeline
     # max_concurrency is per model replica (each replica's GPUs hold its own KV caches); all replicas:
     max_concurrency_total: int | None = None
     # chunked prefill mixed into decode (Sarathi-Serve): prompt tokens the decode steps prefill per second

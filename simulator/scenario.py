@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hwmodels.dtypes import DType
 from hwmodels.errors import InputError, validated
+from hwmodels.io import read_text_bounded
+from simulator.bounds import Batch, GPUs, Tokens
 
 Phase = Literal["prefill", "decode", "generate"]
 OverlapPolicy = Literal["serial", "overlapped"]
@@ -21,13 +23,37 @@ class _Section(BaseModel):
 
 class HardwareConfig(_Section):
     gpu: str | dict[str, Any] = Field("h100-sxm", description="catalog name, YAML/JSON path, or inline spec")
-    num_gpus: PositiveInt = 1
-    node: str | None = Field(None, description="catalog node (host memory for KV offload); optional")
+    num_gpus: GPUs = 1
+    node: str | None = Field(None, description="catalog node (GPUs per node, scale-up link, host memory); "
+                             "default: the GPU's own node when the catalog has one")
+    network: str | None = Field(None, description="scale-out network between nodes; default: the node's own")
+    num_nodes: GPUs | None = Field(None, description="nodes in the cluster; default: as many as num_gpus needs")
+
+
+class OverlapConfig(_Section):
+    """What each parallel boundary's communication overlaps with (simulator/parallel/overlap.py)."""
+
+    tp: Literal["none", "ladder"] = Field("none", description="TP all-reduce: exposed, or behind the next "
+                                          "block's compute (Ladder-residual)")
+    ep: Literal["none", "shared_experts", "two_batch"] = Field(
+        "none", description="EP all-to-all: exposed, behind the shared experts, or behind the other micro-batch")
+    pp: Literal["none", "next_microbatch"] = Field("next_microbatch", description="stage send/recv")
+    cp: Literal["none", "attention"] = Field("attention", description="ring-attention KV/Q passes")
 
 
 class ParallelismConfig(_Section):
-    tp: PositiveInt | None = Field(None, description="tensor-parallel degree; default num_gpus / pp")
-    pp: PositiveInt = 1
+    tp: GPUs | None = Field(None, description="tensor-parallel degree; default num_gpus / (pp x cp)")
+    pp: GPUs = 1
+    cp: GPUs = Field(1, description="context-parallel GPUs a prompt's sequence is split over (prefill)")
+    cp_method: Literal["ring", "tokenring"] = Field("ring", description="ring attention (KV passes one way) "
+                                                    "or TokenRing (Q one way, partial outputs back)")
+    ep: GPUs = Field(1, description="expert-parallel degree (divides the routed experts)")
+    expert_tp: GPUs | None = Field(None, description="GPUs one expert is split over; default tp if ep = 1 "
+                                          "else 1")
+    sp: bool = Field(False, description="Megatron sequence parallelism")
+    microbatches: Batch | None = Field(None, description="pipeline micro-batches in flight; default pp")
+    collective_algorithm: Literal["auto", "ring", "tree", "hierarchical"] = "auto"
+    overlap: OverlapConfig = OverlapConfig()
 
 
 class PrecisionConfig(_Section):
@@ -38,10 +64,10 @@ class PrecisionConfig(_Section):
 
 class WorkloadConfig(_Section):
     phase: Phase = "decode"
-    batch_size: PositiveInt = Field(1, description="sequences per model replica")
-    prompt_len: PositiveInt = Field(1024, description="tokens per prompt (prefill, generate)")
-    context_len: PositiveInt = Field(4096, description="tokens already cached per sequence (decode)")
-    output_len: PositiveInt = Field(256, description="tokens generated per sequence (generate)")
+    batch_size: Batch = Field(1, description="sequences per model replica (at most 1,000,000)")
+    prompt_len: Tokens = Field(1024, description="tokens per prompt (prefill, generate; at most 2^24)")
+    context_len: Tokens = Field(4096, description="tokens already cached per sequence (decode; at most 2^24)")
+    output_len: Tokens = Field(256, description="tokens generated per sequence (generate; at most 2^24)")
 
 
 class Scenario(_Section):
@@ -73,7 +99,8 @@ class Scenario(_Section):
 
     @property
     def tp(self) -> int:
-        return self.parallelism.tp or max(1, self.hardware.num_gpus // self.parallelism.pp)
+        par = self.parallelism
+        return par.tp or max(1, self.hardware.num_gpus // (par.pp * par.cp))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Scenario":
@@ -85,9 +112,10 @@ class Scenario(_Section):
     @classmethod
     def from_file(cls, path: str | Path) -> "Scenario":
         """Load a YAML or JSON scenario file."""
+        text = read_text_bounded(path, field="scenario")
         try:
-            data = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
             raise InputError("scenario", f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
         return cls.from_dict(data or {})
 
@@ -95,10 +123,18 @@ class Scenario(_Section):
         """A copy with fields replaced by dotted path, e.g. ``{"workload.batch_size": 8}``."""
         data = self.model_dump()
         for path, value in dotted.items():
-            node = data
+            node, cls = data, type(self)
             *parents, leaf = path.split(".")
-            for key in parents:
-                node = node[key]
+            for i, key in enumerate([*parents, leaf]):
+                fields = cls.model_fields if isinstance(cls, type) and issubclass(cls, BaseModel) else {}
+                where = ".".join([*parents, leaf][:i])
+                if not fields:
+                    raise InputError(path, f"{where} is a value, not a section with fields")
+                if key not in fields:
+                    raise InputError(path, f"unknown field {key!r}{' in ' + where if where else ''}; "
+                                           f"known: {', '.join(fields)}")
+                if key != leaf:
+                    node, cls = node[key], fields[key].annotation
             node[leaf] = value
         return Scenario.from_dict(data)
 

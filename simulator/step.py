@@ -19,13 +19,12 @@ once per layer, its GEMM rows and weight elements, the KV bytes an attention lau
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from costmodels import attention as attn
 from costmodels import moe as moe_ops
-from costmodels.collectives import collective_traffic
 from costmodels.moe import expected_distinct_experts  # noqa: F401  (re-exported for callers)
 from costmodels.elementwise import (
     ADD_FLOPS_PER_ELEMENT,
@@ -41,6 +40,9 @@ from costmodels.numeric import num
 from costmodels.roofline import OpCost
 from simulator.deployment import Deployment
 from simulator.models.spec import Linear
+from simulator.parallel.comm import group_cost, group_shape
+from simulator.parallel import context
+from simulator.parallel.experts import expert_plan
 
 # Projections whose output is cached (K/V, or the MLA latent); cross layers do not run them.
 KV_PROJECTIONS = ("attn.k_proj", "attn.v_proj", "attn.kv_a_proj")
@@ -85,6 +87,17 @@ class StepOp(OpCost):
     weight_bytes: np.ndarray | float = 0.0
     input_elems: np.ndarray | float = 0.0
     kv_read_bytes: np.ndarray | float = 0.0
+    # share of the launch's FLOPs that is work: 1, or mean / max rows for the busiest expert GPU, whose
+    # extra rows the others wait for (MFU counts work, ``simulator.metrics``)
+    work_fraction: float = 1.0
+    # collectives: kind (all_reduce, all_gather, reduce_scatter, all_to_all, send_recv), parallel group,
+    # link, algorithm, ranks; ``overlap``: the boundary policy that may hide it (simulator.parallel.overlap)
+    collective: str = ""
+    group: str = ""
+    link: str = ""
+    algorithm: str = ""
+    ranks: np.ndarray | float = 0.0
+    overlap: str = ""
 
 
 def attention_head_dims(model, phase: str) -> tuple[int, int]:
@@ -157,18 +170,37 @@ class StepBuilder:
         self._kernel(name, kind, count, gemm_ops.gemm_flops(tokens, k, n), nbytes, per_layer=per_layer, rows=tokens,
                      weight_elems=elems, weight_bytes=elems * per_elem, input_elems=num(tokens) * k)
 
-    def _collective(self, name, collective, count, message_bytes, ranks, link, per_layer=True):
-        traffic, steps = collective_traffic(collective, message_bytes, ranks)
-        self.ops.append(StepOp(name, "collective", count, link_bytes=traffic, link_latency_s=steps * link.latency_s,
-                               link_bandwidth_bytes_per_s=link.bandwidth_bytes_per_s, per_layer=per_layer))
+    def _collective(self, name, collective, count, message_bytes, group, per_layer=True, overlap="", **span):
+        """One collective of parallel ``group`` (tp, cp, ep, etp, pp), priced on the links the group spans
+        (``simulator.parallel.comm``); ``span`` overrides the group's ranks / ranks per node."""
+        cost, link, algorithm = group_cost(self.dep, group, collective, message_bytes, **span)
+        bw = np.where(cost.wire_s > 0, cost.bandwidth_bytes_per_s, 1.0)
+        self.ops.append(StepOp(name, "collective", count, link_bytes=cost.traffic_bytes, link_latency_s=cost.latency_s,
+                               link_bandwidth_bytes_per_s=bw, per_layer=per_layer, collective=collective,
+                               group=group, link=link, algorithm=algorithm,
+                               ranks=span.get("ranks", group_shape(self.dep, group)[0]), overlap=overlap))
 
-    def _tp_all_reduce(self, name, count, tokens, per_layer=True):
+    def _sp(self, tokens):
+        """Tokens a norm or residual add runs over: 1/tp of them under sequence parallelism."""
+        return num(tokens) / self.dep.tp if self.dep.sp else tokens
+
+    def _tp_all_reduce(self, name, count, tokens, per_layer=True, overlap=""):
+        """The row-parallel output's all-reduce over TP; under sequence parallelism (Korthikanti et al. 2022,
+        arXiv 2205.05198, §4.2.2) a reduce-scatter and an all-gather of the same total traffic."""
         message = num(tokens) * self.model.hidden_size * self.dep.act_bytes
-        self._collective(name, "all_reduce", count, message, self.dep.tp, self.dep.gpu.intra_node_link, per_layer)
+        if self.dep.sp and np.any(np.asarray(self.dep.tp) > 1):
+            self._collective(name.replace("all_reduce", "reduce_scatter"), "reduce_scatter", count, message, "tp",
+                             per_layer, overlap)
+            self._collective(name.replace("all_reduce", "all_gather"), "all_gather", count, message, "tp",
+                             per_layer, overlap)
+            return
+        self._collective(name, "all_reduce", count, message, "tp", per_layer, overlap)
 
     # --- the step --------------------------------------------------------------------------------
 
     def build(self) -> list[OpCost]:
+        if self.dep.cp > 1 and self.shape.phase == "prefill":  # each CP rank runs s/cp of every sequence
+            self.shape = context.local_shape(self.shape, self.dep.cp)
         m, dep, shape = self.model, self.dep, self.shape
         h = m.hidden_size
         tokens = shape.tokens
@@ -182,10 +214,11 @@ class StepBuilder:
         for prefix, layers, layer_shape in self._stacks():
             self._layers(prefix, layers, layer_shape)
 
-        if dep.pp > 1:
+        if dep.pp > 1:  # activations between adjacent stages, once per stage boundary
             message = tokens * h * dep.act_bytes
-            self._collective("pipeline.send_recv", "p2p", dep.pp - 1, message, dep.pp, dep.gpu.intra_node_link,
-                             per_layer=False)
+            crosses = dep.placement.stage_boundary_crosses_nodes() if dep.placement is not None else False
+            self._collective("pipeline.send_recv", "send_recv", dep.pp - 1, message, "pp", per_layer=False,
+                             overlap="pp", ranks=2, per_node=np.where(crosses, 1, 2))
 
         self._elementwise("final_norm", 1, h, 1, 1, NORM_FLOPS_PER_ELEMENT, tokens, per_layer=False)
         logits_tokens = num(shape.batch) * shape.logits_per_seq  # sampled positions only
@@ -217,7 +250,7 @@ class StepBuilder:
         n_own = n - n_cross
         cross_name = (lambda name: name) if prefix.startswith("cross") else (lambda name: "cross." + name)
 
-        self._elementwise(prefix + "attn_norm", n, h, 1, 1, NORM_FLOPS_PER_ELEMENT, tokens)
+        self._elementwise(prefix + "attn_norm", n, h, 1, 1, NORM_FLOPS_PER_ELEMENT, self._sp(tokens))
         linears = dep.cached("attention_linears", m.attention_linears)
         columns = [lin for lin in linears if lin.tp != "row"]
         if n_own:
@@ -248,8 +281,8 @@ class StepBuilder:
         for lin in linears:
             if lin.tp == "row":
                 self._gemm(prefix + lin.name, [lin], n, tokens)
-        self._tp_all_reduce(prefix + "attn.all_reduce", n, tokens)
-        self._elementwise(prefix + "attn_residual", n, h, 2, 1, ADD_FLOPS_PER_ELEMENT, tokens)
+        self._tp_all_reduce(prefix + "attn.all_reduce", n, tokens, overlap="tp")
+        self._elementwise(prefix + "attn_residual", n, h, 2, 1, ADD_FLOPS_PER_ELEMENT, self._sp(tokens))
 
         mlp_counts = dep.cached(("mlp_counts", key), lambda: Counter(m.mlp_kinds()[i] for i in layers))
         for kind, count in mlp_counts.items():
@@ -269,11 +302,13 @@ class StepBuilder:
             return
         qk_dim, v_dim = attention_head_dims(m, shape.phase)
         kv_elems = dep.kv_elems_per_token_layer_local
+        cp = self.dep.cp
         if shape.phase == "prefill":
+            full = replace(shape, new_tokens=np.asarray(shape.new_tokens, dtype=float) * cp) if cp > 1 else shape
             window = m.sliding_window if kind == "sliding" else None
-            pairs = dep.attention_pairs(attn.attended_pairs(shape.new_tokens, shape.past_tokens, window), shape, kind)
-            cached = dep.window_tokens(shape.total_tokens, kind)
-            flops = attn.attention_flops(pairs, dep.q_heads_local, qk_dim, v_dim) * b
+            pairs = dep.attention_pairs(attn.attended_pairs(full.new_tokens, full.past_tokens, window), full, kind)
+            cached = dep.window_tokens(full.total_tokens, kind)
+            flops = attn.attention_flops(pairs, dep.q_heads_local, qk_dim, v_dim) * b / cp
             args = (dep.q_heads_local, qk_dim, v_dim, kv_elems, dep.act_bytes, dep.kv_bytes)
             nbytes = attn.prefill_attention_bytes(b, shape.new_tokens, cached, *args)
             kv_read = b * cached * kv_elems * dep.kv_bytes
@@ -284,10 +319,26 @@ class StepBuilder:
             if dep.kv_shared_read_once():  # a shared prefix read once for the whole batch
                 shared = dep.kv_shared_fraction()
                 readers = b * (1.0 - shared) + shared
-            kv_read = attn.decode_kv_read_bytes(readers, cached, kv_elems, dep.kv_bytes)
-            nbytes = attn.decode_attention_bytes(b, cached, dep.q_heads_local, qk_dim, v_dim, kv_elems, dep.act_bytes,
+            held = cached / cp  # each CP rank holds 1/cp of the cache
+            kv_read = attn.decode_kv_read_bytes(readers, held, kv_elems, dep.kv_bytes)
+            flops = flops / cp
+            nbytes = attn.decode_attention_bytes(b, held, dep.q_heads_local, qk_dim, v_dim, kv_elems, dep.act_bytes,
                                                  dep.kv_bytes, new_tokens=shape.new_tokens, kv_readers=readers)
         self._kernel(name, op_kind, count, flops, nbytes, per_layer=True, kv_read_bytes=kv_read)
+        if cp > 1:
+            self._context_parallel(prefix + f"attention.{kind}{suffix}", count, shape, qk_dim, v_dim)
+
+    def _context_parallel(self, name, count, shape, qk_dim, v_dim):
+        """Ring-attention / TokenRing passes (prefill) or the split-KV gather (decode) over the CP group."""
+        dep = self.dep
+        if shape.phase == "prefill":
+            method = (dep.overlap_boundaries or {}).get("cp_method", "ring")
+            message = context.ring_step_bytes(dep, shape, qk_dim, v_dim, method)
+            self._collective(name + ".cp_send_recv", "send_recv", count * (dep.cp - 1), message, "cp", overlap="cp",
+                             ranks=2, per_node=np.where(group_shape(dep, "cp")[1] < dep.cp, 1, 2))
+        else:
+            message = context.decode_gather_bytes(dep, shape.batch, shape.new_tokens, v_dim)
+            self._collective(name + ".cp_all_gather", "all_gather", count, message, "cp")
 
     def _ffn(self, prefix: str, linears: list[Linear], count: int, tokens, weight_copies=None, kind="gemm"):
         """gate/up GEMM, activation, down GEMM. ``weight_copies`` overrides how many weight sets are read
@@ -307,18 +358,23 @@ class StepBuilder:
         h = m.hidden_size
         dense = kind == "dense"
         self._elementwise(prefix + ("mlp_norm" if dense else "moe_norm"), count, h, 1, 1, NORM_FLOPS_PER_ELEMENT,
-                          tokens)
+                          self._sp(tokens))
         if dense:
             self._ffn(prefix, self.dep.cached("dense_mlp_linears", m.dense_mlp_linears), count, tokens)
         else:
             assert m.moe is not None
-            self._routed_experts(prefix, count, tokens)
+            plan = self._routed_experts(prefix, count, tokens)
             shared = [lin for lin in m.shared_expert_linears() if lin.name != "moe.shared_gate"]
             if shared:
                 self._ffn(prefix, shared, count, tokens)
-        self._tp_all_reduce(prefix + ("mlp.all_reduce" if dense else "moe.all_reduce"), count, tokens)
+            if plan.gather_tp:  # each TP rank got back its own share of the tokens
+                message = np.asarray(tokens, dtype=float) * h * self.dep.act_bytes
+                self._collective(prefix + "moe.all_gather", "all_gather", count, message, "tp")
+        if dense or not plan.gather_tp:
+            self._tp_all_reduce(prefix + ("mlp.all_reduce" if dense else "moe.all_reduce"), count, tokens,
+                                overlap="tp")
         self._elementwise(prefix + ("mlp_residual" if dense else "moe_residual"), count, h, 2, 1,
-                          ADD_FLOPS_PER_ELEMENT, tokens)
+                          ADD_FLOPS_PER_ELEMENT, self._sp(tokens))
 
     def _routed_experts(self, prefix: str, count: int, tokens):
         """Router GEMM, routing, permutation, the experts as grouped GEMMs, and the weighted sum back.
@@ -336,19 +392,35 @@ class StepBuilder:
         m, dep = self.model, self.dep
         moe = m.moe
         router = m.router_linear()
-        self._gemm(prefix + "moe.router", [router], count, tokens)
+        plan = expert_plan(dep, tokens)
+        routed = plan.routed_tokens
+        self._gemm(prefix + "moe.router", [router], count, routed)
         experts, k = dep.local_out(router), moe.top_k
         linears = m.expert_linears()
-        flops, nbytes = moe_ops.route(tokens, experts, k, dep.act_bytes)
+        flops, nbytes = moe_ops.route(routed, experts, k, dep.act_bytes)
         self._kernel(prefix + "moe.route", "memory", count, flops, nbytes, per_layer=True)
-        flops, nbytes = moe_ops.sort(tokens, experts, k)
+        flops, nbytes = moe_ops.sort(routed, experts, k)
         self._kernel(prefix + "moe.sort", "memory", count, flops, nbytes, per_layer=True)
-        flops, nbytes = moe_ops.permute(tokens, k, dep.local_in(linears[0]), dep.act_bytes)
+        rows = plan.rows / k  # permute/unpermute take tokens and multiply by k
+        first = len(self.ops)  # from here the busiest expert GPU's rows: its extra work is waiting (MFU)
+        flops, nbytes = moe_ops.permute(rows, k, dep.local_in(linears[0]), dep.act_bytes)
         self._kernel(prefix + "moe.permute", "memory", count, flops, nbytes, per_layer=True)
-        touched = moe_ops.expected_distinct_experts(tokens, moe.num_experts, k)
-        self._ffn(prefix, linears, count, tokens * k, weight_copies=touched, kind="grouped_gemm")
-        flops, nbytes = moe_ops.unpermute(tokens, k, dep.local_out(linears[-1]), dep.act_bytes)
+        if plan.all_to_all:
+            self._collective(prefix + "moe.dispatch.all_to_all", "all_to_all", count, plan.message_bytes, "ep",
+                             overlap="ep")
+        self._ffn(prefix, linears, count, plan.rows, weight_copies=plan.weight_copies, kind="grouped_gemm")
+        if plan.all_to_all and np.any(np.asarray(dep.etp) > 1):  # partial sums of an expert split over etp GPUs
+            message = plan.rows * m.hidden_size * dep.act_bytes
+            self._collective(prefix + "moe.expert_tp.all_reduce", "all_reduce", count, message, "etp")
+        if plan.all_to_all:
+            self._collective(prefix + "moe.combine.all_to_all", "all_to_all", count, plan.message_bytes, "ep",
+                             overlap="ep")
+        flops, nbytes = moe_ops.unpermute(rows, k, dep.local_out(linears[-1]), dep.act_bytes)
         self._kernel(prefix + "moe.unpermute", "memory", count, flops, nbytes, per_layer=True)
+        imbalance = dep.expert_load_imbalance if dep.ep > 1 else 1.0
+        if imbalance != 1.0:
+            self.ops[first:] = [replace(op, work_fraction=1.0 / imbalance) for op in self.ops[first:]]
+        return plan
 
 
 def build_step(dep: Deployment, shape: StepShape) -> list[OpCost]:

@@ -58,7 +58,7 @@ def test_node_loads_and_its_accelerator_resolves(name):
     assert node.name == name
     assert node.accelerator in ALL_ACCELERATORS
     get_accelerator(node.accelerator)
-    assert node.accelerators_per_node == 8
+    assert node.accelerators_per_node == (72 if name == "gb200-nvl72" else 8)
 
 
 # (name, path into the model, expected) -- values read off the vendor datasheets.
@@ -201,9 +201,10 @@ def test_node_host_memory_values():
     for name in ALL_NODES:
         host = get_node(name).host_memory
         acc = get_accelerator(get_node(name).accelerator)
-        # host DDR is bigger and slower than the GPUs' HBM
+        # host DDR is bigger than one GPU's HBM and, per GPU, slower
+        per_gpu = get_node(name).accelerators_per_node if name == "gb200-nvl72" else 1
         assert host.capacity_bytes > acc.hbm_capacity_bytes
-        assert host.bandwidth_bytes_per_s < acc.hbm_bandwidth_bytes_per_s
+        assert host.bandwidth_bytes_per_s / per_gpu < acc.hbm_bandwidth_bytes_per_s
 
 
 def test_unknown_accelerator_suggests_close_name():

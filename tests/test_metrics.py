@@ -59,13 +59,12 @@ def test_mfu_counts_each_operator_against_its_format_peak():
 
 
 def test_load_imbalance_is_waiting_not_work():
-    """The busiest expert GPU makes the step slower; the FLOPs done are the same, so MFU falls
-    (today it rises from 4.1% to 5.1%)."""
+    """The busiest expert GPU runs 1.5x the mean rows and the step waits for it; the work done on
+    average is the same, so MFU falls with the longer step (today it rises from 4.1% to 5.1%)."""
     kw = {"model": "mixtral-8x7b", "hardware.num_gpus": 4, "workload.phase": "prefill", "workload.batch_size": 8}
     even = predict(**kw, techniques=[{"name": "moe", "expert_parallel": 4, "load_imbalance": 1.0}])
     skew = predict(**kw, techniques=[{"name": "moe", "expert_parallel": 4, "load_imbalance": 1.5}])
     assert skew.latency_s > even.latency_s
-    assert sum(o.flops for o in skew.breakdown) == pytest.approx(sum(o.flops for o in even.breakdown))
     assert skew.mfu == pytest.approx(even.mfu * even.latency_s / skew.latency_s, rel=1e-9)
 
 

@@ -68,7 +68,7 @@ def test_kv_heads_replicate_when_tp_exceeds_them():
 
 
 def test_tensor_parallel_adds_two_all_reduces_per_layer():
-    dep = _dep(**{"hardware.num_gpus": 4})
+    dep = _dep(**{"hardware.num_gpus": 4, "parallelism.collective_algorithm": "ring"})
     ops = _ops(dep, StepShape(8, 1, 1024, "decode"))
     for name in ("attn.all_reduce", "mlp.all_reduce"):
         op = ops[name]
@@ -76,6 +76,12 @@ def test_tensor_parallel_adds_two_all_reduces_per_layer():
         # ring all-reduce of 8 tokens x 4096 x 2 bytes: 2*(n-1)/n of the message, 2*(n-1) latency steps
         assert float(op.link_bytes) == pytest.approx(2 * 3 / 4 * 8 * 4096 * 2)
         assert float(op.link_latency_s) == pytest.approx(6 * dep.gpu.intra_node_link.latency_s)
+        assert (op.collective, op.group, op.link, op.algorithm) == ("all_reduce", "tp", "nvlink4", "ring")
+    # auto: a 64 KiB all-reduce over 4 GPUs takes the tree (2 log2(4) = 4 latency steps, 2 S traffic)
+    tree = _ops(_dep(**{"hardware.num_gpus": 4}), StepShape(8, 1, 1024, "decode"))["attn.all_reduce"]
+    assert tree.algorithm == "tree"
+    assert float(tree.link_latency_s) == pytest.approx(4 * dep.gpu.intra_node_link.latency_s)
+    assert float(tree.link_bytes) == pytest.approx(2 * 8 * 4096 * 2)
 
 
 def test_expected_distinct_experts():

@@ -134,11 +134,25 @@ class Decoder:
     # --- one step -----------------------------------------------------------------------------------
 
     def forward(self, r: "StepRunner") -> torch.Tensor:
+        return self.head(r, self.run_layers(r, self.embed_tokens(r)))
+
+    # Hooks a sharded decoder overrides (``validation.multigpu``): the embedding lookup, the reduction
+    # of a row-parallel projection's partial sums (identity on one GPU) and the gathering of logits.
+    def embed_tokens(self, r: "StepRunner") -> torch.Tensor:
+        return F.embedding(r.ids, self.embed)  # (T, h): the residual stream
+
+    def reduce_(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def gather_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits
+
+    def run_layers(self, r: "StepRunner", x: torch.Tensor) -> torch.Tensor:
+        """Every layer of this decoder over the residual stream ``x`` (T, h), in place."""
         from validation.kernels import memory as Mk
 
         a = self.arch
         H, Hkv, D, I = a.heads, a.kv_heads, a.head_dim, a.intermediate
-        x = F.embedding(r.ids, self.embed)  # (T, h): the residual stream
         for layer in range(a.layers):
             Mk.rmsnorm(x, self.attn_norm[layer], 1e-5, out=r.hn)
             torch.matmul(r.hn, self.w_qkv[layer].t(), out=r.qkv)
@@ -148,7 +162,7 @@ class Decoder:
             ops.kv_write(k, v, r.k_cache[layer], r.v_cache[layer], r.new, r.past)
             o = self._attention(r, layer)
             torch.matmul(o, self.w_o[layer].t(), out=r.attn_out)
-            x.add_(r.attn_out)
+            x.add_(self.reduce_(r.attn_out))
             Mk.rmsnorm(x, self.mlp_norm[layer], 1e-5, out=r.hn)
             if a.experts:
                 self._moe(r, layer, x)
@@ -156,11 +170,17 @@ class Decoder:
                 torch.matmul(r.hn, self.w_gu[layer].t(), out=r.gu)
                 Mk.swiglu(r.gu[:, :I], r.gu[:, I:], out=r.act)
                 torch.matmul(r.act, self.w_down[layer].t(), out=r.mlp_out)
-                x.add_(r.mlp_out)
+                x.add_(self.reduce_(r.mlp_out))
+        return x
+
+    def head(self, r: "StepRunner", x: torch.Tensor) -> torch.Tensor:
+        """Final norm over every token, logits of the last token of each sequence."""
+        from validation.kernels import memory as Mk
+
         Mk.rmsnorm(x, self.final_norm, 1e-5, out=r.hn)
-        last = r.hn.view(r.batch, r.new, a.hidden)[:, -1]  # strided rows: no copy
+        last = r.hn.view(r.batch, r.new, self.arch.hidden)[:, -1]  # strided rows: no copy
         torch.matmul(last, self.lm_head.t(), out=r.logits)
-        return r.logits
+        return self.gather_logits(r.logits)
 
     def _attention(self, r: "StepRunner", layer: int) -> torch.Tensor:
         a = self.arch

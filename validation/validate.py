@@ -26,6 +26,7 @@ import numpy as np
 
 from costmodels.roofline import OpCost, price
 from hwmodels import get_accelerator, load_profile
+from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
 from simulator.api import predict
 from simulator.engine import evaluate
 from simulator.scenario import Scenario
@@ -158,10 +159,17 @@ def kernel_summary(rows: list[dict[str, Any]], profile, default, gpu) -> dict[st
 
 # --- end to end --------------------------------------------------------------------------------------
 
-def _scenario(spec: dict, gpu_name: str, calibration, phase: str, batch: int, length: int) -> dict[str, Any]:
+def _scenario(spec: dict, gpu_name: str, calibration, phase: str, batch: int, length: int,
+              parallelism: dict[str, int] | None = None) -> dict[str, Any]:
+    """The scenario of one measured case; ``parallelism`` (e.g. ``{"tp": 4}``) spans ``num_gpus`` =
+    the product of its degrees."""
     wl = {"phase": phase, "batch_size": batch}
     wl["prompt_len" if phase == "prefill" else "context_len"] = length
-    return {"model": spec, "hardware": {"gpu": gpu_name, "num_gpus": 1}, "calibration": calibration, "workload": wl}
+    sc = {"model": spec, "hardware": {"gpu": gpu_name, "num_gpus": 1}, "calibration": calibration, "workload": wl}
+    if parallelism:
+        sc["parallelism"] = dict(parallelism)
+        sc["hardware"]["num_gpus"] = int(np.prod([v for k, v in parallelism.items() if k in ("tp", "pp", "cp")]))
+    return sc
 
 
 def _by_kind(sc: dict[str, Any]) -> dict[str, float]:
@@ -177,7 +185,7 @@ def _by_kind(sc: dict[str, Any]) -> dict[str, float]:
 def predict_row(row: dict[str, Any], profile_ref, gpu_name: str) -> dict[str, Any]:
     """Fill a case's predictions (calibrated, default, peak) and errors against its measured time."""
     for label, calib in (("calibrated", profile_ref), ("default", "default"), ("peak", "peak")):
-        sc = _scenario(row["spec"], gpu_name, calib, row["phase"], row["batch"], row["length"])
+        sc = _scenario(row["spec"], gpu_name, calib, row["phase"], row["batch"], row["length"], row.get("parallelism"))
         p = predict(sc)
         row[f"{label}_s"] = p.latency_s
         if "time_s" in row:
@@ -326,7 +334,7 @@ def e2e_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def repredict(path: str, profile: str | None = None, out: str | None = None) -> dict[str, Any]:
     """Predict again, with this code and ``profile``, the cases a ``validation.json`` measured (no GPU)."""
-    result = json.loads(Path(path).read_text())
+    result = json.loads(read_text_bounded(path, PROFILE_LIMIT_BYTES, "--from"))
     gpu_name = result["gpu"]
     gpu = get_accelerator(gpu_name)
     profile_ref = profile or "auto"
@@ -341,7 +349,7 @@ def repredict(path: str, profile: str | None = None, out: str | None = None) -> 
             row.pop("predicted_by_piece_s", None)
             row.update(moe_predictions(moe_spec, gpu_name, profile_ref, row["tokens"]))
     result["profile"] = profile_ref if profile else f"auto ({prof.name})"
-    outdir = write_reports(result, out or Path(path).parent)
+    outdir = write_reports(result, out or "validation-out")  # the current directory, never beside the input
     _log(f"re-predicted {path} -> {outdir}/validation.{{json,md,html}}")
     return result
 

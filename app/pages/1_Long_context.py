@@ -9,6 +9,8 @@ import streamlit as st
 
 from app import charts, state, widgets
 from app.fmt import seconds, size
+from simulator import get_model
+from simulator.checks import context_warning
 
 st.set_page_config(page_title="roofsim · Long context", layout="wide")
 state.enter_page("long_context")
@@ -74,6 +76,10 @@ if hi <= lo:
     st.stop()
 
 ctx = contexts(lo, hi, per_octave)
+spec, _ = state.attempt(get_model, sc["model"])
+beyond = context_warning(spec, ctx, "context") if spec is not None else None
+if beyond:
+    st.warning(beyond)
 table = state.or_stop(state.cached_long_context, sc, ctx, decode)
 tables = {"with techniques" if sc["techniques"] else "scenario": table}
 if sc["techniques"]:

@@ -10,6 +10,7 @@ import streamlit as st
 from app import charts, state, widgets
 from hwmodels import DTYPES, list_accelerators
 from hwmodels.errors import InputError
+from simulator.bounds import AXIS_LIMITS, check_counts
 
 st.set_page_config(page_title="roofsim · Sweep", layout="wide")
 state.enter_page("sweep")
@@ -52,12 +53,11 @@ def parse(axis: str, text: str) -> list:
             raise InputError(f"sweep.{axis}", f"unknown dtype {bad[0]!r}; choose from {', '.join(DTYPES)}")
         return items
     try:
-        values = [int(float(t)) for t in items]
+        numbers = [float(t) for t in items]
     except ValueError:
         raise InputError(f"sweep.{axis}", f"expected whole numbers, got {text!r}") from None
-    if min(values) < 1:
-        raise InputError(f"sweep.{axis}", "values must be positive")
-    return sorted(set(values))
+    values = check_counts(f"sweep.{axis}", numbers, *AXIS_LIMITS[axis])  # inf, 2.7, 1e30: refused
+    return sorted({int(v) for v in values})
 
 
 def grid(sc: dict, x: str, xv: list, y: str | None, yv: list) -> dict[str, np.ndarray]:
@@ -113,7 +113,9 @@ else:
     fig = charts.sweep_lines(xv, {n: z[:, j] for j, n in enumerate(names)},
                              {n: fits[:, j] for j, n in enumerate(names)},
                              AXES[x], OUTPUTS[out_key], log_x=x not in ("tp",) and len(xv) > 2, log_y=log_y,
-                             categorical_x=x in CATEGORICAL)
+                             categorical_x=x in CATEGORICAL,
+                             x_label=charts.tokens if x in charts.TOKEN_AXES else charts.count,
+                             y_label=charts.value_label(out_key))
 st.plotly_chart(fig, key="fig.sweep")
 
 rows = [{x: a, **({y: b} if y else {}), out_key: z[i, j], "fits": bool(fits[i, j])}
@@ -124,15 +126,22 @@ with st.expander("Table"):
 st.download_button("Download CSV", frame.to_csv(index=False), file_name="sweep.csv", mime="text/csv", key="csv.sweep")
 
 st.header("Throughput vs latency")
-batches = np.unique(np.concatenate([2 ** np.arange(0, 11), np.asarray([sc["workload"]["batch_size"]])])).astype(int)
+if "batch_size" in (x, y):  # the user's own batch values
+    batches, source = np.asarray(xv if x == "batch_size" else yv, dtype=int), "your batch values"
+else:  # powers of two, the scenario's batch, and the memory limit itself
+    limit = int(state.or_stop(state.cached_predict, sc).max_concurrency)
+    extra = [sc["workload"]["batch_size"], *([limit] if 0 < limit <= 2 ** 14 else [])]
+    batches, source = np.unique(np.concatenate([2 ** np.arange(0, 11), extra])).astype(int), \
+        "powers of two, the scenario's batch and the memory limit"
 curve = state.or_stop(state.cached_sweep, sc, batch_size=batches)
 phase = sc["workload"]["phase"]
 lat_key, lat_label = ("tpot_s", "TPOT") if phase == "generate" else ("latency_s", f"{phase} step latency")
 st.plotly_chart(charts.throughput_latency(batches, curve[lat_key], curve["tokens_per_s"], curve["fits"], lat_label),
                 key="fig.tl")
 fit = batches[np.asarray(curve["fits"], dtype=bool)]
-st.caption(f"Batch 1 to {batches[-1]}; the largest batch that fits in memory is "
-           f"{int(fit.max()) if fit.size else 'none'} (max concurrency {int(curve['max_concurrency'][0])}).")
+st.caption(f"Batch {batches[0]} to {batches[-1]} ({source}); the largest of these that fits in memory is "
+           f"{int(fit.max()) if fit.size else 'none'}; at this context at most "
+           f"{int(curve['max_concurrency'][0])} sequences fit (max concurrency).")
 tl = pd.DataFrame({"batch_size": batches, lat_key: curve[lat_key], "tokens_per_s": curve["tokens_per_s"],
                    "fits": curve["fits"]})
 st.download_button("Download CSV", tl.to_csv(index=False), file_name="throughput_latency.csv", mime="text/csv",

@@ -65,6 +65,17 @@ def variant_editor(i: int, base: dict, old: dict) -> dict:
     return overrides
 
 
+def difference(base: dict, overrides: dict) -> str:
+    """What a variant changes against A, as a bar label: 'KV dtype fp8, GPU h200-sxm'."""
+    parts = []
+    for field, value in overrides.items():
+        if value == state.get(base, field):
+            continue
+        shown = (", ".join(t["name"] for t in value) or "none") if field == "techniques" else value
+        parts.append(f"{FIELDS[field][0]} {shown}")
+    return "; ".join(parts) or "same as A"
+
+
 def rows(pred) -> dict[str, tuple[str, float | None]]:
     """Metric -> (shown text, number used for the delta)."""
     m = pred.memory
@@ -141,7 +152,8 @@ st.download_button("Download CSV", pd.DataFrame(numbers).to_csv(), file_name="co
 
 ok = [(LETTERS[i], p) for i, p in enumerate(preds) if p is not None]
 left, right = st.columns(2)
-names = [f"{letter}: {p.gpu}" for letter, p in ok]
+names = [f"{LETTERS[i]}: {difference(base, variants[i - 1]) if i else 'the sidebar'}"
+         for i, p in enumerate(preds) if p is not None]
 lat = go.Figure(go.Bar(x=names, y=[(p.tpot_s or p.latency_s) * 1e3 for _, p in ok],
                        text=[seconds(p.tpot_s or p.latency_s) for _, p in ok]))
 lat.update_layout(title="TPOT (ms)" if base["workload"]["phase"] == "generate" else "step latency (ms)", height=320,

@@ -12,7 +12,8 @@ import streamlit as st
 from app import charts, state, widgets
 from app.calibration_data import comparison_tables, raw_points, scalar_tables, validation_results
 from app.fmt import seconds, size
-from hwmodels import builtin_profiles, get_accelerator, load_profile
+from app.tables import readable
+from hwmodels import builtin_profiles, get_accelerator, list_accelerators, load_profile
 
 st.set_page_config(page_title="roofsim · Calibration", layout="wide")
 state.enter_page("calibration")
@@ -23,10 +24,11 @@ RAW_KEYS = ("points", "columns", "alternatives", "datasheet")  # shown as curves
 
 def load(choice: str):
     if choice != UPLOAD:
+        state.no_server_files({"calibration": choice})
         return load_profile(choice)
     upload = st.file_uploader("Profile JSON", type=["json"], key="cal.upload")
     if upload is not None:
-        text = upload.getvalue().decode("utf-8", errors="replace")
+        text = state.upload_text(upload, "profile")
     else:
         text = st.text_area("…or paste it", key="cal.text")
     return load_profile(widgets.parse_mapping(text, "profile", "a profile JSON"))
@@ -34,7 +36,7 @@ def load(choice: str):
 
 def table(name: str, frame: pd.DataFrame, key: str, index: bool = False) -> None:
     st.markdown(f"`{name}`")
-    st.dataframe(frame, hide_index=not index)
+    st.dataframe(readable(frame), hide_index=not index)
     st.download_button("Download CSV", frame.to_csv(index=index), file_name=f"{name.replace('.', '_')}.csv",
                        mime="text/csv", key=key)
 
@@ -48,7 +50,7 @@ choice = st.selectbox("Profile", widgets.with_option([*builtin_profiles(), UPLOA
                       key="w.cal.profile", help="the scenario's own profile is picked first")
 state.sync_url()
 profile = state.or_stop(load, choice)
-acc, _ = state.attempt(get_accelerator, profile.device) if profile.device else (None, None)
+acc, _ = state.attempt(get_accelerator, profile.device) if profile.device in list_accelerators() else (None, None)
 
 c1, c2, c3 = st.columns(3)
 c1.metric("Profile", profile.name)
@@ -80,13 +82,14 @@ if stats:
 
 st.subheader("Predicted vs measured")
 sources = [("profile", {"measurements": profile.measurements, "environment": profile.environment})]
-shipped = validation_results(profile)
+# only a catalog device names a shipped result file (an uploaded profile's device is the user's text)
+shipped = validation_results(profile) if profile.device in list_accelerators() else None
 if shipped:
     sources.append(shipped)
 upload = st.file_uploader("A validation result (roofsim validate's JSON)", type=["json"], key="cal.validation")
 if upload is not None:
-    data, error = state.attempt(widgets.parse_mapping, upload.getvalue().decode("utf-8", errors="replace"),
-                                "validation", "a validation JSON")
+    data, error = state.attempt(lambda: widgets.parse_mapping(state.upload_text(upload, "validation"),
+                                                              "validation", "a validation JSON"))
     if error:
         st.error(error)
     else:

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 
 from hwmodels.errors import InputError
-from roofsim.cli import calibrate, concurrency, demo, hardware, long_context, models, predict, techniques, validate
+from roofsim.cli import (calibrate, concurrency, demo, hardware, long_context, models, plan, plan_train, predict,
+                         serve, techniques, train, validate)
 
-COMMANDS = [predict, hardware, models, techniques, concurrency, long_context, demo, calibrate, validate]
+COMMANDS = [predict, serve, plan, train, plan_train, hardware, models, techniques, concurrency, long_context, demo,
+            calibrate, validate]
+
+
+def version() -> str:
+    """The installed package's version (pyproject.toml), or the source tree's when not installed."""
+    try:
+        return metadata.version("roofsim")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="roofsim", description="Roofline and concurrency cost models for LLM serving.")
+    parser = argparse.ArgumentParser(prog="roofsim",
+                                     description="Roofline and concurrency cost models for LLM serving and training.")
+    parser.add_argument("--version", action="version", version=f"roofsim {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)

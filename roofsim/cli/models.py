@@ -30,9 +30,12 @@ def run_list(args) -> int:
     for name in list_models():
         m = get_model(name)
         moe = f"{m.moe.num_experts}e top{m.moe.top_k}" if m.moe else "dense"
-        rows.append([name, count(m.total_params()), count(m.active_params()), str(m.num_layers), _attention(m), moe,
+        active = count(m.active_params()) + ("" if m.counts_input_embedding else "*")
+        rows.append([name, count(m.total_params()), active, str(m.num_layers), _attention(m), moe,
                      f"{m.kv_elements_per_token() * 2 / 1e3:.0f} KB"])
     print(table(["name", "params", "active", "layers", "attention", "mlp", "KV/token (bf16)"], rows))
+    print("\nactive: parameters one token uses, counted as the authors publish them (* = input embedding "
+          "left out, as DeepSeek and gpt-oss count)")
     return 0
 
 
@@ -40,6 +43,7 @@ def run_show(args) -> int:
     m = get_model(args.name)
     data = m.model_dump(mode="json", exclude_none=True)
     data["derived"] = {"total_params": m.total_params(), "active_params": m.active_params(),
+                       "active_params_counts_input_embedding": m.counts_input_embedding,
                        "kv_elements_per_token": m.kv_elements_per_token()}
     print(yaml.safe_dump(data, sort_keys=False), end="")
     return 0

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import Literal, get_args, get_origin
 
 from hwmodels.errors import InputError
 from simulator.api import predict
 from roofsim.cli.format import count, seconds, size, table
 from simulator.prediction import Prediction
-from simulator.scenario import Scenario
+from hwmodels import DTYPES, builtin_profiles, list_accelerators
+from simulator.bounds import MAX_BATCH
+from simulator.models import list_models
+from simulator.scenario import OverlapPolicy, Phase, Scenario
+from simulator.techniques import REGISTRY
 
 # flag -> (dotted scenario field, type)
 OVERRIDES = {
@@ -17,6 +22,16 @@ OVERRIDES = {
     "num_gpus": ("hardware.num_gpus", int),
     "tp": ("parallelism.tp", int),
     "pp": ("parallelism.pp", int),
+    "node": ("hardware.node", str),
+    "network": ("hardware.network", str),
+    "num_nodes": ("hardware.num_nodes", int),
+    "microbatches": ("parallelism.microbatches", int),
+    "ep": ("parallelism.ep", int),
+    "expert_tp": ("parallelism.expert_tp", int),
+    "cp": ("parallelism.cp", int),
+    "cp_method": ("parallelism.cp_method", str),
+    "sp": ("parallelism.sp", lambda text: text.lower() in ("1", "true", "yes", "on")),
+    "collective_algorithm": ("parallelism.collective_algorithm", str),
     "phase": ("workload.phase", str),
     "batch": ("workload.batch_size", int),
     "prompt_len": ("workload.prompt_len", int),
@@ -31,12 +46,29 @@ OVERRIDES = {
 }
 
 
+def allowed_values() -> dict[str, str]:
+    """Flag -> the values it takes, for ``--help``."""
+    dtypes = ", ".join(DTYPES)
+    return {
+        "model": "a preset (" + ", ".join(list_models()) + ") or a config.json path",
+        "gpu": "a catalog name (" + ", ".join(list_accelerators()) + ") or a YAML/JSON spec path",
+        "phase": ", ".join(get_args(Phase)), "overlap": ", ".join(get_args(OverlapPolicy)),
+        "weights_dtype": dtypes, "kv_dtype": dtypes, "compute_dtype": dtypes,
+        "calibration": ", ".join(["auto", *builtin_profiles()]) + " or a profile JSON path",
+        "batch": f"1 to {MAX_BATCH:,}", "prompt_len": "1 to 2^24", "context": "1 to 2^24", "output_len": "1 to 2^24",
+        "memory_utilization": "in (0, 1]",
+    }
+
+
 def add_scenario_flags(parser) -> None:
     parser.add_argument("scenario", nargs="?", help="scenario file (YAML or JSON); flags override its fields")
+    allowed = allowed_values()
     for flag, (field, kind) in OVERRIDES.items():
-        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, help=f"sets {field}")
+        choices = f": {allowed[flag]}" if flag in allowed else ""
+        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, help=f"sets {field}{choices}")
     parser.add_argument("--technique", dest="technique", action="append", default=[], metavar="NAME[:k=v,...]",
-                        help="add a technique (repeatable), e.g. kv_quant:bits=4; see `roofsim techniques list`")
+                        help="add a technique (repeatable), e.g. kv_quant:bits=4; one of " + ", ".join(REGISTRY)
+                             + "; parameters: `roofsim techniques show NAME`")
 
 
 def _scalar(text: str):
@@ -54,15 +86,25 @@ def _scalar(text: str):
     return text
 
 
+def _literals(annotation) -> set:
+    """Every value a ``Literal[...]`` inside ``annotation`` allows (through Optional, Annotated, unions)."""
+    if get_origin(annotation) is Literal:
+        return set(get_args(annotation))
+    return set().union(*(_literals(arg) for arg in get_args(annotation))) if get_args(annotation) else set()
+
+
 def parse_technique(text: str) -> dict:
-    """``NAME[:k=v,...]`` -> ``{"name": NAME, k: v, ...}``; values are ints, floats, booleans, none or text."""
+    """``NAME[:k=v,...]`` -> ``{"name": NAME, k: v, ...}``; values are ints, floats, booleans, none or text,
+    except that a value the parameter lists by name (``flash_attention:version=none``) stays that text."""
     name, _, rest = text.partition(":")
     entry: dict = {"name": name.strip()}
+    fields = getattr(REGISTRY.get(name.strip()), "model_fields", {})
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise InputError("--technique", f"{text!r}: expected NAME[:key=value,...], got {item!r}")
-        entry[key.strip()] = _scalar(value.strip())
+        named = key.strip() in fields and value.strip() in _literals(fields[key.strip()].annotation)
+        entry[key.strip()] = value.strip() if named else _scalar(value.strip())
     if not entry["name"]:
         raise InputError("--technique", f"{text!r}: no technique name")
     return entry
@@ -88,7 +130,7 @@ def add_parser(sub) -> None:
 def render(pred: Prediction) -> str:
     head = (f"{pred.model} on {pred.num_gpus}x {pred.gpu} (tp={pred.tp}, pp={pred.pp}, replicas={pred.replicas}), "
             f"profile {pred.calibration}, {pred.phase}")
-    lines = [head, ""]
+    lines = [head, *(f"warning: {w}" for w in pred.warnings), ""]
     if pred.phase == "generate":
         lines.append(f"TTFT {seconds(pred.ttft_s)}   TPOT {seconds(pred.tpot_s)}   end-to-end {seconds(pred.e2e_s)}")
     else:

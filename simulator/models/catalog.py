@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from hwmodels.errors import InputError, unknown_name, validated
+from hwmodels.io import read_text_bounded
 from simulator.models.spec import ModelSpec
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -54,9 +55,10 @@ def get_model(spec: str | dict[str, Any] | ModelSpec, field: str = "model") -> M
     if path.suffix in (".json", ".yaml", ".yml") or path.exists():
         if path.is_dir():
             path = path / "config.json"
+        text = read_text_bounded(path, field=field)
         try:
-            data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
-        except (OSError, yaml.YAMLError) as exc:
+            data = yaml.safe_load(text)  # YAML is a superset of JSON
+        except yaml.YAMLError as exc:
             raise InputError(field, f"cannot read {spec!r}: {exc.__class__.__name__}") from None
         if not isinstance(data, dict):
             raise InputError(field, f"{spec!r} does not hold a mapping")

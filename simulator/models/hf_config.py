@@ -14,6 +14,8 @@ from typing import Any
 
 
 from hwmodels.errors import InputError, validated
+from simulator.bounds import MAX_LAYERS, limit_message
+from simulator.models.quantization import quantization
 from simulator.models.spec import ModelSpec
 
 
@@ -33,6 +35,11 @@ class Family:
     shared_expert_gate: bool = False
     moe_biases: bool = False  # router and expert biases (gpt-oss)
     attention_sinks: bool = False
+    qk_norm_key: str | None = None  # a config flag that turns qk_norm on (GLM-4.5: use_qk_norm)
+    # whether the authors' published active-parameter count includes the input embedding table: DeepSeek-V3
+    # (36.6B of 671B, README_WEIGHTS.md), Kimi K2 (same architecture) and gpt-oss (5.1B of 117B, model card
+    # Table 1) leave it out; the others count it (Mixtral 12.9B of 46.7B, Qwen3-30B-A3B 3.3B of 30.5B)
+    active_counts_input_embedding: bool = True
     defaults: dict[str, Any] = dc_field(default_factory=dict)  # values HF's config class supplies when absent
 
 
@@ -48,8 +55,12 @@ FAMILIES: dict[str, Family] = {
     "qwen2_moe": Family("qwen2_moe", qkv_bias_only=True, moe=True, shared_expert_gate=True, **_QWEN),
     "qwen3": Family("qwen3", qk_norm=True, **_QWEN),
     "qwen3_moe": Family("qwen3_moe", qk_norm=True, moe=True, **_QWEN),
-    "deepseek_v2": Family("deepseek", moe=True, mla=True),
-    "deepseek_v3": Family("deepseek", moe=True, mla=True),
+    "deepseek_v2": Family("deepseek", moe=True, mla=True, active_counts_input_embedding=False),
+    "deepseek_v3": Family("deepseek", moe=True, mla=True, active_counts_input_embedding=False),
+    # Kimi K2 is the DeepSeek-V3 architecture with its own model_type (moonshotai/Kimi-K2-Instruct README)
+    "kimi_k2": Family("deepseek", moe=True, mla=True, active_counts_input_embedding=False),
+    # GLM-4.5: biases on q/k/v only (HF Glm4MoeAttention: o_proj has none), sigmoid router, leading dense layers
+    "glm4_moe": Family("glm4_moe", qkv_bias_only=True, moe=True, qk_norm_key="use_qk_norm"),
     "gemma2": Family("gemma2", sliding_pattern=2, defaults=_GEMMA_DEFAULTS, **_GEMMA),
     "gemma3_text": Family(
         "gemma3",
@@ -59,12 +70,13 @@ FAMILIES: dict[str, Family] = {
         **_GEMMA,
     ),
     "phi3": Family("phi3"),
-    "gpt_oss": Family("gpt_oss", moe=True, moe_biases=True, attention_sinks=True),
+    "gpt_oss": Family("gpt_oss", moe=True, moe_biases=True, attention_sinks=True, active_counts_input_embedding=False),
     "olmoe": Family("olmoe", qk_norm=True, moe=True),
 }
 
-# Multimodal configs that nest the language model under a key, with the model_type it then has.
-WRAPPERS: dict[str, tuple[str, str]] = {"gemma3": ("text_config", "gemma3_text")}
+# Multimodal configs that nest the language model under a key, with the model_type it has when the
+# nested config does not say (the vision tower and projector are not modelled: text generation only).
+WRAPPERS: dict[str, tuple[str, str]] = {"gemma3": ("text_config", "gemma3_text"), "mistral3": ("text_config", "mistral")}
 
 NUM_EXPERTS = ("num_local_experts", "num_experts", "n_routed_experts")
 LAYER_KINDS = {"full_attention": "full", "sliding_attention": "sliding"}
@@ -181,6 +193,7 @@ def spec_from_hf_config(config: dict[str, Any], name: str | None = None, field: 
         if not isinstance(config.get(key), dict):
             raise InputError(f"{field}.{key}", f"missing required key {key!r} ({config['model_type']} config)")
         config, field = {"model_type": model_type, **config[key]}, f"{field}.{key}"
+        model_type = config["model_type"]
     fam = FAMILIES.get(model_type)
     if fam is None:
         known = ", ".join(sorted({*FAMILIES, *WRAPPERS}))
@@ -188,10 +201,15 @@ def spec_from_hf_config(config: dict[str, Any], name: str | None = None, field: 
     cfg = _Config(config, fam, model_type, field)
 
     num_layers = cfg.integer("num_hidden_layers")
+    if num_layers > MAX_LAYERS:  # before any per-layer list is built
+        raise cfg.error("num_hidden_layers", limit_message(num_layers, MAX_LAYERS, "layers"))
     hidden = cfg.integer("hidden_size")
     heads = cfg.integer("num_attention_heads")
     mla = _mla(cfg) if fam.mla else None
     head_dim = mla["qk_nope_head_dim"] + mla["qk_rope_head_dim"] if mla else cfg.integer("head_dim", default=0)
+    if not head_dim and heads and hidden % heads:
+        raise cfg.error("head_dim", f"hidden_size={hidden} is not divisible by num_attention_heads={heads}; "
+                                    "give head_dim explicitly")
     bias = cfg.flag("attention_bias", False)
     tie = outer.get("tie_word_embeddings")  # a wrapper (Gemma 3) may state it at the top level instead
     tie = tie if isinstance(tie, bool) else fam.tie_word_embeddings
@@ -212,13 +230,15 @@ def spec_from_hf_config(config: dict[str, Any], name: str | None = None, field: 
         attention_out_bias=bias and not fam.qkv_bias_only,
         mlp_bias=cfg.flag("mlp_bias", False),
         norms_per_layer=fam.norms_per_layer,
-        qk_norm=fam.qk_norm,
+        qk_norm=fam.qk_norm or (bool(fam.qk_norm_key) and cfg.flag(fam.qk_norm_key, False)),
         sliding_window=window,
         layer_types=layer_types,
         attention_sinks=fam.attention_sinks,
         max_position_embeddings=cfg.integer("max_position_embeddings", default=0) or None,
         moe=_moe(cfg, fam, num_layers),
         mla=mla,
+        active_counts_input_embedding=None if fam.active_counts_input_embedding else False,
+        **quantization(config.get("quantization_config") or outer.get("quantization_config"), field),
         source=str(outer.get("source", "")),
     )
     return validated(ModelSpec, data, field)

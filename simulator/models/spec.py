@@ -9,9 +9,20 @@ disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+
+from hwmodels.dtypes import DType
+from simulator.bounds import MAX_EXPERTS, MAX_HEADS, MAX_LAYERS, MAX_TOKENS, MAX_VOCAB, MAX_WIDTH, at_most
+
+# Sizes no published model comes near (simulator/bounds.py says why each limit is safe).
+Layers = Annotated[PositiveInt, at_most(MAX_LAYERS, "layers")]
+Width = Annotated[PositiveInt, at_most(MAX_WIDTH, "elements")]
+Vocab = Annotated[PositiveInt, at_most(MAX_VOCAB, "tokens")]
+Heads = Annotated[PositiveInt, at_most(MAX_HEADS, "heads")]
+Experts = Annotated[PositiveInt, at_most(MAX_EXPERTS, "experts")]
+Positions = Annotated[PositiveInt, at_most(MAX_TOKENS * 64, "positions")]
 
 AttentionKind = Literal["full", "sliding"]
 MlpKind = Literal["dense", "moe"]
@@ -25,16 +36,16 @@ class _Strict(BaseModel):
 class MoESpec(_Strict):
     """Mixture-of-experts feed-forward (Mixtral, Qwen-MoE, DeepSeek-V3, gpt-oss, OLMoE)."""
 
-    num_experts: PositiveInt
-    top_k: PositiveInt
-    expert_intermediate_size: PositiveInt
-    num_shared_experts: NonNegativeInt = 0
-    shared_expert_intermediate_size: PositiveInt | None = Field(
+    num_experts: Experts
+    top_k: Experts
+    expert_intermediate_size: Width
+    num_shared_experts: Annotated[NonNegativeInt, at_most(MAX_EXPERTS, "experts")] = 0
+    shared_expert_intermediate_size: Width | None = Field(
         None, description="per shared expert; defaults to expert_intermediate_size"
     )
     shared_expert_gate: bool = Field(False, description="sigmoid gate hidden->1 on the shared expert (Qwen2-MoE)")
-    first_dense_layers: NonNegativeInt = Field(0, description="leading layers with a dense MLP (DeepSeek)")
-    moe_layer_interval: PositiveInt = Field(1, description="every n-th layer (after the dense ones) is MoE")
+    first_dense_layers: Annotated[NonNegativeInt, at_most(MAX_LAYERS, "layers")] = Field(0, description="leading layers with a dense MLP (DeepSeek)")
+    moe_layer_interval: Layers = Field(1, description="every n-th layer (after the dense ones) is MoE")
     router_bias: bool = False
     expert_bias: bool = False
 
@@ -52,11 +63,11 @@ class MoESpec(_Strict):
 class MLASpec(_Strict):
     """Multi-head latent attention (DeepSeek-V2/V3): the cache holds one latent + rope key per token."""
 
-    kv_lora_rank: PositiveInt
-    q_lora_rank: PositiveInt | None = None
-    qk_rope_head_dim: PositiveInt
-    qk_nope_head_dim: PositiveInt
-    v_head_dim: PositiveInt
+    kv_lora_rank: Width
+    q_lora_rank: Width | None = None
+    qk_rope_head_dim: Width
+    qk_nope_head_dim: Width
+    v_head_dim: Width
 
 
 class PublishedParams(_Strict):
@@ -108,13 +119,13 @@ class ModelSpec(_Strict):
 
     name: str
     family: str = ""
-    num_layers: PositiveInt
-    hidden_size: PositiveInt
-    num_attention_heads: PositiveInt
-    num_kv_heads: PositiveInt
-    head_dim: PositiveInt
-    intermediate_size: PositiveInt = Field(description="dense MLP width")
-    vocab_size: PositiveInt
+    num_layers: Layers
+    hidden_size: Width
+    num_attention_heads: Heads
+    num_kv_heads: Heads
+    head_dim: Width
+    intermediate_size: Width = Field(description="dense MLP width")
+    vocab_size: Vocab
     tie_word_embeddings: bool = False
     gated_mlp: bool = Field(True, description="SwiGLU/GeGLU (gate, up, down) vs ungated (up, down)")
     attention_bias: bool = Field(False, description="biases on q/k/v projections (Qwen2)")
@@ -123,15 +134,20 @@ class ModelSpec(_Strict):
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     norms_per_layer: PositiveInt = Field(2, description="2 (pre-norm), 4 with post-norms (Gemma 2/3)")
     qk_norm: bool = Field(False, description="per-head RMSNorm on q and k (Qwen3, Gemma 3)")
-    sliding_window: PositiveInt | None = None
+    sliding_window: Positions | None = None
     layer_types: list[AttentionKind] | None = Field(
         None, description="attention kind per layer; default: all sliding if sliding_window is set, else all full"
     )
     attention_sinks: bool = Field(False, description="one learned sink logit per head (gpt-oss)")
-    max_position_embeddings: PositiveInt | None = None
+    max_position_embeddings: Positions | None = None
     moe: MoESpec | None = None
     mla: MLASpec | None = None
     published_params: PublishedParams | None = None
+    active_counts_input_embedding: bool | None = Field(
+        None, description="whether active_params() counts the input embedding, as the authors publish it; "
+        "None: as published_params says, else True")
+    weights_dtype: DType | None = Field(None, description="the checkpoint's stored weight format (quantization_config)")
+    quantization: str = Field("", description="the checkpoint's quantization, as read from quantization_config")
     source: str = ""
 
     @model_validator(mode="after")
@@ -278,12 +294,22 @@ class ModelSpec(_Strict):
     def total_params(self) -> int:
         return self.embedding_params() + sum(n * self.layer_params(k) for k, n in self.layer_groups())
 
-    def active_params(self, count_input_embedding: bool = True) -> int:
+    @property
+    def counts_input_embedding(self) -> bool:
+        """Whether the authors' active-parameter figure includes the input embedding table."""
+        if self.active_counts_input_embedding is not None:
+            return self.active_counts_input_embedding
+        return self.published_params.active_counts_input_embedding if self.published_params else True
+
+    def active_params(self, count_input_embedding: bool | None = None) -> int:
         """Parameters touched by one token: all but the routed experts it is not sent to.
 
         ``count_input_embedding=False`` leaves out the input embedding table, of which a token reads one row
-        (unless it is tied to the output head, which every token uses whole).
+        (unless it is tied to the output head, which every token uses whole); ``None`` follows the authors'
+        convention (``counts_input_embedding``): DeepSeek-V3 and gpt-oss leave it out.
         """
+        if count_input_embedding is None:
+            count_input_embedding = self.counts_input_embedding
         layers = sum(n * self.layer_params(k, active_only=True) for k, n in self.layer_groups())
         skip = not (count_input_embedding or self.tie_word_embeddings)
         return self.embedding_params() - (self.vocab_size * self.hidden_size if skip else 0) + layers

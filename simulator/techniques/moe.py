@@ -14,7 +14,6 @@ from dataclasses import replace
 import numpy as np
 from pydantic import Field, PositiveInt
 
-from hwmodels.profile import GEMM_KINDS
 from simulator.techniques import Technique, register
 
 
@@ -23,13 +22,16 @@ class MoE(Technique):
     """MoE routing and expert parallelism.
 
     ``top_k`` / ``shared_experts`` re-route the model (FLOPs per token ∝ top-k experts + shared ones;
-    weight bytes per step ∝ distinct experts touched, E·(1 - (1 - k/E)^T)). With ``expert_parallel`` =
-    tp, each GPU holds E/ep whole experts instead of a 1/tp slice of each: the same bytes, but the step
-    waits for the busiest GPU, which gets ``load_imbalance`` x the mean routed tokens (max/mean tokens
-    per GPU), so expert FLOPs and activation traffic take f times as long (the others wait; the work
-    done, and so MFU, does not grow). Attention stays tensor-parallel, so tokens are already on every
-    GPU and the outputs are combined by the same all-reduce. Expert degrees other than 1 or tp (with
-    data-parallel attention and all-to-all dispatch) belong to the parallelism model."""
+    weight bytes per step ∝ distinct experts touched, E·(1 - (1 - k/E)^T)). ``expert_parallel`` = tp is
+    ``parallelism.ep`` = tp: each GPU holds E/ep whole experts instead of a 1/tp slice of each. The
+    bytes are the same but the GEMMs are not: each GPU runs its experts' full width over the ~T·k/ep rows
+    routed to it (fewer, wider GEMMs at another point of the efficiency curves), and the step waits for
+    the busiest GPU, which gets ``load_imbalance`` x the mean rows (FLOPs and activation traffic scale by
+    it, weight reads do not). Attention stays tensor-parallel, so the tokens are already on every GPU and
+    the outputs are combined by the same all-reduce. Other expert degrees (data-parallel attention and
+    all-to-all dispatch) are ``parallelism.ep`` (``simulator.parallel.experts``), where ``load_imbalance``
+    applies too. With experts split over tp (``expert_parallel`` = 1) every GPU runs a slice of every
+    expert over all rows, so imbalance between experts changes no GPU's work and has no effect."""
 
     name = "moe"
     family = "mixture of experts"
@@ -60,21 +62,4 @@ class MoE(Technique):
             raise self.error("expert_parallel", f"must be 1 or tp={int(np.max(dep.tp))}")
         if ep != 1 and dep.model.moe.num_experts % ep:
             raise self.error("expert_parallel", f"{ep} does not divide num_experts={dep.model.moe.num_experts}")
-        return dep
-
-    def apply_ops(self, ops, shape, dep):
-        if self.expert_parallel == 1 or self.load_imbalance == 1.0:
-            return ops
-        f = self.load_imbalance
-        out = []
-        for op in ops:
-            if "moe.expert." in op.name and op.kind in (*GEMM_KINDS, "memory"):
-                # The busiest GPU does f x the mean FLOPs and activation traffic in the time the others
-                # wait: priced as the mean work at 1/f of the rates, so FLOPs and bytes stay the work done.
-                weights = np.asarray(getattr(op, "weight_bytes", 0.0), dtype=float)
-                hbm = np.maximum(np.asarray(op.hbm_bytes, dtype=float), 1.0)
-                slowdown = (weights + f * (hbm - weights)) / hbm
-                op = replace(op, peak_flops_per_s=op.peak_flops_per_s / f,
-                             hbm_bandwidth_bytes_per_s=op.hbm_bandwidth_bytes_per_s / slowdown)
-            out.append(op)
-        return out
+        return replace(dep, ep=ep if ep != 1 else dep.ep, expert_load_imbalance=self.load_imbalance)

@@ -1,0 +1,129 @@
+"""The planner's typed edges: what the user asks (``PlanRequest``) and what comes back (``PlanResult``,
+a list of ``Plan``s sorted by $/hour, the Pareto set, and the search's size and time)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+
+from hwmodels.errors import validated
+
+SWITCHES = ("fp8_weights", "fp8_kv", "speculative", "prefix_cache")
+
+
+class PlanRequest(BaseModel):
+    """Traffic, SLOs, the space to search and the constraints. Lengths are fixed token counts (the
+    fast path's steady state uses their means)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | dict[str, Any] = "llama-3.1-8b"
+    rate: PositiveFloat = Field(description="requests/s")
+    prompt_len: PositiveInt = 1024
+    output_len: PositiveInt = 256
+    slo_ttft_s: PositiveFloat = 2.0
+    slo_tpot_s: PositiveFloat = 0.05
+    percentile: float = Field(90.0, gt=0.0, lt=100.0, description="SLO percentile, e.g. 90 for p90")
+    gpus: list[str] | None = Field(None, description="catalog accelerators; default every one with a price")
+    max_gpus: PositiveInt = Field(64, le=4096)
+    max_tp: PositiveInt = Field(8, le=8, description="largest tensor-parallel degree (inside one node)")
+    pp_options: list[PositiveInt] = Field(default_factory=lambda: [1])
+    batch_caps: list[PositiveInt] = Field(default_factory=lambda: [16, 32, 64, 128, 256, 512])
+    techniques: list[dict[str, Any]] = Field(default_factory=list, description="switches the plan may turn on")
+    disaggregate: bool = Field(True, description="also search prefill/decode splits xPyD")
+    max_num_batched_tokens: PositiveInt = Field(2048, description="token budget per step (vLLM's default)")
+    chunked_prefill: bool = True
+    max_load: float = Field(0.9, gt=0.0, le=1.0, description="highest rate / capacity a plan may run at (the fast "
+                            "path is validated against the DES up to 0.8; queues grow without bound towards 1)")
+    budget_usd_per_hour: PositiveFloat | None = None
+    power_budget_w: PositiveFloat | None = None
+    power_provisioning: Literal["observed", "tdp"] = Field(
+        "observed", description="provision power at the plan's observed draw (POLCA) or at TDP")
+    prices: str | None = Field(None, description="YAML file of contract prices (gpu: usd_per_gpu_hour)")
+    calibration: str = "auto"
+    verify: int = Field(3, ge=0, le=64, description="plans simulated with the DES")
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    num_requests: PositiveInt = Field(2000, le=1_000_000, description="requests per verification run")
+    seed: int = 0
+
+    @field_validator("techniques")
+    @classmethod
+    def _known(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for entry in value:
+            if entry.get("name") not in SWITCHES:
+                raise ValueError(f"unknown technique {entry.get('name')!r}; choose from {', '.join(SWITCHES)}")
+        return value
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PlanRequest":
+        return validated(cls, data, "plan")
+
+
+class Verification(BaseModel):
+    """The DES's verdict on a plan at the requested rate."""
+
+    ttft_pct_s: float
+    tpot_pct_s: float
+    ttft_p50_s: float
+    tpot_p50_s: float
+    throughput_tokens_per_s: float
+    completed: int
+    rejected: int
+    meets_slo: bool
+
+
+class Plan(BaseModel):
+    gpu: str
+    num_gpus: int
+    tp: int
+    pp: int
+    ep: int = 1
+    replicas: int
+    disaggregate: str | None = Field(None, description="'xPyD' prefill and decode replicas, else co-located")
+    decode_gpu: str | None = None
+    decode_tp: int | None = None
+    decode_scenario: dict[str, Any] | None = Field(None, description="a split's decode pool when its layout differs")
+    techniques: list[str]
+    max_num_seqs: int
+    scenario: dict[str, Any] = Field(description="a scenario roofsim serve/predict accept as is")
+    serve_config: dict[str, Any] = Field(description="the engine settings the verification ran with")
+    ttft_p50_s: float
+    tpot_p50_s: float
+    ttft_p90_s: float = Field(description="TTFT at the requested percentile (key kept for the JSON contract)")
+    tpot_p90_s: float = Field(description="TPOT at the requested percentile (key kept for the JSON contract)")
+    percentile: float
+    load: float = Field(description="request rate / the fast path's capacity")
+    batch_mean: float
+    throughput_tokens_per_s: float
+    output_tokens_per_s_per_gpu: float
+    tokens_per_s_per_user: float
+    usd_per_hour: float
+    usd_per_million_tokens: float
+    usd_per_million_input_tokens: float
+    usd_per_million_output_tokens: float
+    power_w: float
+    power_provisioned_w: float
+    joules_per_token: float
+    joules_per_output_token: float
+    energy_kwh_per_day: float
+    meets_slo_fast_path: bool
+    verified: bool | None = Field(None, description="the DES says it meets both SLOs; None: not simulated")
+    verification: Verification | None = None
+    bound: str = Field("", description="what limits the plan")
+    cheaper_if: str = Field("", description="the single change that would make it cheaper")
+    vllm_command: str = ""
+    sglang_command: str = ""
+
+
+class PlanResult(BaseModel):
+    request: PlanRequest
+    plans: list[Plan]
+    pareto: list[Plan]
+    cheapest: Plan | None
+    searched_configs: int
+    search_time_s: float
+    verify_time_s: float
+    backend: str
+    rejected_cheaper: list[dict[str, Any]] = Field(
+        default_factory=list, description="the configurations just cheaper than the cheapest plan and why each fails")

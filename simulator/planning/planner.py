@@ -1,0 +1,236 @@
+"""``plan``: search the space with the fast path, rank by $/hour, verify the cheapest with the DES,
+explain what bounds each plan and which single change would make it cheaper."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from costmodels.roofline import BOUND_NAMES
+from simulator.planning import verify
+from simulator.planning.commands import sglang_command, vllm_command
+from simulator.planning.models import Plan, PlanRequest, PlanResult, Verification
+from simulator.planning.search import Rows, evaluate, pareto_mask
+from simulator.planning.space import Space
+
+LISTED = 10  # plans listed besides the verified ones
+STEP_BOUND = {"compute": "compute (tensor-core FLOP/s)", "memory": "HBM bandwidth", "communication": "the TP link",
+              "overhead": "kernel-launch overhead"}
+
+
+def _dedupe(space: Space, rows: Rows, idx: np.ndarray, by_cap: bool = True) -> np.ndarray:
+    """Keep the first row (in ``idx`` order) per distinct configuration: per layout and batch cap clipped
+    to what KV memory holds, or (``by_cap`` False) per layout."""
+    eff = np.minimum(rows.cap[idx], space.tables.kv_capacity[rows.d_kind[idx]]) if by_cap else 0.0 * rows.cap[idx]
+    key = np.stack([rows.kind[idx], rows.d_kind[idx], rows.replicas[idx], rows.d_replicas[idx], eff], axis=1)
+    _, first = np.unique(key, axis=0, return_index=True)
+    return idx[np.sort(first)]
+
+
+def _key(space: Space, rows: Rows, i: int) -> tuple:
+    """A configuration's identity: layouts, replicas and the batch cap clipped to what KV memory holds."""
+    cap = min(rows.cap[i], space.tables.kv_capacity[rows.d_kind[i]])
+    return int(rows.kind[i]), int(rows.d_kind[i]), float(rows.replicas[i]), float(rows.d_replicas[i]), float(cap)
+
+
+def _ranked(rows: Rows, mask: np.ndarray) -> np.ndarray:
+    idx = np.flatnonzero(mask)
+    m = rows.m
+    return idx[np.lexsort((m["tpot_pct_s"][idx], m["num_gpus"][idx], m["usd_per_hour"][idx]))]
+
+
+def _bound(req: PlanRequest, space: Space, rows: Rows, i: int) -> str:
+    m = rows.m
+    ratios = {f"the p{req.percentile:g} TTFT SLO": m["ttft_pct_s"][i] / req.slo_ttft_s,
+              f"the p{req.percentile:g} TPOT SLO": m["tpot_pct_s"][i] / req.slo_tpot_s,
+              "capacity (request rate near the most it can serve)": m["load"][i]}
+    kv_cap = space.tables.kv_capacity[rows.d_kind[i]]
+    if kv_cap < rows.cap[i]:
+        ratios["KV-cache memory (fewer sequences fit than the batch cap)"] = m["load"][i] * 1.001
+    name, value = max(ratios.items(), key=lambda kv: kv[1])
+    b = int(np.round(np.interp(m["batch_mean"][i] + 1.0, space.tables.grid,
+                               space.decode_bound[rows.d_kind[i]].astype(float))))
+    return f"{name} ({value:.0%} used); decode steps are bound by {STEP_BOUND[BOUND_NAMES[b]]}"
+
+
+def _describe(space: Space, rows: Rows, i: int) -> str:
+    k, d = space.kinds[rows.kind[i]], space.kinds[rows.d_kind[i]]
+    if rows.d_replicas[i] > 0:
+        return (f"{int(rows.replicas[i])}P x {k.gpu} tp{k.tp} + {int(rows.d_replicas[i])}D x {d.gpu} tp{d.tp}"
+                f" at ${rows.m['usd_per_hour'][i]:.2f}/h")
+    extra = "+".join(k.labels())
+    layout = f"tp{k.tp}" + (f" pp{k.pp}" if k.pp > 1 else "") + (f" ep{k.ep}" if k.ep > 1 else "")
+    return (f"{int(rows.replicas[i])} x {k.gpu} {layout}{' ' + extra if extra else ''}, max {int(rows.cap[i])} seqs"
+            f" at ${rows.m['usd_per_hour'][i]:.2f}/h")
+
+
+def _cheaper_if(req: PlanRequest, space: Space, rows: Rows, i: int) -> str:
+    m = rows.m
+    cheaper = (m["usd_per_hour"] < m["usd_per_hour"][i]) & ~m["saturated"] & m["allowed"]
+    ttft_over = m["ttft_pct_s"] > req.slo_ttft_s
+    tpot_over = m["tpot_pct_s"] > req.slo_tpot_s
+    for label, mask, value, slo in (("TPOT", cheaper & tpot_over & ~ttft_over, m["tpot_pct_s"], req.slo_tpot_s),
+                                    ("TTFT", cheaper & ttft_over & ~tpot_over, m["ttft_pct_s"], req.slo_ttft_s)):
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            j = idx[np.argmin(m["usd_per_hour"][idx])]
+            return (f"a p{req.percentile:g} {label} SLO of {value[j] * 1e3:.0f} ms (now {slo * 1e3:.0f} ms) allows "
+                    f"{_describe(space, rows, j)}")
+    return "nothing cheaper in the space serves this rate within either SLO; a cheaper GPU price or a technique would"
+
+
+def _cheaper_by_des(req: PlanRequest, best: Plan, plans: list[Plan]) -> None:
+    """When the simulation rejected cheaper plans, the single change is the SLO the cheapest of them
+    misses alone in the DES."""
+    for p in plans:
+        v = p.verification
+        if p.verified is not False or p.usd_per_hour >= best.usd_per_hour:
+            continue
+        ttft_over, tpot_over = v.ttft_pct_s > req.slo_ttft_s, v.tpot_pct_s > req.slo_tpot_s
+        if ttft_over != tpot_over and v.rejected == 0:
+            label, value, slo = ("TPOT", v.tpot_pct_s, req.slo_tpot_s) if tpot_over else ("TTFT", v.ttft_pct_s, req.slo_ttft_s)
+            best.cheaper_if = (f"a p{req.percentile:g} {label} SLO of {value * 1e3:.0f} ms (now {slo * 1e3:.0f} ms) admits "
+                               f"{p.num_gpus}x {p.gpu} ({p.disaggregate or f'{p.replicas} x tp{p.tp}'}, max "
+                               f"{p.max_num_seqs} seqs) at ${p.usd_per_hour:,.2f}/h, as simulated")
+            return
+
+
+def _reason(req: PlanRequest, rows: Rows, i: int) -> str:
+    m = rows.m
+    if m["saturated"][i]:
+        return f"cannot keep up: {m['load'][i]:.2f} x its capacity"
+    if not m["within_limits"][i]:
+        return "outside the GPU, budget or power limits"
+    if m["load"][i] > req.max_load:
+        return f"runs at {m['load'][i]:.0%} of its capacity (plans stay below {req.max_load:.0%})"
+    out = []
+    if m["ttft_pct_s"][i] > req.slo_ttft_s:
+        out.append(f"p{req.percentile:g} TTFT {m['ttft_pct_s'][i]:.3f} s > {req.slo_ttft_s:g} s")
+    if m["tpot_pct_s"][i] > req.slo_tpot_s:
+        out.append(f"p{req.percentile:g} TPOT {m['tpot_pct_s'][i] * 1e3:.1f} ms > {req.slo_tpot_s * 1e3:g} ms")
+    return "; ".join(out) or "meets the SLOs in the fast path; not simulated"
+
+
+def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
+    m = rows.m
+    k, d = space.kinds[rows.kind[i]], space.kinds[rows.d_kind[i]]
+    split = rows.d_replicas[i] > 0
+    x, y = int(rows.replicas[i]), int(rows.d_replicas[i])
+    cap = int(rows.cap[i])
+    same = not split or k == d  # the DES runs a split of one layout as P:D replicas of one scenario
+    replicas = x + y if split and same else x
+    workload = {"phase": "generate", "batch_size": cap, "prompt_len": req.prompt_len, "output_len": req.output_len}
+    scenario = {**k.scenario(req.model, replicas, req.calibration), "workload": workload}
+    decode_scenario = None if same else {**d.scenario(req.model, y, req.calibration), "workload": workload}
+    serve_config = {"max_num_seqs": cap, "max_num_batched_tokens": max(req.max_num_batched_tokens, cap),
+                    "chunked_prefill": req.chunked_prefill,
+                    "prefix_caching": any(t["name"] == "prefix_cache" for t in scenario["techniques"]),
+                    "slo_ttft_s": req.slo_ttft_s, "slo_tpot_s": req.slo_tpot_s}
+    if split and same:
+        serve_config["disaggregate"] = f"{x}:{y}"
+    args = (req.model, d.tp, d.pp, 1 if split else x, cap, req.max_num_batched_tokens, d.weights, d.kv_cache,
+            d.technique_dicts(), None, d.ep)
+    if split:
+        pargs = (req.model, k.tp, k.pp, 1, cap, req.max_num_batched_tokens, k.weights, k.kv_cache, k.technique_dicts(),
+                 "prefill", k.ep)
+        dargs = (*args[:-2], "decode", d.ep)
+        vllm = (f"# {x} prefill instance(s):\n{vllm_command(*pargs)}\n# {y} decode instance(s):\n"
+                f"{vllm_command(*dargs)}")
+        sgl = (f"# {x} prefill instance(s):\n{sglang_command(*pargs)}\n# {y} decode instance(s):\n"
+               f"{sglang_command(*dargs)}")
+    else:
+        vllm, sgl = vllm_command(*args), sglang_command(*args)
+    tpot_pct = float(m["tpot_pct_s"][i])
+    return Plan(
+        gpu=k.gpu, num_gpus=int(m["num_gpus"][i]), tp=k.tp, pp=k.pp, ep=k.ep, replicas=replicas,
+        disaggregate=f"{x}P{y}D" if split else None, decode_gpu=d.gpu if split else None,
+        decode_tp=d.tp if split else None, decode_scenario=decode_scenario,
+        techniques=sorted(set(k.labels()) | set(d.labels())), max_num_seqs=cap, scenario=scenario,
+        serve_config=serve_config, ttft_p50_s=float(m["ttft_p50_s"][i]), tpot_p50_s=float(m["tpot_p50_s"][i]),
+        ttft_p90_s=float(m["ttft_pct_s"][i]), tpot_p90_s=tpot_pct, percentile=req.percentile,
+        load=float(m["load"][i]), batch_mean=float(m["batch_mean"][i]),
+        throughput_tokens_per_s=float(m["throughput_tokens_per_s"][i]),
+        output_tokens_per_s_per_gpu=req.rate * req.output_len / float(m["num_gpus"][i]),
+        tokens_per_s_per_user=1.0 / float(m["tpot_p50_s"][i]),
+        usd_per_hour=float(m["usd_per_hour"][i]), usd_per_million_tokens=float(m["usd_per_million_tokens"][i]),
+        usd_per_million_input_tokens=float(m["usd_per_million_input_tokens"][i]),
+        usd_per_million_output_tokens=float(m["usd_per_million_output_tokens"][i]),
+        power_w=float(m["power_w"][i]), power_provisioned_w=float(m["power_provisioned_w"][i]),
+        joules_per_token=float(m["joules_per_token"][i]), joules_per_output_token=float(m["joules_per_output_token"][i]),
+        energy_kwh_per_day=float(m["power_w"][i]) * 24.0 / 1000.0, meets_slo_fast_path=bool(m["meets_slo"][i]),
+        bound=_bound(req, space, rows, i), cheaper_if=_cheaper_if(req, space, rows, i),
+        vllm_command=vllm, sglang_command=sgl,
+    )
+
+
+def _verify(req: PlanRequest, plans: list[Plan]) -> float:
+    """Simulate the plans the DES can run (co-located, or a split of one layout) in price order, ``verify``
+    at a time, until ``verify`` of them meet the SLOs or three rounds have run; sets ``verified``."""
+    t0 = time.perf_counter()
+    todo = [p for p in plans if p.decode_scenario is None]
+    if req.verify == 0 or not todo or not verify.des_available():
+        return 0.0
+    hit = next((float(t.get("hit_rate", 0.5)) for t in req.techniques if t["name"] == "prefix_cache"), 0.0)
+    passed = 0
+    for start in range(0, min(len(todo), 3 * req.verify), req.verify):
+        batch = todo[start:start + req.verify]
+        jobs = [verify.job(p.scenario, p.serve_config, req.rate, req.prompt_len, req.output_len, req.num_requests,
+                           req.seed, req.slo_ttft_s, req.slo_tpot_s, req.percentile,
+                           prefix_tokens=int(hit * req.prompt_len) if "prefix_cache" in p.techniques else 0)
+                for p in batch]
+        for p, out in zip(batch, verify.run_jobs(jobs, req.backend, req.ray_address)):
+            p.verification = Verification(**out)
+            p.verified = out["meets_slo"]
+            passed += out["meets_slo"]
+        if passed >= req.verify:
+            break
+    return time.perf_counter() - t0
+
+
+def plan(request: PlanRequest | Mapping[str, Any] | None = None, **fields: Any) -> PlanResult:
+    """The cheapest deployments that serve ``rate`` within the SLOs, verified by simulation.
+    Accepts a ``PlanRequest``, a mapping, or keyword fields (``simulator.plan(model=..., rate=4)``)."""
+    req = request if isinstance(request, PlanRequest) else PlanRequest.from_dict({**dict(request or {}), **fields})
+    t0 = time.perf_counter()
+    space, rows, searched = evaluate(req)
+    m = rows.m
+    feasible = _dedupe(space, rows, _ranked(rows, m["feasible"]))
+    candidates = feasible[: max(LISTED, 3 * req.verify)]
+    front = np.flatnonzero(m["allowed"] & ~m["saturated"])
+    front = front[pareto_mask(m["usd_per_hour"][front], m["tpot_pct_s"][front])]
+    front = front[np.argsort(m["usd_per_hour"][front], kind="stable")]
+    search_time = time.perf_counter() - t0
+    plans = [_plan(req, space, rows, int(i)) for i in candidates]
+    verify_time = _verify(req, plans)
+    ok = [p for p in plans if p.verified] if any(p.verified is not None for p in plans) else plans
+    cheapest = ok[0] if ok else None
+    if cheapest is not None:
+        _cheaper_by_des(req, cheapest, plans)
+    limit = cheapest.usd_per_hour if cheapest else np.inf
+    below = np.flatnonzero((m["usd_per_hour"] < limit) & m["within_limits"])
+    below = _dedupe(space, rows, below[np.argsort(-m["usd_per_hour"][below], kind="stable")])[:5]
+    rejected = [{"config": _describe(space, rows, int(i)), "usd_per_hour": float(m["usd_per_hour"][i]),
+                 "reason": _reason(req, rows, int(i))} for i in below]
+    simulated = {_key(space, rows, int(i)): p for i, p in zip(candidates, plans) if p.verified is False}
+    for i, r in zip(below, rejected):
+        if _key(space, rows, int(i)) in simulated:
+            v = simulated[_key(space, rows, int(i))].verification
+            r["reason"] = (f"the DES misses an SLO: p{req.percentile:g} TTFT {v.ttft_pct_s:.3f} s, "
+                           f"TPOT {v.tpot_pct_s * 1e3:.1f} ms")
+    listed = {_key(space, rows, int(i)) for i in below}
+    rejected += [{"config": _describe(space, rows, int(i)), "usd_per_hour": p.usd_per_hour,
+                  "reason": (f"the DES misses an SLO: p{req.percentile:g} TTFT {p.verification.ttft_pct_s:.3f} s, "
+                             f"TPOT {p.verification.tpot_pct_s * 1e3:.1f} ms")}
+                 for i, p in zip(candidates, plans)
+                 if p.verified is False and p.usd_per_hour < limit and _key(space, rows, int(i)) not in listed]
+    rejected += [{"config": f"{k.gpu} tp{k.tp} pp{k.pp} {'+'.join(k.labels())}".strip(), "usd_per_hour": None,
+                  "reason": "does not fit: weights and one request's KV exceed memory"} for k in space.unfit]
+    return PlanResult(request=req, plans=plans, pareto=[_plan(req, space, rows, int(i)) for i in front[:50]],
+                      cheapest=cheapest, searched_configs=int(searched), search_time_s=search_time,
+                      verify_time_s=verify_time, backend=req.backend, rejected_cheaper=rejected)
+
+
+__all__ = ["plan"]

@@ -1,0 +1,57 @@
+"""The Plan page (AppTest): defaults and changed inputs show the planner's numbers; state is in the URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from app.fmt import seconds
+from simulator import plan
+
+PAGE = Path(__file__).resolve().parents[2] / "app" / "pages" / "6_Plan.py"
+DEFAULT = dict(model="llama-3.1-70b", rate=4.0, prompt_len=2048, output_len=256, slo_ttft_s=2.0, slo_tpot_s=0.05,
+               percentile=90.0, gpus=["h100-sxm", "h200-sxm", "a100-80gb-sxm"], max_gpus=64, techniques=[],
+               disaggregate=True, verify=0)
+
+
+def run(params=None) -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=90)
+    for k, v in (params or {}).items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def test_defaults_show_the_cheapest_plan():
+    at = run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    expected = plan(DEFAULT)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Cheapest plan"] == f"${expected.cheapest.usd_per_hour:,.2f}/h"
+    assert metrics["Configurations searched"] == f"{expected.searched_configs:,}"
+    table = at.dataframe[0].value
+    assert list(table["$/hour"]) == [round(p.usd_per_hour, 2) for p in expected.plans]
+    assert list(table["TPOT p90"]) == [seconds(p.tpot_p90_s) for p in expected.plans]
+    codes = [c.value for c in at.code]
+    assert codes[0] == expected.cheapest.vllm_command and codes[1] == expected.cheapest.sglang_command
+    links = " ".join(m.value for m in at.markdown)
+    assert "open on the Scenario page" in links and "/Serve?" in links
+
+
+def test_changed_inputs_and_url():
+    at = run({"pl.model": "llama-3.1-8b", "pl.gpus": '["l40s","h100-sxm"]', "pl.prompt": "1024", "pl.output": "128"})
+    assert not at.exception and not at.error
+    expected = plan({**DEFAULT, "model": "llama-3.1-8b", "gpus": ["l40s", "h100-sxm"], "prompt_len": 1024,
+                     "output_len": 128})
+    assert {m.label: m.value for m in at.metric}["Cheapest plan"] == f"${expected.cheapest.usd_per_hour:,.2f}/h"
+    at.number_input(key="w.pl.rate").set_value(8.0).run()
+    assert at.query_params["pl.rate"] == "8.0"
+    again = plan({**DEFAULT, "model": "llama-3.1-8b", "gpus": ["l40s", "h100-sxm"], "prompt_len": 1024,
+                  "output_len": 128, "rate": 8.0})
+    assert {m.label: m.value for m in at.metric}["Cheapest plan"] == f"${again.cheapest.usd_per_hour:,.2f}/h"
+
+
+def test_an_impossible_slo_says_so():
+    at = run({"pl.tpot": "0.001"})
+    assert not at.exception
+    assert any("No configuration" in w.value for w in at.warning)

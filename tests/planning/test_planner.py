@@ -1,0 +1,149 @@
+"""The planner's known answers and invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import simulator
+from hwmodels.errors import InputError
+from simulator.planning import PlanRequest, plan
+from simulator.planning.search import evaluate, pareto_mask
+
+EXAMPLE = dict(model="llama-3.1-70b", rate=4.0, prompt_len=2048, output_len=256, slo_ttft_s=2.0, slo_tpot_s=0.05,
+               percentile=90, gpus=["h100-sxm", "h200-sxm", "a100-80gb-sxm"], verify=0)
+
+
+@pytest.fixture(scope="module")
+def example():
+    return plan(EXAMPLE)
+
+
+def test_plans_sorted_by_cost_and_cheapest_is_first(example):
+    costs = [p.usd_per_hour for p in example.plans]
+    assert costs == sorted(costs)
+    assert example.cheapest is not None and example.cheapest.usd_per_hour == costs[0]
+    assert example.searched_configs > 10_000 and example.search_time_s > 0.0
+
+
+def test_cheapest_meets_slo_in_fast_path_and_its_scenario_is_accepted(example):
+    best = example.cheapest
+    assert best.ttft_p90_s <= 2.0 and best.tpot_p90_s <= 0.05 and best.load <= 0.9
+    pred = simulator.predict(best.scenario)  # the scenario mapping is accepted as is
+    assert pred.memory.fits
+    assert best.num_gpus == best.scenario["hardware"]["num_gpus"]
+
+
+def test_every_cheaper_configuration_is_rejected_with_a_reason(example):
+    """The next cheaper configurations in the space fail an SLO, saturate, or do not fit."""
+    below = [r for r in example.rejected_cheaper if r["usd_per_hour"] is not None]
+    assert below, "the space has configurations cheaper than the cheapest plan"
+    assert all(r["usd_per_hour"] < example.cheapest.usd_per_hour for r in below)
+    for r in example.rejected_cheaper:
+        assert any(word in r["reason"] for word in ("TTFT", "TPOT", "cannot keep up", "does not fit", "DES", "limits",
+                                                    "capacity")), r
+    assert any("does not fit" in r["reason"] for r in example.rejected_cheaper)  # e.g. 70B on one 80 GB GPU
+
+
+def test_plan_explains_bound_and_a_cheaper_change(example):
+    best = example.cheapest
+    assert "decode steps are bound by" in best.bound
+    assert best.cheaper_if
+    assert best.vllm_command.startswith("vllm serve meta-llama/Llama-3.1-70B")
+    assert f"--tensor-parallel-size {best.tp}" in best.vllm_command or best.disaggregate
+    assert "--tp-size" in best.sglang_command
+
+
+def test_costs_add_up(example):
+    p = example.cheapest
+    assert p.usd_per_hour == pytest.approx(p.num_gpus * 2.69 if p.gpu == "h100-sxm" and not p.decode_gpu
+                                           else p.usd_per_hour)
+    tokens_per_hour = 4.0 * (2048 + 256) * 3600
+    assert p.usd_per_million_tokens == pytest.approx(p.usd_per_hour / tokens_per_hour * 1e6)
+    # the input and output split adds back to the whole
+    total = p.usd_per_million_input_tokens * 2048 + p.usd_per_million_output_tokens * 256
+    assert total == pytest.approx(p.usd_per_million_tokens * (2048 + 256), rel=1e-9)
+    assert p.joules_per_token == pytest.approx(p.power_w / (4.0 * 2304))
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.floats(0.03, 0.2), st.floats(1.0, 1.8))
+def test_relaxing_an_slo_never_costs_more(tpot, factor):
+    base = dict(model="llama-3.1-8b", rate=6.0, prompt_len=1024, output_len=128, slo_ttft_s=1.0,
+                gpus=["h100-sxm", "l40s"], verify=0, max_gpus=8, disaggregate=False)
+    tight = plan({**base, "slo_tpot_s": tpot}).cheapest
+    loose = plan({**base, "slo_tpot_s": tpot * factor}).cheapest
+    if tight is not None:
+        assert loose is not None and loose.usd_per_hour <= tight.usd_per_hour + 1e-9
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 100), st.floats(0, 100)), min_size=1, max_size=60))
+def test_pareto_set_is_non_dominated(points):
+    cost, lat = np.array(points).T
+    keep = pareto_mask(cost, lat)
+    kept = np.flatnonzero(keep)
+    for i in kept:  # nothing dominates a kept point
+        assert not np.any((cost <= cost[i]) & (lat <= lat[i]) & ((cost < cost[i]) | (lat < lat[i])))
+    for i in np.flatnonzero(~keep):  # every dropped point is dominated or duplicates a kept one
+        assert np.any((cost[kept] <= cost[i]) & (lat[kept] <= lat[i]))
+
+
+def test_result_pareto_is_non_dominated(example):
+    pts = [(p.usd_per_hour, p.tpot_p90_s) for p in example.pareto]
+    for c, t in pts:
+        assert not any((c2 <= c and t2 <= t) and (c2 < c or t2 < t) for c2, t2 in pts)
+
+
+def test_one_gpu_space_matches_brute_force_over_the_fast_path():
+    """With one GPU type and co-located replicas the search equals a loop over every configuration."""
+    req = PlanRequest(model="llama-3.1-8b", rate=3.0, prompt_len=512, output_len=128, slo_ttft_s=0.5, slo_tpot_s=0.02,
+                      gpus=["l4"], max_gpus=8, verify=0, disaggregate=False, batch_caps=[8, 32, 128])
+    space, rows, _ = evaluate(req)
+    from simulator.serving.analytic import colocated
+
+    best = None
+    for k, kind in enumerate(space.kinds):
+        for replicas in range(1, 8 // kind.gpus + 1):
+            for cap in req.batch_caps:
+                r = colocated(space.tables, k, replicas, cap, req.rate, req.prompt_len, req.output_len, percentile=0.9)
+                ok = (not r["saturated"][()] and r["load"][()] <= req.max_load and r["ttft_pct_s"][()] <= 0.5
+                      and r["tpot_pct_s"][()] <= 0.02)
+                cost = kind.gpus * replicas * 0.468
+                if ok and (best is None or cost < best):
+                    best = cost
+    got = plan(req).cheapest
+    assert (got is None) == (best is None)
+    if best is not None:
+        assert got.usd_per_hour == pytest.approx(best)
+
+
+def test_power_budget_and_polca_provisioning():
+    """Provisioning at the observed draw instead of TDP fits more GPUs in the same envelope (POLCA's
+    direction: 30% more servers)."""
+    r = plan(EXAMPLE).cheapest
+    assert r.power_provisioned_w < r.num_gpus * 700.0
+    envelope = 100_000.0
+    assert (envelope / r.power_provisioned_w) / (envelope / (r.num_gpus * 700.0)) > 1.0
+    tdp = plan({**EXAMPLE, "power_provisioning": "tdp", "power_budget_w": r.num_gpus * 700.0 - 1.0}).cheapest
+    observed = plan({**EXAMPLE, "power_budget_w": r.num_gpus * 700.0 - 1.0}).cheapest
+    assert observed.usd_per_hour == pytest.approx(r.usd_per_hour)
+    assert tdp is None or tdp.usd_per_hour >= r.usd_per_hour
+
+
+def test_bad_requests_name_the_field():
+    with pytest.raises(InputError, match="gpus"):
+        plan({**EXAMPLE, "gpus": ["not-a-gpu"]})
+    with pytest.raises(InputError, match="techniques"):
+        plan({**EXAMPLE, "techniques": [{"name": "magic"}]})
+    with pytest.raises(InputError, match="rate"):
+        plan({**EXAMPLE, "rate": -1})
+
+
+def test_fp8_techniques_enter_the_space():
+    r = plan({**EXAMPLE, "techniques": [{"name": "fp8_weights"}, {"name": "fp8_kv"}]})
+    base = plan(EXAMPLE)
+    assert r.searched_configs > base.searched_configs
+    assert r.cheapest.usd_per_hour <= base.cheapest.usd_per_hour

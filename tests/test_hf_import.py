@@ -1,0 +1,105 @@
+"""HF import of newer families and formats: quantization_config into the checkpoint's weight format
+(or a warning that it is ignored), kimi_k2, glm4_moe, the mistral3 multimodal wrapper, and the
+authors' convention for counting active parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hwmodels.errors import InputError
+from simulator import get_model, predict
+from simulator.models.hf_config import spec_from_hf_config
+
+HF = Path(__file__).parent / "data" / "hf_configs"
+
+
+def config(name: str) -> dict:
+    path = HF / f"{name}.json" if (HF / f"{name}.json").exists() else HF / "imports" / f"{name}.json"
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("name,dtype,text", [
+    ("deepseek-v3", "fp8", "fp8 e4m3, one scale per 128x128 block"),
+    ("kimi-k2-instruct", "fp8", "fp8 e4m3, one scale per 128x128 block"),
+    ("gpt-oss-120b", "fp4", "mxfp4 (e2m1 values, one e8m0 scale per 32); not converted: embed_tokens, lm_head, "
+                            "router, self_attn"),
+    ("llama-3.1-8b-awq-int4", "int4", "awq int4, one scale per 128 inputs"),
+    ("llama-3.1-8b-gptq-int4", "int4", "gptq int4, one scale per 128 inputs"),
+    ("llama-3.1-8b", None, ""),
+])
+def test_quantization_config_gives_the_checkpoint_format(name, dtype, text):
+    spec = spec_from_hf_config(config(name))
+    assert spec.weights_dtype == dtype and spec.quantization == text
+
+
+def test_a_quantized_checkpoint_priced_at_another_format_says_so():
+    awq = config("llama-3.1-8b-awq-int4")
+    shipped = predict(model=awq, **{"precision.weights": "int4"})
+    assert shipped.warnings == []
+    other = predict(model=awq)
+    assert other.warnings == ["precision.weights: Meta-Llama-3.1-8B-Instruct-AWQ-INT4's checkpoint stores int4 weights (awq int4, "
+                              "one scale per 128 inputs); priced as bf16 here; set precision.weights: int4 to price "
+                              "the checkpoint as shipped"]
+    # int4 weights: a quarter of the bf16 bytes of every layer matrix (8B model, 7.5B of them outside embeddings)
+    assert shipped.memory.weights_bytes < 0.45 * other.memory.weights_bytes
+
+
+def test_an_unread_quantization_method_is_a_warning():
+    bnb = {**config("llama-3.1-8b"), "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}
+    assert spec_from_hf_config(bnb).weights_dtype is None
+    assert predict(model=bnb).warnings == ["model: llama's quantization_config (bitsandbytes (not read)) is "
+                                           "ignored; weights are priced as precision.weights = bf16"]
+    with pytest.raises(InputError, match="model.quantization_config: expected a mapping"):
+        spec_from_hf_config({**config("llama-3.1-8b"), "quantization_config": "fp8"})
+
+
+def test_kimi_k2_is_the_deepseek_v3_architecture():
+    """Kimi K2's config: 61 layers (1 dense), 384 experts top-8 + 1 shared, 64 MLA heads; published 1T total
+    and 32B activated (two significant digits), counted without the input embedding as DeepSeek does."""
+    spec = spec_from_hf_config(config("kimi-k2-instruct"))
+    assert spec.mla and spec.moe.num_experts == 384 and spec.moe.first_dense_layers == 1
+    assert spec.num_attention_heads == 64 and spec.head_dim == 128 + 64
+    assert spec.total_params() == pytest.approx(1.0e12, rel=0.05)
+    assert spec.active_params() == pytest.approx(32e9, rel=0.02)
+    assert not spec.counts_input_embedding
+    # the same numbers as the DeepSeek-V3 config with Kimi's sizes
+    as_v3 = spec_from_hf_config({**config("kimi-k2-instruct"), "model_type": "deepseek_v3"})
+    assert as_v3.total_params() == spec.total_params() and as_v3.active_params() == spec.active_params()
+
+
+def test_glm_4_5_air():
+    """GLM-4.5-Air: 106B total (https://github.com/zai-org/GLM-4.5); q/k/v biases without an o_proj bias;
+    46 layers, the first dense; qk-norm off (use_qk_norm: false) and on for GLM-4.5."""
+    spec = spec_from_hf_config(config("glm-4.5-air"))
+    assert spec.total_params() == pytest.approx(106e9, rel=0.01)
+    assert spec.attention_bias and not spec.attention_out_bias and not spec.qk_norm
+    assert spec.mlp_kinds().count("dense") == 1 and spec.moe.num_shared_experts == 1
+    h, q, kv = 4096, 96 * 128, 8 * 128
+    assert sum(lin.params for lin in spec.attention_linears()) == h * (q + 2 * kv) + (q + 2 * kv) + q * h
+    assert spec_from_hf_config({**config("glm-4.5-air"), "use_qk_norm": True}).qk_norm
+
+
+def test_mistral3_wrapper_reads_its_text_config():
+    """Mistral Small 3.1: the language model under text_config, head_dim 128 though 5120 / 32 = 160."""
+    spec = spec_from_hf_config(config("mistral-small-3.1-24b"))
+    assert spec.family == "mistral" and spec.head_dim == 128 and spec.num_layers == 40
+    h, inter, vocab = 5120, 32768, 131072
+    per_layer = h * (32 * 128 + 2 * 8 * 128) + 32 * 128 * h + 3 * h * inter + 2 * h
+    assert spec.total_params() == 40 * per_layer + 2 * vocab * h + h
+    with pytest.raises(InputError, match="model.text_config.model_type: unsupported model_type 'ministral3'"):
+        spec_from_hf_config({**config("mistral-small-3.1-24b"),
+                             "text_config": {**config("mistral-small-3.1-24b")["text_config"],
+                                             "model_type": "ministral3"}})
+
+
+@pytest.mark.parametrize("name,counts", [("gpt-oss-120b", False), ("deepseek-v3", False), ("kimi-k2-instruct", False),
+                                          ("mixtral-8x7b", True), ("qwen3-30b-a3b", True)])
+def test_active_params_follow_the_authors_convention(name, counts):
+    imported, preset = spec_from_hf_config(config(name)), get_model(name)
+    assert imported.counts_input_embedding is counts and preset.counts_input_embedding is counts
+    assert imported.active_params() == imported.active_params(count_input_embedding=counts)
+    pub = preset.published_params
+    assert imported.active_params() == pytest.approx(pub.active, rel=pub.rel_tol)

@@ -1,0 +1,37 @@
+"""Measure everything training validation needs in one GPU session: ``python -m validation.training.run
+--out DIR`` writes ``training_raw.json`` (environment, kernel points, step cases)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--skip-kernels", action="store_true")
+    ap.add_argument("--skip-steps", action="store_true")
+    args = ap.parse_args(argv)
+    from validation.env import environment
+    from validation.training import kernels, steps
+
+    t0 = time.time()
+    out = {"environment": environment(), "kernels": [], "steps": []}
+    path = Path(args.out) / "training_raw.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not args.skip_kernels:
+        out["kernels"] = kernels.run()
+        path.write_text(json.dumps(out, indent=1))
+    if not args.skip_steps:
+        out["steps"] = steps.run()
+    out["run_time_s"] = time.time() - t0
+    path.write_text(json.dumps(out, indent=1))
+    print(f"wrote {path} in {out['run_time_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""Time real training steps of the Llama-style decoder (``validation.training.model``) on one GPU.
+
+A step is ``zero_grad(set_to_none=True)``, forward with the fp32 loss, backward and a fused AdamW step
+(``torch.optim.AdamW(fused=True)``). ``bf16``: parameters, gradients and AdamW states in bf16. ``amp``:
+fp32 parameters and states, forward and backward under ``torch.autocast(dtype=bfloat16)``. Two warm-up
+steps create the optimizer states and autotune; the median of ``repeats`` steps timed with CUDA events
+is the step time, and ``torch.cuda.max_memory_allocated`` over the timed steps the peak memory. A case
+that does not fit is recorded as out of memory.
+
+Two more views of the same step separate the device's work from the framework's: one step under
+``torch.profiler`` gives the GPU time of each kernel class (GEMMs, attention, AdamW, everything else) and
+the busy time (the union of kernel intervals; the rest of the step is the GPU waiting for Python and
+the dispatcher), and, with ``capture=True``, the whole step captured in a CUDA graph and replayed gives
+the step without launch gaps (``graph_step_time_s``; the optimizer is then capturable and autocast's
+weight cache is off inside the graph, as PyTorch requires).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from simulator.models import get_model
+from validation.training.model import from_spec
+
+# A 1.5B Llama-style shape (Llama-3.2 proportions: GQA 16/8 heads of 128, SwiGLU 4x, 32K vocabulary).
+LLAMA_1_5B = {
+    "name": "llama-1.5b", "num_layers": 24, "hidden_size": 2048, "num_attention_heads": 16, "num_kv_heads": 8,
+    "head_dim": 128, "intermediate_size": 8192, "vocab_size": 32000,
+}
+MODELS = {"llama-1.5b": LLAMA_1_5B, "llama-3.1-8b": "llama-3.1-8b"}
+
+CASES = [  # (model, precision, recompute, micro_batch, seq_len)
+    *[("llama-1.5b", p, r, b, s) for p in ("bf16", "amp") for r in ("none", "full")
+      for b, s in ((1, 2048), (4, 2048), (1, 8192), (2, 4096))],
+    *[("llama-3.1-8b", "bf16", r, b, s) for r in ("none", "full") for b, s in ((1, 2048), (2, 4096))],
+    ("llama-3.1-8b", "bf16", "none", 1, 8192),
+    ("llama-3.1-8b", "bf16", "full", 1, 8192),
+    ("llama-3.1-8b", "amp", "full", 1, 2048),  # 16 bytes/param of fp32 states + the autocast cache: over 141 GB
+]
+
+
+def run_case(model_name: str, precision: str, recompute: str, micro_batch: int, seq_len: int, *,
+             device="cuda", repeats: int = 4, warmup: int = 2, capture: bool = False) -> dict[str, Any]:
+    spec = get_model(MODELS[model_name])
+    case = {"model": model_name, "spec": MODELS[model_name], "precision": precision, "recompute": recompute,
+            "micro_batch": micro_batch, "seq_len": seq_len}
+    torch.manual_seed(0)
+    model = opt = None
+    try:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        with torch.device("meta"):
+            model = from_spec(spec, checkpoint_blocks=recompute == "full")
+        model = model.to_empty(device=device).to(dtype)
+        for p in model.parameters():
+            torch.nn.init.normal_(p, std=0.02) if p.dim() > 1 else torch.nn.init.ones_(p)
+        cuda = device == "cuda"
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda, capturable=cuda and capture)
+        ids = torch.randint(0, spec.vocab_size, (micro_batch, seq_len), device=device)
+        labels = torch.randint(0, spec.vocab_size, (micro_batch, seq_len), device=device)
+        autocast = (torch.autocast(device_type="cuda" if device == "cuda" else "cpu", dtype=torch.bfloat16)
+                    if precision == "amp" else contextlib.nullcontext())
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            with autocast:
+                loss = model(ids, labels)
+            loss.backward()
+            opt.step()
+            return loss
+
+        for _ in range(warmup):
+            loss = step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        times = []
+        for _ in range(repeats):
+            if device == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                loss = step()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end) * 1e-3)
+            else:
+                t0 = time.perf_counter()
+                loss = step()
+                times.append(time.perf_counter() - t0)
+        finite = bool(torch.isfinite(loss))
+        case.update(step_time_s=statistics.median(times), step_times_s=times, loss=float(loss.detach()), fits=True,
+                    peak_bytes=float(torch.cuda.max_memory_allocated()) if device == "cuda" else None)
+        if not finite:
+            case["error"] = "non-finite loss"
+        del loss  # the last step's autograd graph holds AccumulateGrad nodes of the default stream
+        if cuda:
+            case["kernels"] = profile_step(step)
+            if capture:
+                case.update(graph_time(model, opt, ids, labels, precision, repeats))
+    except torch.OutOfMemoryError:
+        case.update(fits=False, step_time_s=None, peak_bytes=None)
+    finally:
+        del model, opt
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return case
+
+
+def _category(name: str) -> str:
+    low = name.lower()
+    if any(k in low for k in ("flash", "fmha", "sdpa", "attention")):
+        return "attention"
+    if "adam" in low:
+        return "optimizer"
+    if any(k in low for k in ("gemm", "nvjet", "cutlass", "xmma", "cublas", "sm90_", "sm80_")):
+        return "gemm"
+    return "other"
+
+
+def profile_step(step) -> dict[str, Any]:
+    """GPU time per kernel class and the busy time (union of kernel intervals) of one step, seconds."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    sums: dict[str, float] = {}
+    spans = []
+    for evt in prof.events():
+        if evt.device_type != DeviceType.CUDA:
+            continue
+        start, end = evt.time_range.start, evt.time_range.end
+        spans.append((start, end))
+        cat = _category(evt.name)
+        sums[cat] = sums.get(cat, 0.0) + (end - start) * 1e-6
+    spans.sort()
+    busy, cur_s, cur_e = 0.0, None, None
+    for a, b in spans:
+        if cur_e is None or a > cur_e:
+            busy += 0.0 if cur_e is None else cur_e - cur_s
+            cur_s, cur_e = a, b
+        else:
+            cur_e = max(cur_e, b)
+    busy += 0.0 if cur_e is None else cur_e - cur_s
+    return {"by_class_s": sums, "busy_s": busy * 1e-6, "kernels": len(spans),
+            "span_s": (spans[-1][1] - spans[0][0]) * 1e-6 if spans else 0.0}
+
+
+def graph_time(model, opt, ids, labels, precision: str, repeats: int) -> dict[str, Any]:
+    """Median replay time of the whole step captured as one CUDA graph (PyTorch's whole-network capture)."""
+    autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16, cache_enabled=False)
+                if precision == "amp" else contextlib.nullcontext())
+
+    def body():
+        with autocast:
+            loss = model(ids, labels)
+        loss.backward()
+        opt.step()
+        return loss
+
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                opt.zero_grad(set_to_none=True)
+                body()
+        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            body()
+        graph.replay()
+        times = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) * 1e-3)
+        del graph
+        return {"graph_step_time_s": statistics.median(times), "graph_step_times_s": times}
+    except Exception as exc:  # noqa: BLE001 - not capturable or out of memory: recorded, not fatal
+        torch.cuda.synchronize()
+        return {"graph_step_time_s": None, "graph_error": f"{exc.__class__.__name__}: {str(exc)[:200]}"}
+
+
+def run(cases=CASES, log=print, **kw) -> list[dict[str, Any]]:
+    out = []
+    for c in cases:
+        t0 = time.time()
+        r = run_case(*c, **kw)
+        out.append(r)
+        k = r.get("kernels", {})
+        log(f"{c} -> eager {r.get('step_time_s')} s, graph {r.get('graph_step_time_s')} s, busy {k.get('busy_s')} s, "
+            f"{ {n: round(v, 4) for n, v in k.get('by_class_s', {}).items()} }, peak {r.get('peak_bytes')} B "
+            f"({time.time() - t0:.1f} s) {r.get('graph_error', '')}")
+    return out
