@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict
 Bound = Literal["compute", "memory", "communication", "overhead"]
 
 
-_DEFAULTS: dict[type, dict[str, Any]] = {}
+_SPECS: dict[type, tuple] = {}
+_REQUIRED = object()
 
 
 class _Out(BaseModel):
@@ -34,14 +35,13 @@ class _Out(BaseModel):
         re-validating them (a point prediction builds dozens of rows; validation would be most of its
         time). Fields left out take their defaults; ``tests/test_speed_paths.py`` checks the result equals
         a validated one."""
-        defaults = _DEFAULTS.get(cls)
-        if defaults is None:
-            defaults = _DEFAULTS[cls] = {name: f.default for name, f in cls.model_fields.items() if not f.is_required()}
+        spec = _SPECS.get(cls)
+        if spec is None:  # (name, default) in the schema's order; _REQUIRED marks fields without one
+            spec = _SPECS[cls] = tuple((name, _REQUIRED if f.is_required() else f.default)
+                                       for name, f in cls.model_fields.items())
         given = set(values)
-        for name, default in defaults.items():
-            if name not in values:
-                values[name] = list(default) if isinstance(default, list) else default
-        values = {name: values[name] for name in cls.model_fields}  # the schema's order, as validation gives
+        values = {name: values[name] if name in values else (list(default) if isinstance(default, list) else default)
+                  for name, default in spec}
         obj = object.__new__(cls)
         object.__setattr__(obj, "__dict__", values)
         object.__setattr__(obj, "__pydantic_fields_set__", given)

@@ -173,6 +173,12 @@ class StepBuilder:
     def _collective(self, name, collective, count, message_bytes, group, per_layer=True, overlap="", **span):
         """One collective of parallel ``group`` (tp, cp, ep, etp, pp), priced on the links the group spans
         (``simulator.parallel.comm``); ``span`` overrides the group's ranks / ranks per node."""
+        size, _, intra, _ = group_shape(self.dep, group)
+        if not span and np.ndim(size) == 0 and size == 1:  # one rank: nothing moves (what the cost gives, cheaply)
+            self.ops.append(StepOp(name, "collective", count, link_bytes=0.0, link_latency_s=0.0,
+                                   link_bandwidth_bytes_per_s=1.0, per_layer=per_layer, collective=collective,
+                                   group=group, link=intra.name, algorithm="ring", ranks=1, overlap=overlap))
+            return
         cost, link, algorithm = group_cost(self.dep, group, collective, message_bytes, **span)
         bw = np.where(cost.wire_s > 0, cost.bandwidth_bytes_per_s, 1.0)
         self.ops.append(StepOp(name, "collective", count, link_bytes=cost.traffic_bytes, link_latency_s=cost.latency_s,
