@@ -95,7 +95,8 @@ def _operator_reports(phase: str, step) -> list[OperatorReport]:
                 name=op.name, kind=op.kind, phase=phase, count=int(round(count)), flops=op.flops * count,
                 bytes=op.hbm_bytes * count, link_bytes=op.link_bytes * count, time_s=t.time_s,
                 compute_s=t.compute_s, memory_s=t.memory_s, link_s=t.link_s, overhead_s=t.overhead_s,
-                bound=BOUND_NAMES[t.bound]))
+                bound=BOUND_NAMES[t.bound], collective=None, group=None, link=None, algorithm=None, ranks=None,
+                hidden_s=0.0))  # every field, in the schema's order
             continue
         time_s = _scalar(t.time_s)  # generate's decode: the mean over the generation
         hidden = _scalar(getattr(t, "hidden_s", 0.0))

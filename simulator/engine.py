@@ -132,7 +132,7 @@ _RESOLVED_MAX = 256
 
 def _source_key(spec) -> object:
     """A key for a name, inline mapping or file path: a file is keyed by its path, size and mtime."""
-    if isinstance(spec, str):
+    if isinstance(spec, str) and ("/" in spec or os.sep in spec or spec.endswith((".json", ".yaml", ".yml"))):
         try:
             st = os.stat(spec)
         except (OSError, ValueError):

@@ -23,7 +23,6 @@ Bound = Literal["compute", "memory", "communication", "overhead"]
 
 
 _SPECS: dict[type, tuple] = {}
-_REQUIRED = object()
 
 
 class _Out(BaseModel):
@@ -36,12 +35,15 @@ class _Out(BaseModel):
         time). Fields left out take their defaults; ``tests/test_speed_paths.py`` checks the result equals
         a validated one."""
         spec = _SPECS.get(cls)
-        if spec is None:  # (name, default) in the schema's order; _REQUIRED marks fields without one
-            spec = _SPECS[cls] = tuple((name, _REQUIRED if f.is_required() else f.default)
-                                       for name, f in cls.model_fields.items())
+        if spec is None:  # field names in the schema's order, and (name, default) of those with one
+            fields = cls.model_fields
+            spec = _SPECS[cls] = (tuple(fields), tuple((n, f.default) for n, f in fields.items() if not f.is_required()))
         given = set(values)
-        values = {name: values[name] if name in values else (list(default) if isinstance(default, list) else default)
-                  for name, default in spec}
+        if tuple(values) != spec[0]:  # not every field, in the schema's order: fill defaults, reorder
+            for name, default in spec[1]:
+                if name not in values:
+                    values[name] = list(default) if isinstance(default, list) else default
+            values = {name: values[name] for name in spec[0]}
         obj = object.__new__(cls)
         object.__setattr__(obj, "__dict__", values)
         object.__setattr__(obj, "__pydantic_fields_set__", given)
