@@ -91,8 +91,8 @@ def price(op: OpCost, profile: Profile) -> OpTime:
     flops = np.asarray(op.flops, dtype=float)
     hbm = np.asarray(op.hbm_bytes, dtype=float)
     # scalar factors first, so that an array is touched once per operation
-    compute = flops * (op.count / np.asarray(op.peak_flops_per_s, dtype=float)) / eff.compute(flops)
-    memory = hbm * (op.count / np.asarray(op.hbm_bandwidth_bytes_per_s, dtype=float)) / eff.memory(hbm)
+    compute = flops * (op.count / np.asarray(op.peak_flops_per_s, dtype=float)) / _efficiency(eff.compute, flops)
+    memory = hbm * (op.count / np.asarray(op.hbm_bandwidth_bytes_per_s, dtype=float)) / _efficiency(eff.memory, hbm)
     compute, memory = np.broadcast_arrays(compute, memory)
     busy = np.maximum(compute, memory)
     bound = np.where(compute >= memory, _CODE[COMPUTE], _CODE[MEMORY])
@@ -100,6 +100,11 @@ def price(op: OpCost, profile: Profile) -> OpTime:
     if np.any(overhead > 0.0):
         bound = np.where(overhead > busy, _CODE[OVERHEAD], bound)
     return OpTime(op.name, compute, memory, np.zeros(()), overhead, busy + overhead, bound)
+
+
+def _efficiency(curve, size):
+    """``curve(size)``; a one-knot curve is a constant, applied without touching every element."""
+    return curve.efficiency[0] if len(curve.efficiency) == 1 else curve(size)
 
 
 def _price_point(op: OpCost, eff) -> OpTime:

@@ -75,8 +75,6 @@ class Curve(BaseModel):
 
     def __call__(self, size) -> np.ndarray:
         """Efficiency at ``size`` (scalar or array, in FLOPs or bytes)."""
-        if len(self.efficiency) == 1:  # a constant: no per-element work
-            return self.efficiency[0]
         x = np.log10(np.maximum(np.asarray(size, dtype=float), 1.0))
         return np.interp(x, self.log10_size, self.efficiency)
 
