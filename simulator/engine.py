@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 from pydantic import BaseModel
 
-from costmodels.roofline import BOUND_NAMES, COMMUNICATION, COMPUTE, MEMORY, OVERHEAD, OpCost, OpTime, price
+from costmodels.roofline import COMMUNICATION, COMPUTE, MEMORY, OVERHEAD, price
 from hwmodels import InputError, get_accelerator
 from hwmodels.dtypes import BYTES_PER_ELEMENT, DTYPES
 from simulator.bounds import AXIS_LIMITS, check_counts
@@ -24,6 +24,15 @@ from simulator.models import get_model
 from simulator.parallel import apply_parallelism
 from simulator.parallel.overlap import apply_overlaps
 from simulator.parallel.pipeline import run_pipelined
+from simulator.priced import (
+    ATTENTION_KINDS,
+    TRANSFER_KINDS,
+    StepResult,
+    format_peak,
+    point_step,
+    serial_bound,
+    total,
+)
 from simulator.scenario import Scenario
 from simulator.stacks import apply_stack_ops, finish_stack_step, resolve_calibration
 from simulator.step import StepShape, build_step
@@ -52,34 +61,6 @@ _DTYPE_AXES = ("weights", "kv_cache", "compute")
 # smooth and nearly piecewise linear in context, so 4 nodes are exact to well under 0.1%).
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(4)
 _GL_X, _GL_W = (_GL_X + 1.0) / 2.0, _GL_W / 2.0
-
-
-@dataclass
-class StepResult:
-    """A priced step: per-operator times and their combination."""
-
-    ops: list[OpCost]
-    times: list[OpTime]
-    latency_s: np.ndarray
-    bound: np.ndarray
-    sm_time_s: np.ndarray
-    hbm_time_s: np.ndarray
-    link_time_s: np.ndarray
-    overhead_s: np.ndarray
-    flops: np.ndarray
-    hbm_bytes: np.ndarray
-    # what the utilisation metrics need (``simulator.metrics``): the step's FLOPs each at the peak of its
-    # operator's number format, the KV bytes and attention-core FLOPs of its attention operators, and
-    # the tokens through its GEMMs
-    format_peak_s: np.ndarray | float = 0.0
-    kv_read_bytes: np.ndarray | float = 0.0
-    attention_flops: np.ndarray | float = 0.0
-    tokens: np.ndarray | float = 0.0
-
-    @property
-    def format_peak_flops_per_s(self):
-        """The FLOP-weighted (harmonic) mean of the operators' format peaks."""
-        return self.flops / self.format_peak_s
 
 
 @dataclass
@@ -233,71 +214,6 @@ def _resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deploymen
     return dep, _work(scenario, axes, techniques)
 
 
-def _total(values):
-    """Sum of per-operator values without broadcasting a small one to the grid first: values of one
-    shape are added together, then the per-shape sums from the smallest up (plain floats stay floats)."""
-    if all(type(v) is float for v in values):
-        return sum(values)
-    groups: dict[tuple, list] = {}
-    for v in values:
-        groups.setdefault(np.shape(v), []).append(v)
-    parts = sorted((_chain_sum(g) for g in groups.values()), key=np.size)
-    if not parts:
-        return 0.0
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    return total
-
-
-def _point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
-    """``run_step``'s sums for a point (every operator priced in floats) in one pass of Python floats;
-    None when any value is an array (then the array path sums them)."""
-    dtype_peak, tokens = dep.peak_flops_per_s, shape.tokens
-    if type(dtype_peak) is not float or type(tokens) is not float or dep.stack is not None:
-        return None
-    sm = hbm = link = overhead = flops = hbm_bytes = format_s = kv_read = att_flops = 0.0
-    by_bound = [0.0] * len(BOUND_NAMES)
-    for op, t in zip(ops, times):
-        if type(t.time_s) is not float or type(op.flops) is not float or type(op.hbm_bytes) is not float \
-                or type(op.count) not in (int, float):
-            return None
-        count = op.count
-        sm += t.compute_s
-        hbm += t.memory_s
-        link += t.link_s
-        overhead += t.overhead_s
-        by_bound[t.bound] += t.time_s
-        op_flops = op.flops * count
-        flops += op_flops
-        hbm_bytes += op.hbm_bytes * count
-        if op.kind not in _TRANSFER_KINDS:
-            peak = op.peak_flops_per_s
-            format_s += op_flops * getattr(op, "work_fraction", 1.0) / (peak if peak > dtype_peak else dtype_peak)
-        if op.kind in _ATTENTION_KINDS:
-            kv = getattr(op, "kv_read_bytes", 0.0)
-            if type(kv) is not float:
-                return None
-            kv_read += kv * count
-            att_flops += op_flops
-    if overlap == "overlapped":
-        by_resource = [sm, hbm, link, overhead]
-        latency = max(by_resource)
-    else:
-        by_resource = by_bound
-        latency = sum(t.time_s for t in times)
-    bound = by_resource.index(max(by_resource))  # resource codes are the bound codes, in order
-    return StepResult(ops, times, latency, bound, sm, hbm, link, overhead, flops, hbm_bytes, format_s, kv_read,
-                      att_flops, tokens)
-
-
-def _chain_sum(values: list):
-    total = values[0]
-    for v in values[1:]:
-        total = total + v
-    return total
-
-
 def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -> StepResult:
     """Build, transform and price one step, then combine its operators by the overlap policy.
     ``techniques`` defaults to the deployment's own; each may edit the operator list (``apply_ops``).
@@ -311,31 +227,31 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
     if dep.stack is not None:  # the user's implementation: unfused work, split launches (simulator.stacks)
         ops = apply_stack_ops(dep.stack, ops, shape, dep)
     times = apply_overlaps(ops, [price(op, dep.profile) for op in ops], dep)
-    point = _point_step(ops, times, dep, shape, overlap)
+    point = point_step(ops, times, dep, shape, overlap)
     if point is not None:
         return point
-    sm = _total([t.compute_s for t in times])
-    hbm = _total([t.memory_s for t in times])
-    link = _total([t.link_s for t in times])
-    overhead = _total([t.overhead_s for t in times])
-    flops = _total([op.flops * op.count for op in ops])
-    hbm_bytes = _total([op.hbm_bytes * op.count for op in ops])
+    sm = total([t.compute_s for t in times])
+    hbm = total([t.memory_s for t in times])
+    link = total([t.link_s for t in times])
+    overhead = total([t.overhead_s for t in times])
+    flops = total([op.flops * op.count for op in ops])
+    hbm_bytes = total([op.hbm_bytes * op.count for op in ops])
     # each operator's FLOPs at its format's peak; never above the step's dtype peak for an operator a
     # technique slowed (dequantisation, waiting for the busiest expert GPU): that time is not work
-    format_s = _total([op.flops * (op.count * getattr(op, "work_fraction", 1.0))
-                       / _format_peak(op.peak_flops_per_s, dep.peak_flops_per_s)
-                       for op in ops if op.kind not in _TRANSFER_KINDS])
-    attention = [op for op in ops if op.kind in _ATTENTION_KINDS]
-    kv_read = _total([getattr(op, "kv_read_bytes", 0.0) * op.count for op in attention])
-    att_flops = _total([op.flops * op.count for op in attention])
+    format_s = total([op.flops * (op.count * getattr(op, "work_fraction", 1.0))
+                       / format_peak(op.peak_flops_per_s, dep.peak_flops_per_s)
+                       for op in ops if op.kind not in TRANSFER_KINDS])
+    attention = [op for op in ops if op.kind in ATTENTION_KINDS]
+    kv_read = total([getattr(op, "kv_read_bytes", 0.0) * op.count for op in attention])
+    att_flops = total([op.flops * op.count for op in attention])
     tokens = shape.tokens
     if overlap == "overlapped":
         by_resource = np.stack(np.broadcast_arrays(sm, hbm, link, overhead))
         latency = by_resource.max(axis=0)
         bound = np.array([COMPUTE, MEMORY, COMMUNICATION, OVERHEAD])[by_resource.argmax(axis=0)]
     else:
-        latency = _total([t.time_s for t in times])
-        bound = _serial_bound(times)
+        latency = total([t.time_s for t in times])
+        bound = serial_bound(times)
     if dep.stack is not None:  # the host's pace (eager launches) and per-step costs
         latency, overhead = finish_stack_step(dep.stack, ops, times, latency, overhead, dep)
     # every result spans the shape's axes, even where no operator depends on one (e.g. no KV to grow)
@@ -349,65 +265,6 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
                                                                               hbm_bytes, latency))
     return StepResult(ops, times, latency, np.broadcast_to(bound, full), sm, hbm, link, overhead, flops, hbm_bytes,
                       format_s, kv_read, att_flops, tokens)
-
-
-def _serial_bound(times: list[OpTime]):
-    """The bound code with the most summed operator time, per point. Operators with one bound everywhere
-    add to that code's (usually small) total; when a single operator's bound varies over the grid (the
-    attention core: memory-, compute- or overhead-bound by size), its code c gets its time t on top:
-    the answer is c where S_c + t beats the best other total, else the best of the totals."""
-    per_code: list[list] = [[] for _ in BOUND_NAMES]
-    varying = []
-    for t in times:
-        codes = np.asarray(t.bound)
-        low, high = (int(codes), int(codes)) if codes.ndim == 0 else (int(codes.min()), int(codes.max()))
-        if low == high:  # one bound everywhere: no per-code masks
-            per_code[low].append(t.time_s)
-        else:
-            varying.append((codes, t.time_s))
-    if len(varying) > 1:  # general case: masks per code
-        for codes, time_s in varying:
-            for code in range(len(BOUND_NAMES)):
-                per_code[code].append(np.where(codes == code, time_s, 0.0))
-        varying = []
-    totals = [_total(c) for c in per_code]
-    if not varying:
-        return _argmax(totals)
-    codes, time_s = varying[0]
-    best = _argmax(totals)
-    stacked = np.stack(np.broadcast_arrays(*totals))  # small unless a constant-bound operator is full size
-    small = stacked.shape[1:]
-    top = np.take_along_axis(stacked, np.broadcast_to(best, small).astype(np.intp)[None], 0)[0]
-    grid = np.broadcast_shapes(small, codes.shape)
-    index = np.broadcast_to(codes, grid).astype(np.intp)[None]
-    lifted = stacked.reshape((len(totals),) + (1,) * (len(grid) - len(small)) + small)
-    own = np.take_along_axis(np.broadcast_to(lifted, (len(totals), *grid)), index, 0)[0] + time_s
-    return np.where(own > top, codes, best)
-
-
-def _argmax(values: list):
-    """Index of the largest of ``values`` element-wise (the first on ties), without stacking them."""
-    live = [(code, v) for code, v in enumerate(values) if not (np.ndim(v) == 0 and float(v) == 0.0)]
-    if not live:
-        return np.zeros((), dtype=np.int64)
-    (code, best), arg = live[0], None
-    arg = np.asarray(code, dtype=np.int8)
-    for i, (code, value) in enumerate(live[1:], start=2):
-        better = value > best
-        if i < len(live):
-            best = np.maximum(best, value)
-        arg = np.where(better, np.int8(code), arg)
-    return arg
-
-
-_TRANSFER_KINDS = ("collective", "host_transfer")
-_ATTENTION_KINDS = ("attention_prefill", "attention_decode")
-
-
-def _format_peak(op_peak, dtype_peak):
-    if isinstance(op_peak, float) and isinstance(dtype_peak, float):
-        return op_peak if op_peak > dtype_peak else dtype_peak
-    return np.maximum(op_peak, dtype_peak)
 
 
 def prefill_step(dep: Deployment, batch, prompt, overlap: str) -> tuple[StepResult, np.ndarray]:
