@@ -18,7 +18,8 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 from simulator import serve  # noqa: E402
 
 # OPT-13B as DistServe serves it (https://huggingface.co/facebook/opt-13b/blob/main/config.json)
-OPT_13B = {"name": "opt-13b", "family": "opt", "source": "https://huggingface.co/facebook/opt-13b/blob/main/config.json",
+OPT_13B = {"name": "opt-13b", "family": "opt",
+           "source": "https://huggingface.co/facebook/opt-13b/blob/main/config.json",
            "num_layers": 40, "hidden_size": 5120, "num_attention_heads": 40, "num_kv_heads": 40, "head_dim": 128,
            "intermediate_size": 20480, "vocab_size": 50272, "tie_word_embeddings": True,
            "max_position_embeddings": 2048, "gated_mlp": False, "attention_bias": True, "attention_out_bias": True,

@@ -108,7 +108,8 @@ m[3].metric("Goodput", f"{s['goodput_req_per_s']:.3g} req/s")
 m[4].metric("SLO attainment", percent(s["slo_attainment"]))
 m[5].metric("Preemptions · rejected", f"{s['preemptions']} · {s['rejected']}")
 if s["saturated"]:
-    st.warning(f"Saturated at {rate:g} req/s: the queue grows through the run (served {s['requests_per_s']:.3g} req/s).")
+    st.warning(f"Saturated at {rate:g} req/s: the deployment produces fewer tokens than are asked for "
+               f"(served {s['requests_per_s']:.3g} req/s).")
 
 st.header("Latency against load")
 rates = state.or_stop(parse_rates, rates_text)

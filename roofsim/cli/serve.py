@@ -45,6 +45,8 @@ def add_parser(sub) -> None:
     s.add_argument("--max-model-len", type=int)
     s.add_argument("--router", choices=["round_robin", "least_outstanding", "prefix_affinity"])
     s.add_argument("--disaggregate", metavar="P:D", help="P prefill and D decode replicas")
+    s.add_argument("--decode-gpu", help="GPU of the decode replicas (disaggregation), e.g. a100-80gb-sxm")
+    s.add_argument("--decode-tp", type=int, help="tensor-parallel degree of the decode replicas")
     s.add_argument("--kv-transfer", choices=["whole", "layerwise"])
     s.add_argument("--kv-link", choices=["auto", "nvlink", "network"])
     s.add_argument("--cascade", metavar="SMALL_MODEL:FRACTION", help="answer with SMALL_MODEL first, escalate FRACTION")
@@ -93,6 +95,9 @@ def config_from_args(args) -> dict:
     cfg = {key: getattr(args, flag) for flag, key in flags.items() if getattr(args, flag) is not None}
     if args.prefix_cache:
         cfg["prefix_caching"] = True
+    decode = {"hardware.gpu": args.decode_gpu, "parallelism.tp": args.decode_tp}
+    if any(v is not None for v in decode.values()):
+        cfg["decode_overrides"] = {k: v for k, v in decode.items() if v is not None}
     if args.cascade:
         model, sep, fraction = args.cascade.rpartition(":")
         try:
@@ -178,7 +183,9 @@ def run(args) -> int:
         print(json.dumps(res.contract(), indent=2))
     else:
         first = res.replicas[0]
-        print(render(res, f"{first.model} on {sum(r.gpus for r in res.replicas)}x {first.gpu} "
-                          f"({len(res.replicas)} replicas), {workload['num_requests']} requests, {workload['arrival']}"))
+        gpus = sum(r.gpus for r in res.replicas)
+        n = len(res.replicas)
+        print(render(res, f"{first.model} on {gpus}x {first.gpu} ({n} replica{'s' if n > 1 else ''}), "
+                          f"{res.completed + res.rejected} requests, {workload['arrival']}"))
     return 0
 

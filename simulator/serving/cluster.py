@@ -13,7 +13,8 @@ Disaggregation (Splitwise, Patel et al. 2024, arXiv 2311.18677; DistServe, Zhong
 2401.09670): prefill replicas compute prompts and the first token, then send the request's KV cache to
 the least loaded decode replica, which admits it once the whole cache has landed. The link is NVLink
 when both replicas fit one node of one GPU type (8 GPUs), else the scale-out network (``data/network.yaml``;
-``kv_link`` forces either). Decode replicas may differ in GPU type or layout (``decode_overrides``). Each prefill replica
+``kv_link`` forces either). Decode replicas may differ in GPU type or layout (``decode_overrides``).
+Each prefill replica
 has one outbound link, first come first served; a transfer of B bytes per GPU takes B / bandwidth +
 latency (each tensor-parallel rank sends its own shard over its own link). ``whole``: it starts when
 the prefill ends. ``layerwise`` (Splitwise §4.3): layer i's KV is sent while layer i+1 computes, so the
@@ -86,6 +87,8 @@ class Simulation:
         self.events: list[tuple[float, int, str, object]] = []
         self.seq = 0
         self.link_free: dict[int, float] = {}
+        self.built: list[Group] = []
+        self.turn: dict[str, int] = {}  # round-robin position per group
         split = cfg.split
         if split:
             one, count = replica_scenario(sc, split[0] + split[1])
@@ -123,15 +126,13 @@ class Simulation:
         timer = StepTimer(one)
         budget = kv_budget(timer.scenario, cfg.block_size, cfg.max_num_seqs, cfg.max_num_batched_tokens)
         host = get_accelerator(one.hardware.gpu).host_link
-        reps = [Replica(len(self._all()) + i, timer, BlockPool(budget.blocks, cfg.block_size, cfg.prefix_caching), cfg,
+        first = sum(len(g.replicas) for g in self.built)
+        reps = [Replica(first + i, timer, BlockPool(budget.blocks, cfg.block_size, cfg.prefix_caching), cfg,
                         self.ledger, role, self._prefilled, budget.kv_bytes_per_token / host.bandwidth_bytes_per_s,
                         host.latency_s) for i in range(count)]
         group = Group(name, one, timer, budget, reps, one.hardware.num_gpus, get_accelerator(one.hardware.gpu).tdp_w)
-        self._groups_built = getattr(self, "_groups_built", []) + [group]
+        self.built.append(group)
         return group
-
-    def _all(self) -> list[Replica]:
-        return [r for g in getattr(self, "_groups_built", []) for r in g.replicas]
 
     # --- routing -----------------------------------------------------------------------------------
 
@@ -141,9 +142,8 @@ class Simulation:
             return reps[0]
         router = self.cfg.router
         if router == "round_robin":
-            self.rr = getattr(self, "rr", {})
-            i = self.rr.get(group.name, 0)
-            self.rr[group.name] = i + 1
+            i = self.turn.get(group.name, 0)
+            self.turn[group.name] = i + 1
             return reps[i % len(reps)]
         if router == "prefix_affinity" and self.ledger.group[rid] >= 0:
             g = self.ledger.group[rid]

@@ -7,7 +7,8 @@ import numpy as np
 RECORD_DTYPE = np.dtype([
     ("id", "i8"), ("arrival_s", "f8"), ("prompt_tokens", "i8"), ("output_tokens", "i8"), ("prefix_group", "i4"),
     ("first_scheduled_s", "f8"), ("first_token_s", "f8"), ("finish_s", "f8"), ("replica", "i4"),
-    ("decode_replica", "i4"), ("preemptions", "i4"), ("kv_transfer_s", "f8"), ("kv_exposed_s", "f8"), ("escalated", "?"), ("rejected", "?"),
+    ("decode_replica", "i4"), ("preemptions", "i4"), ("kv_transfer_s", "f8"), ("kv_exposed_s", "f8"),
+    ("escalated", "?"), ("rejected", "?"),
 ])
 
 
@@ -35,7 +36,6 @@ class Ledger:
         self.escalated = [False] * n
         self.rejected: dict[int, str] = {}
         self.resume_gaps: list[float] = []
-        self.prefill_tokens_out = 0
         self.completed = 0
 
     def reject(self, rid: int, reason: str) -> None:

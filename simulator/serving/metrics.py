@@ -89,7 +89,7 @@ def summarise(sim: Simulation, request_rate: float) -> ServeResult:
                 gpus=group.gpus_per_replica, kv_blocks=r.pool.total, steps=steps, busy_s=busy,
                 mean_batch_size=float(np.sum(np.asarray(r.t_running) * weight)) if steps else 0.0,
                 mean_kv_occupancy=float(np.sum(blocks * weight) / r.pool.total) if steps else 0.0,
-                preemptions=r.preemptions))
+                preemptions=r.preemptions, energy_j=busy * group.gpus_per_replica * group.tdp_w))
             energy += busy * group.gpus_per_replica * group.tdp_w
             timeline["replica"].append(np.full(steps, r.index))
             timeline["start_s"].append(np.asarray(r.t_start))
@@ -116,7 +116,8 @@ def summarise(sim: Simulation, request_rate: float) -> ServeResult:
         requests_per_s=float(done.sum()) / duration, input_tokens_per_s=input_tokens / duration,
         rejections=dict(Counter(led.rejected.values())), saturated=saturated,
         mean_batch_size=float(np.sum([r.mean_batch_size * r.busy_s for r in rows]) / busy_total) if busy_total else 0.0,
-        mean_kv_occupancy=float(np.sum([r.mean_kv_occupancy * r.busy_s for r in rows]) / busy_total) if busy_total else 0.0,
+        mean_kv_occupancy=float(np.sum([r.mean_kv_occupancy * r.busy_s for r in rows]) / busy_total)
+        if busy_total else 0.0,
         cached_prompt_tokens=int(sum(r.cached_tokens for g in sim.groups for r in g.replicas)),
         energy_j=energy, energy_per_request_j=energy / done.sum() if done.any() else None,
         escalated=int(rec["escalated"].sum()), replicas=rows,

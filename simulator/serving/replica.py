@@ -61,12 +61,10 @@ class Replica:
         self.version: dict[int, int] = {}
         self.finish_heap: list[tuple[int, int, int]] = []
         self.cross_heap: list[tuple[int, int, int]] = []
-        self.busy_until = 0.0
         self.busy_s = 0.0
         self.batch: tuple | None = None
         self.preemptions = 0
         self.cached_tokens = 0
-        self.prefill_tokens = 0
         self.pending_gap = 0.0
         self.fresh_joins = 0
         # timeline: one row per step
@@ -198,7 +196,6 @@ class Replica:
         pairs = sum(chunk_pairs(c[1], c[2]) for c in chunks)
         dur = self.timer.seconds(b, context, n, pairs, len(chunks)) + self.extra_s
         self.batch = (now, dur, b, chunks)
-        self.busy_until = now + dur
         return now + dur
 
     def _crossings(self, now: float) -> None:
@@ -312,6 +309,8 @@ class Replica:
                 _, rid, ver = heapq.heappop(heap)
                 if self.version.get(rid) != ver or rid not in self.member:
                     continue
+                k0, _, g0 = self.member[rid]
+                tokens -= max(0.0, g0 + self.tps * (self.k - k0) - led.output[rid])  # a last step's unused share
                 self._leave(rid)
                 self._complete(rid, end)
         elif self.pool_b:
@@ -320,7 +319,6 @@ class Replica:
             if rid not in self.prefilling:
                 continue
             self.computed[rid] += n
-            self.prefill_tokens += n
             if self.computed[rid] < self.target[rid]:
                 continue
             del self.prefilling[rid]
@@ -330,7 +328,6 @@ class Replica:
                 led.resume_gaps.append(end - led.last_token[rid])
             led.generated[rid] += 1
             led.last_token[rid] = end
-            led.prefill_tokens_out += 1
             tokens += 1
             if led.generated[rid] >= led.output[rid]:
                 self._complete(rid, end)

@@ -56,6 +56,7 @@ class ReplicaReport(BaseModel):
     mean_batch_size: float
     mean_kv_occupancy: float
     preemptions: int
+    energy_j: float  # busy seconds x GPUs x TDP
 
 
 class ServeResult(BaseModel):

@@ -220,7 +220,8 @@ class StepTimer:
         k = len(batch.chunk_tokens)
         if not k:
             raise ValueError("an empty batch has no step")
-        pairs = float(np.sum(attended_pairs(np.asarray(batch.chunk_tokens, float), np.asarray(batch.chunk_past, float))))
+        new, past = np.asarray(batch.chunk_tokens, float), np.asarray(batch.chunk_past, float)
+        pairs = float(np.sum(attended_pairs(new, past)))
         mean = n / k
         return self._prefill_shape(float(k), mean, max(0.0, (pairs / k - mean * (mean + 1.0) / 2.0) / mean))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -191,18 +190,6 @@ def test_every_registered_technique_at_its_defaults():
             continue
         assert_clean(at)
         assert shown(at) == expected, name
-
-
-def test_rerender_after_a_change_is_fast():
-    at = run("home")
-    at.number_input(key="w.workload.batch_size").set_value(8).run()  # warm the cache for both values
-    at.number_input(key="w.workload.batch_size").set_value(1).run()
-    times = []
-    for batch in (8, 1, 8, 1):
-        start = time.perf_counter()
-        at.number_input(key="w.workload.batch_size").set_value(batch).run()
-        times.append(time.perf_counter() - start)
-    assert sorted(times)[len(times) // 2] < 0.3, times
 
 
 EXPLAIN_CASES = {

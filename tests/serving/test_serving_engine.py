@@ -121,3 +121,12 @@ def test_invariants_under_random_configurations(seqs, budget, chunked, swap, rat
     assert np.all(tl["running"] <= seqs)
     assert np.all(tl["kv_blocks_used"] <= kv_blocks(res))
     assert tl["tokens_out"].sum() == rec["output_tokens"][done].sum()
+
+
+def test_speculative_decoding_commits_its_expected_tokens_per_step():
+    wl = {"rate": 5.0, "num_requests": 200, "prompt_len": "lognormal:800,0.7", "output_len": "lognormal:100,0.7"}
+    plain = serve(SC, wl)
+    spec = serve(dict(SC, techniques=[{"name": "speculative", "method": "medusa", "gamma": 3}]), wl)
+    assert spec.timeline["tokens_out"].sum() == pytest.approx(spec.records["output_tokens"].sum(), rel=1e-12)
+    assert spec.timeline["decode"].sum() < plain.timeline["decode"].sum()  # fewer decode passes
+    assert spec.tpot_s.p50 < plain.tpot_s.p50

@@ -35,7 +35,8 @@ def test_mixed_step_equals_predict(sc, b, ctx, chunk, past):
 @pytest.mark.parametrize("sc", SCENARIOS[:2], ids=lambda s: s["model"])
 @pytest.mark.parametrize("b, ctx", [(1, 17), (37, 1234), (256, 8000)])
 def test_decode_step_equals_predict(sc, b, ctx):
-    expected = predict(sc, **{"workload.phase": "decode", "workload.batch_size": b, "workload.context_len": ctx}).latency_s
+    expected = predict(sc, **{"workload.phase": "decode", "workload.batch_size": b,
+                              "workload.context_len": ctx}).latency_s
     timer = StepTimer(sc)
     assert timer.exact(Batch([ctx] * b)) == pytest.approx(expected, rel=1e-12)
     assert timer.seconds(b, b * ctx) == pytest.approx(expected, rel=FAST_RTOL)
@@ -44,7 +45,8 @@ def test_decode_step_equals_predict(sc, b, ctx):
 @pytest.mark.parametrize("k, prompt", [(1, 512), (3, 700), (8, 129)])
 def test_prefill_step_equals_predict(k, prompt):
     sc = SCENARIOS[0]
-    expected = predict(sc, **{"workload.phase": "prefill", "workload.batch_size": k, "workload.prompt_len": prompt}).latency_s
+    expected = predict(sc, **{"workload.phase": "prefill", "workload.batch_size": k,
+                              "workload.prompt_len": prompt}).latency_s
     timer = StepTimer(sc)
     assert timer.exact(Batch([], [prompt] * k, [0] * k)) == pytest.approx(expected, rel=1e-12)
     assert timer.seconds(0, 0, k * prompt, k * chunk_pairs(prompt, 0), k) == pytest.approx(expected, rel=FAST_RTOL)

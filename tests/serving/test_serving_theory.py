@@ -69,3 +69,25 @@ def test_same_seed_same_result_to_the_last_digit():
     assert a.records.tobytes() == b.records.tobytes()
     c = serve(SC, dict(wl, seed=10), cfg)
     assert c.contract() != a.contract()
+
+
+@pytest.mark.parametrize("mode", ["recompute", "swap"])
+def test_every_token_after_the_first_has_one_itl_gap(mode):
+    """ITL samples pool every gap between consecutive tokens: sum over requests of (output - 1), with
+    preemptions (recomputed or swapped requests resume with one longer gap, not an extra one)."""
+    from simulator.serving.cluster import Simulation
+    from simulator.serving.config import ServeConfig
+    from simulator.serving.metrics import itl_samples
+    from simulator.serving.workload import Workload
+
+    wl = Workload(rate=1000.0, num_requests=48, prompt_len=1000, output_len=1200, seed=2)
+    sim = Simulation(dict(SC, memory_utilization=0.25), wl.requests(), ServeConfig(preemption=mode))
+    sim.run()
+    rep = sim.main.replicas[0]
+    assert rep.preemptions > 0
+    gaps = np.concatenate([itl_samples(rep), sim.ledger.resume_gaps])
+    assert gaps.size == 48 * (1200 - 1)
+    assert np.all(gaps > 0)
+    rec = sim.ledger.records()
+    span = rec["finish_s"] - rec["first_token_s"]
+    assert gaps.sum() == pytest.approx(span.sum(), rel=1e-9)  # the gaps of each request add up to e2e - TTFT
