@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from simulator.metrics import compute_bound_at_peak
+
 SIZE_KEYS = ("size", "flops", "bytes", "size_flops", "size_bytes", "x")
 EFF_KEYS = ("efficiency", "eff", "fraction", "y")
 MEMORY_KINDS = ("memory", "collective", "host_transfer")
@@ -81,7 +83,7 @@ def _launch_rows(profile, acc) -> list[dict]:
             continue
         if not (peak_flops and peak_bw):
             continue
-        compute = kind not in MEMORY_KINDS and flops / peak_flops >= nbytes / peak_bw
+        compute = kind not in MEMORY_KINDS and bool(compute_bound_at_peak(flops, nbytes, peak_flops, peak_bw))
         size, peak = (flops, peak_flops) if compute else (nbytes, peak_bw)
         if size > 0:
             out.append({"kind": kind, "resource": "compute" if compute else "memory", "size": size,

@@ -1,7 +1,8 @@
 """One plain-language line: what bounds the step and which knob moves it.
 
-Built only from the prediction's ``bound``, ``resources``, ``memory`` and ``breakdown`` and the
-scenario's own settings; it states numbers the other panels show.
+Built only from the prediction's ``bound``, ``dominant_phase``, ``resources``, ``memory`` and
+``breakdown`` and the scenario's own settings; it states numbers the other panels show and computes
+nothing the simulator does not report.
 """
 
 from __future__ import annotations
@@ -9,12 +10,6 @@ from __future__ import annotations
 from app.fmt import count, percent, seconds, size
 
 WIDE = ("bf16", "fp16", "fp32", "tf32", "fp64")
-
-
-def _dominant_phase(pred) -> str:
-    if pred.phase != "generate":
-        return pred.phase
-    return "decode" if (pred.e2e_s - pred.ttft_s) > pred.ttft_s else "prefill"
 
 
 def _memory_knobs(pred, sc: dict, phase: str) -> str:
@@ -40,7 +35,7 @@ def _memory_knobs(pred, sc: dict, phase: str) -> str:
 
 def explain(pred, sc: dict) -> str:
     m, r = pred.memory, pred.resources
-    phase = _dominant_phase(pred)
+    phase = pred.dominant_phase
     step = "each decode step" if phase == "decode" else "the prefill"
     ops = [o for o in pred.breakdown if o.phase == phase]
     flops = sum(o.flops for o in ops)

@@ -1,7 +1,7 @@
 """Plotly figures of one prediction: the roofline, where the time goes, and where the memory goes.
 
-Every plotted value is a field of the ``Prediction`` (or a ratio of two), or a datasheet/profile
-number read through ``hwmodels``.
+Every plotted value is a field of the ``Prediction`` (or a ratio of two), a datasheet number read
+through ``hwmodels``, or a calibrated ceiling from ``simulator.metrics``.
 """
 
 from __future__ import annotations
@@ -11,28 +11,15 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from app.fmt import count, seconds, size
+from simulator.metrics import calibrated_ceilings
 
 BOUND_COLORS = {"compute": "#d62728", "memory": "#1f77b4", "communication": "#9467bd", "overhead": "#7f7f7f"}
 PHASE_SYMBOLS = {"prefill": "diamond", "decode": "circle"}
-# Large enough to sit on the flat top of every efficiency curve.
-LARGE_FLOPS, LARGE_BYTES = 1e15, 1e12
 
 
 def _layout(fig: go.Figure, **kwargs) -> go.Figure:
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2), **kwargs)
     return fig
-
-
-def ceilings(acc, profile, compute_dtype: str) -> dict[str, float]:
-    """Datasheet peaks and the calibrated ones (the profile's efficiency for large GEMMs and copies)."""
-    peak = float(acc.peak_for(compute_dtype))
-    bw = float(acc.hbm_bandwidth_bytes_per_s)
-    return {
-        "peak_flops": peak,
-        "peak_bw": bw,
-        "cal_flops": peak * float(profile.kind("gemm").compute(LARGE_FLOPS)),
-        "cal_bw": bw * float(profile.kind("memory").memory(LARGE_BYTES)),
-    }
 
 
 def roofline_points(pred) -> list[dict]:
@@ -47,7 +34,7 @@ def roofline_points(pred) -> list[dict]:
 
 
 def roofline(pred, acc, profile, compute_dtype: str) -> go.Figure:
-    c = ceilings(acc, profile, compute_dtype)
+    c = calibrated_ceilings(acc, profile, compute_dtype)
     pts = roofline_points(pred)
     xs = [p["intensity"] for p in pts] or [1.0]
     lo = 10 ** np.floor(np.log10(min(min(xs), c["peak_flops"] / c["peak_bw"]) / 10))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from costmodels.numeric import num
 
 def attended_pairs(new_tokens, past_tokens, window=None) -> np.ndarray:
     """(query, key) pairs kept by a causal mask for ``new_tokens`` queries after ``past_tokens``.
@@ -20,8 +21,8 @@ def attended_pairs(new_tokens, past_tokens, window=None) -> np.ndarray:
     Query i (1-based) sees ``past + i`` keys, capped at ``window`` for sliding-window attention:
     Σ_i min(past + i, window). Closed form, exact for integer inputs.
     """
-    s = np.asarray(new_tokens, dtype=float)
-    p = np.asarray(past_tokens, dtype=float)
+    s = num(new_tokens)
+    p = num(past_tokens)
     full = s * p + s * (s + 1.0) / 2.0
     if window is None:
         return full
@@ -35,21 +36,29 @@ def attended_pairs(new_tokens, past_tokens, window=None) -> np.ndarray:
 def attention_flops(pairs, num_q_heads, qk_dim, v_dim=None) -> np.ndarray:
     """2·qk_dim FLOPs for a score plus 2·v_dim for its weighted value, per pair per query head."""
     v_dim = qk_dim if v_dim is None else v_dim
-    return np.asarray(pairs, dtype=float) * num_q_heads * 2.0 * (qk_dim + v_dim)
+    return num(pairs) * num_q_heads * 2.0 * (qk_dim + v_dim)
 
 
 def prefill_attention_bytes(batch, new_tokens, cached_tokens, num_q_heads, q_dim, o_dim, kv_elems_per_token, act_bytes,
                             kv_bytes) -> np.ndarray:
     """Q read and O written for the new tokens, K/V of every token the queries attend read once."""
-    b = np.asarray(batch, dtype=float)
-    s = np.asarray(new_tokens, dtype=float)
+    b = num(batch)
+    s = num(new_tokens)
     q_o = b * s * num_q_heads * (q_dim + o_dim) * act_bytes
-    return q_o + b * np.asarray(cached_tokens, dtype=float) * kv_elems_per_token * kv_bytes
+    return q_o + b * num(cached_tokens) * kv_elems_per_token * kv_bytes
+
+
+def decode_kv_read_bytes(readers, cached_tokens, kv_elems_per_token, kv_bytes):
+    """KV-cache bytes a decode attention launch reads: every kept token of each reading sequence once."""
+    return num(readers) * (num(cached_tokens) * (kv_elems_per_token * kv_bytes))
 
 
 def decode_attention_bytes(batch, cached_tokens, num_q_heads, q_dim, o_dim, kv_elems_per_token, act_bytes,
-                           kv_bytes) -> np.ndarray:
-    """One query token per sequence: the KV cache of every sequence read once, plus q and o."""
-    b = np.asarray(batch, dtype=float)
-    return b * (np.asarray(cached_tokens, dtype=float) * kv_elems_per_token * kv_bytes
-                + num_q_heads * (q_dim + o_dim) * act_bytes)
+                           kv_bytes, new_tokens=1.0, kv_readers=None) -> np.ndarray:
+    """``new_tokens`` query tokens per sequence (1, or a verify pass's draft + 1): the KV cache read once
+    per step by ``kv_readers`` sequences (default every one; fewer when a shared prefix is read once for
+    the batch, Hydragen, arXiv 2402.05099), plus q read and o written for each query token."""
+    b = num(batch)
+    readers = b if kv_readers is None else kv_readers
+    q_o = b * num(new_tokens) * num_q_heads * (q_dim + o_dim) * act_bytes
+    return decode_kv_read_bytes(readers, cached_tokens, kv_elems_per_token, kv_bytes) + q_o

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from costmodels.numeric import num
 
 # Scalar-aware elementwise helpers: Python floats stay Python floats (a point prediction pays no numpy
 # dispatch), arrays broadcast.
@@ -76,9 +77,9 @@ AUTO = "auto"
 
 def collective_traffic(collective: str, message_bytes, num_ranks):
     """(bytes each GPU sends, number of latency-bound steps) of one collective as a ring in one domain."""
-    n = np.asarray(num_ranks, dtype=float)
+    n = num(num_ranks)
     byte_factor, steps = _FACTORS[collective]
-    return np.asarray(message_bytes, dtype=float) * byte_factor(n), steps(n) + 0.0 * n
+    return num(message_bytes) * byte_factor(n), steps(n) + 0.0 * n
 
 
 def _traffic(collective: str, s, n):

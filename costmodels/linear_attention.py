@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from costmodels.numeric import num
 CHUNK = 64  # tokens per chunk of the chunkwise form (GLA and Based kernels use 64)
 
 
 def linear_attention_flops(batch, new_tokens, heads, state_elems, head_dim, phase: str) -> np.ndarray:
     """State update and readout for every new token, plus intra-chunk attention in prefill."""
-    tokens = np.asarray(batch, dtype=float) * np.asarray(new_tokens, dtype=float)
+    tokens = num(batch) * num(new_tokens)
     flops = tokens * heads * 4.0 * state_elems
     if phase == "prefill":
         flops = flops + tokens * heads * 4.0 * head_dim * np.minimum(new_tokens, CHUNK) / 2.0
@@ -28,6 +29,6 @@ def linear_attention_flops(batch, new_tokens, heads, state_elems, head_dim, phas
 
 def linear_attention_bytes(batch, new_tokens, heads, state_elems, head_dim, act_bytes, state_bytes) -> np.ndarray:
     """q, k, v read and o written per token; each sequence's state read and written once."""
-    b = np.asarray(batch, dtype=float)
-    tokens = b * np.asarray(new_tokens, dtype=float)
+    b = num(batch)
+    tokens = b * num(new_tokens)
     return tokens * heads * 4.0 * head_dim * act_bytes + 2.0 * b * heads * state_elems * state_bytes

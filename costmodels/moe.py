@@ -20,13 +20,15 @@ Between the router GEMM and the experts, and after them, an engine runs:
   that applied the weights): reads T·k rows with their indices and weights, writes T rows.
 
 Each is a memory-bound kernel: bytes are the compulsory traffic, FLOPs the arithmetic (small).
-Indices are int32 and routing weights fp32, as in those engines.
+Indices are int32 and routing weights fp32, as in those engines. ``expected_distinct_experts`` is how
+many experts' weights a batch reads.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from costmodels.numeric import num
 INDEX_BYTES = 4.0  # int32 expert ids, pair indices and offsets
 ROUTING_WEIGHT_BYTES = 4.0  # fp32 routing weights
 # softmax: max, subtract, exp, sum, divide per logit; top-k: one comparison per logit per selected expert
@@ -35,7 +37,7 @@ SOFTMAX_FLOPS_PER_ELEMENT = 5.0
 
 def route(tokens, experts, top_k, logit_bytes):
     """(flops, bytes) of the fused softmax + top-k over T×E logits."""
-    t = np.asarray(tokens, dtype=float)
+    t = num(tokens)
     flops = t * experts * (SOFTMAX_FLOPS_PER_ELEMENT + top_k)
     nbytes = t * experts * logit_bytes + t * top_k * (INDEX_BYTES + ROUTING_WEIGHT_BYTES)
     return flops, nbytes
@@ -43,21 +45,28 @@ def route(tokens, experts, top_k, logit_bytes):
 
 def sort(tokens, experts, top_k):
     """(flops, bytes) of sorting the T·k (token, expert) pairs by expert and writing the E + 1 offsets."""
-    pairs = np.asarray(tokens, dtype=float) * top_k
+    pairs = num(tokens) * top_k
     return 0.0 * pairs, pairs * 2 * INDEX_BYTES + (experts + 1) * INDEX_BYTES
 
 
 def permute(tokens, top_k, width, act_bytes):
     """(flops, bytes) of gathering T·k rows of ``width`` into expert order: T rows read, T·k written,
     one index per written row."""
-    t = np.asarray(tokens, dtype=float)
+    t = num(tokens)
     return 0.0 * t, t * width * act_bytes + t * top_k * (width * act_bytes + INDEX_BYTES)
 
 
 def unpermute(tokens, top_k, width, act_bytes):
     """(flops, bytes) of the weighted sum of each token's k expert rows: T·k rows read with their
     index and weight, T rows written; a multiply and an add per element read."""
-    t = np.asarray(tokens, dtype=float)
+    t = num(tokens)
     flops = 2.0 * t * top_k * width
     nbytes = t * top_k * (width * act_bytes + INDEX_BYTES + ROUTING_WEIGHT_BYTES) + t * width * act_bytes
     return flops, nbytes
+
+
+def expected_distinct_experts(tokens, num_experts: int, top_k: int):
+    """Expected number of experts at least one of ``tokens`` is routed to, under uniform top-k routing:
+    E·(1 - (1 - k/E)^T). Each expert misses a token with probability 1 - k/E, independently per token."""
+    t = tokens if isinstance(tokens, float) else num(tokens)
+    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** t)

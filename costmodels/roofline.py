@@ -17,6 +17,7 @@ from hwmodels.profile import Profile
 # Bound labels, as small integers so that they vectorise; BOUND_NAMES maps them to words.
 COMPUTE, MEMORY, COMMUNICATION, OVERHEAD = 0, 1, 2, 3
 BOUND_NAMES = ("compute", "memory", "communication", "overhead")
+_CODE = tuple(np.int8(code) for code in range(len(BOUND_NAMES)))  # one byte per point in bound arrays
 
 
 @dataclass
@@ -59,9 +60,24 @@ class OpTime:
     hidden_s: np.ndarray | float = 0.0  # part of the time overlapped with other operators (not in time_s)
 
 
+def _is_scalar(x) -> bool:
+    return type(x) is float or isinstance(x, (int, np.generic)) or (isinstance(x, np.ndarray) and x.ndim == 0)
+
+
 def price(op: OpCost, profile: Profile) -> OpTime:
-    """Time of ``op`` under ``profile``: roofline for kernels, alpha-beta for transfers."""
+    """Time of ``op`` under ``profile``: roofline for kernels, alpha-beta for transfers.
+
+    A point (every size a scalar) is priced with Python floats (fields are floats, ``bound`` an int):
+    the same formulas without numpy's per-call cost, which dominates on scalars."""
     eff = profile.kind(op.kind)
+    if (type(op.flops) is float and type(op.hbm_bytes) is float and type(op.link_bytes) is float
+            and type(op.peak_flops_per_s) is float and type(op.count) in (int, float)
+            and type(op.link_latency_s) is float and type(op.hbm_bandwidth_bytes_per_s) is float):
+        return _price_point(op, eff)
+    if (_is_scalar(op.flops) and _is_scalar(op.hbm_bytes) and _is_scalar(op.link_bytes)
+            and _is_scalar(op.link_latency_s) and _is_scalar(op.peak_flops_per_s) and _is_scalar(op.count)
+            and _is_scalar(op.hbm_bandwidth_bytes_per_s)):
+        return _price_point(op, eff)
     zero = np.zeros_like(np.asarray(op.flops, dtype=float) + np.asarray(op.hbm_bytes, dtype=float)
                          + np.asarray(op.link_bytes, dtype=float))
     overhead = zero + op.count * eff.overhead_s
@@ -74,12 +90,53 @@ def price(op: OpCost, profile: Profile) -> OpTime:
         return OpTime(op.name, zero, zero, link, overhead, link + overhead, zero.astype(int) + COMMUNICATION)
     flops = np.asarray(op.flops, dtype=float)
     hbm = np.asarray(op.hbm_bytes, dtype=float)
-    compute = op.count * flops / (op.peak_flops_per_s * eff.compute(flops)) + zero
-    memory = op.count * hbm / (op.hbm_bandwidth_bytes_per_s * eff.memory(hbm)) + zero
+    # scalar factors first, so that an array is touched once per operation
+    compute = flops * (op.count / np.asarray(op.peak_flops_per_s, dtype=float)) / _efficiency(eff.compute, flops)
+    memory = hbm * (op.count / np.asarray(op.hbm_bandwidth_bytes_per_s, dtype=float)) / _efficiency(eff.memory, hbm)
+    compute, memory = np.broadcast_arrays(compute, memory)
     busy = np.maximum(compute, memory)
-    bound = np.where(compute >= memory, COMPUTE, MEMORY)
-    bound = np.where(overhead > busy, OVERHEAD, bound)
-    return OpTime(op.name, compute, memory, zero, overhead, busy + overhead, bound)
+    bound = np.where(compute >= memory, _CODE[COMPUTE], _CODE[MEMORY])
+    overhead = np.asarray(op.count * eff.overhead_s, dtype=float)
+    if np.any(overhead > 0.0):
+        bound = np.where(overhead > busy, _CODE[OVERHEAD], bound)
+    return OpTime(op.name, compute, memory, np.zeros(()), overhead, busy + overhead, bound)
+
+
+def _efficiency(curve, size):
+    """``curve(size)``; a one-knot curve is a constant, applied without touching every element."""
+    return curve.efficiency[0] if len(curve.efficiency) == 1 else curve(size)
+
+
+def _price_point(op: OpCost, eff) -> OpTime:
+    """``price`` of one point, in floats (same formulas as the array path)."""
+    count = float(op.count)
+    overhead = count * eff.overhead_s
+    if op.is_transfer:
+        link_bytes = float(op.link_bytes)
+        if link_bytes <= 0.0:
+            return OpTime(op.name, 0.0, 0.0, 0.0, 0.0, 0.0, COMMUNICATION)
+        bw = op.link_bandwidth_bytes_per_s * eff.memory.at(link_bytes)
+        link = count * (float(op.link_latency_s) + link_bytes / bw)
+        return OpTime(op.name, 0.0, 0.0, link, overhead, link + overhead, COMMUNICATION)
+    flops, hbm = float(op.flops), float(op.hbm_bytes)
+    compute = count * flops / (float(op.peak_flops_per_s) * eff.compute.at(flops))
+    memory = count * hbm / (op.hbm_bandwidth_bytes_per_s * eff.memory.at(hbm))
+    busy = compute if compute >= memory else memory
+    bound = OVERHEAD if overhead > busy else (COMPUTE if compute >= memory else MEMORY)
+    return OpTime(op.name, compute, memory, 0.0, overhead, busy + overhead, bound)
+
+
+def roofline_time_s(flops, nbytes, peak_flops_per_s, bandwidth_bytes_per_s, compute_eff=1.0, memory_eff=1.0,
+                    overhead_s=0.0):
+    """One launch: ``max(F / (P · eff_c), B / (BW · eff_m)) + overhead`` (the formula ``price`` evaluates;
+    calibration fits its efficiencies through this function, so fit and prediction cannot drift)."""
+    return np.maximum(flops / (peak_flops_per_s * compute_eff), nbytes / (bandwidth_bytes_per_s * memory_eff)) \
+        + overhead_s
+
+
+def compute_bound_at_peak(flops, nbytes, peak_flops_per_s, bandwidth_bytes_per_s):
+    """Whether the ideal roofline floor of a launch is set by compute (F/P >= B/BW)."""
+    return np.asarray(flops, dtype=float) / peak_flops_per_s >= np.asarray(nbytes, dtype=float) / bandwidth_bytes_per_s
 
 
 def floor_time(op: OpCost) -> np.ndarray:

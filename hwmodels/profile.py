@@ -23,7 +23,9 @@ grouped launch (the FLOPs and bytes of all its groups together), as for any othe
 
 from __future__ import annotations
 
+import bisect
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -75,6 +77,18 @@ class Curve(BaseModel):
         """Efficiency at ``size`` (scalar or array, in FLOPs or bytes)."""
         x = np.log10(np.maximum(np.asarray(size, dtype=float), 1.0))
         return np.interp(x, self.log10_size, self.efficiency)
+
+    def at(self, size: float) -> float:
+        """``self(size)`` for one scalar size, in floats (no numpy call; the point path of pricing)."""
+        xs, ys = self.log10_size, self.efficiency
+        x = math.log10(size) if size > 1.0 else 0.0
+        if x <= xs[0]:
+            return ys[0]
+        if x >= xs[-1]:
+            return ys[-1]
+        i = bisect.bisect_right(xs, x)
+        x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+        return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
     @classmethod
     def constant(cls, value: float) -> "Curve":

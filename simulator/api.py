@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,8 +10,9 @@ import numpy as np
 
 from costmodels.roofline import BOUND_NAMES
 from hwmodels.errors import InputError
+from simulator import metrics
 from simulator.checks import scenario_warnings
-from simulator.engine import AXES, evaluate
+from simulator.engine import AXES, PER_VALUE_AXES, evaluate
 from simulator.parallel.report import collective_fields, parallelism_report
 from simulator.prediction import MemoryReport, OperatorReport, Prediction, ResourceTimes
 from simulator.scenario import Scenario
@@ -38,39 +40,28 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
     ev = evaluate(sc)
     a = {k: v.item() for k, v in ev.arrays.items()}
     dep = ev.dep
-    breakdown = []
-    for phase, step in ev.steps.items():
-        for op, t in zip(step.ops, step.times):
-            time_s = float(np.mean(t.time_s))  # generate's decode: the mean over the generation
-            hidden = float(np.mean(getattr(t, "hidden_s", 0.0)))
-            if time_s == 0.0 and hidden == 0.0 and not np.any(op.flops) and not np.any(op.hbm_bytes):
-                continue  # e.g. collectives with tp = 1
-            bound = int(np.round(np.median(t.bound)))
-            count = float(np.mean(op.count))  # fractional for layers some tokens skip; 0 for unchosen paths
-            if count == 0.0:
-                continue
-            breakdown.append(OperatorReport(
-                name=op.name, kind=op.kind, phase=phase, count=int(round(count)),
-                flops=float(np.mean(np.asarray(op.flops) * op.count)),
-                bytes=float(np.mean(np.asarray(op.hbm_bytes) * op.count)),
-                link_bytes=float(np.mean(np.asarray(op.link_bytes) * op.count)), time_s=time_s,
-                compute_s=float(np.mean(t.compute_s)), memory_s=float(np.mean(t.memory_s)),
-                link_s=float(np.mean(t.link_s)), overhead_s=float(np.mean(t.overhead_s)), bound=BOUND_NAMES[bound],
-                **collective_fields(op, t),
-            ))
+    breakdown = [report for phase, step in ev.steps.items() for report in _operator_reports(phase, step)]
     effects, combined = technique_effects(sc)
-    return Prediction(
+    f = _float_or_none
+    # every value is one the engine computed, of its field's type: built without re-validation
+    # (tests/test_speed_paths.py checks it equals the validated object, JSON included)
+    return Prediction.trusted(
         phase=sc.workload.phase, model=dep.model.name, gpu=dep.gpu.name, num_gpus=sc.hardware.num_gpus,
         tp=int(np.max(dep.tp)), pp=dep.pp, replicas=dep.replicas, calibration=dep.profile.name, overlap=ev.overlap,
-        latency_s=a["latency_s"], tokens_per_s=a["tokens_per_s"],
-        ttft_s=a.get("ttft_s"), tpot_s=a.get("tpot_s"), e2e_s=a.get("e2e_s"),
-        memory=MemoryReport(**{k: a[k] for k in MemoryReport.model_fields}),
+        latency_s=float(a["latency_s"]), tokens_per_s=float(a["tokens_per_s"]),
+        ttft_s=f(a.get("ttft_s")), tpot_s=f(a.get("tpot_s")), e2e_s=f(a.get("e2e_s")),
+        memory=MemoryReport.trusted(**{k: (bool(a[k]) if k == "fits" else float(a[k])) for k in MemoryReport.model_fields}),
         max_concurrency=int(a["max_concurrency"]), bound=BOUND_NAMES[int(a["bound"])],
-        resources=ResourceTimes(sm_s=a["sm_time_s"], hbm_s=a["hbm_time_s"], link_s=a["link_time_s"],
-                                overhead_s=a["overhead_s"]),
-        mfu=a["mfu"], mbu=a["mbu"], breakdown=breakdown, tokens_per_step=a["tokens_per_step"],
-        s_mbu=a["s_mbu"], s_mfu=a["s_mfu"], optimal_tokens_per_s_per_gpu=a["optimal_tokens_per_s_per_gpu"],
-        optimal_fraction=a["optimal_fraction"], techniques=effects, techniques_combined=combined,
+        resources=ResourceTimes.trusted(sm_s=float(a["sm_time_s"]), hbm_s=float(a["hbm_time_s"]),
+                                        link_s=float(a["link_time_s"]), overhead_s=float(a["overhead_s"])),
+        mfu=float(a["mfu"]), mbu=float(a["mbu"]), breakdown=breakdown, tokens_per_step=float(a["tokens_per_step"]),
+        s_mbu=float(a["s_mbu"]), s_mfu=float(a["s_mfu"]),
+        optimal_tokens_per_s_per_gpu=float(a["optimal_tokens_per_s_per_gpu"]),
+        optimal_fraction=float(a["optimal_fraction"]), techniques=effects, techniques_combined=combined,
+        max_concurrency_total=int(a["max_concurrency"]) * dep.replicas,
+        prompt_tokens_per_s=f(a.get("prompt_tokens_per_s")), prompt_tokens_credited=f(a.get("prompt_tokens_credited")),
+        dominant_phase=metrics.dominant_phase(sc.workload.phase, a.get("ttft_s"),
+                                              a["latency_s"] - a.get("ttft_s", 0.0)),
         warnings=scenario_warnings(sc, dep),
         parallelism=parallelism_report(ev),
         **_bands(a, sc.workload.phase), band_basis=ev.band_basis,
@@ -87,6 +78,55 @@ def _bands(a: dict, phase: str) -> dict:
     return out
 
 
+def _float_or_none(x) -> float | None:
+    return None if x is None else float(x)
+
+
+def _scalar(x) -> float:
+    """A point's value as a float (the mean where a technique left a per-point array)."""
+    if isinstance(x, float):
+        return x
+    return float(x) if np.ndim(x) == 0 else float(np.mean(x))
+
+
+def _operator_reports(phase: str, step) -> list[OperatorReport]:
+    """The breakdown rows of one priced step; operators that do nothing (a collective at tp = 1, a path
+    no token takes) are left out. Rows are built without re-validation: every value is one we made, of
+    its field's type."""
+    rows = []
+    trusted = OperatorReport.trusted
+    for op, t in zip(step.ops, step.times):
+        if type(t.time_s) is float and type(op.flops) is float and type(op.hbm_bytes) is float \
+                and type(op.link_bytes) is float and type(op.count) in (int, float) and type(t.bound) is int \
+                and t.hidden_s == 0.0 and op.kind != "collective":
+            count = op.count  # a point priced in floats: no conversions
+            if (t.time_s == 0.0 and op.flops == 0.0 and op.hbm_bytes == 0.0) or count == 0:
+                continue
+            rows.append(trusted(
+                name=op.name, kind=op.kind, phase=phase, count=int(round(count)), flops=op.flops * count,
+                bytes=op.hbm_bytes * count, link_bytes=op.link_bytes * count, time_s=t.time_s,
+                compute_s=t.compute_s, memory_s=t.memory_s, link_s=t.link_s, overhead_s=t.overhead_s,
+                bound=BOUND_NAMES[t.bound], collective=None, group=None, link=None, algorithm=None, ranks=None,
+                hidden_s=0.0))  # every field, in the schema's order
+            continue
+        time_s = _scalar(t.time_s)  # generate's decode: the mean over the generation
+        hidden = _scalar(getattr(t, "hidden_s", 0.0))
+        count = _scalar(op.count)  # fractional for layers some tokens skip; 0 for unchosen paths
+        flops, nbytes = _scalar(op.flops), _scalar(op.hbm_bytes)
+        if (time_s == 0.0 and hidden == 0.0 and flops == 0.0 and nbytes == 0.0) or count == 0.0:
+            continue  # e.g. collectives with tp = 1
+        bound = int(t.bound) if np.ndim(t.bound) == 0 else int(np.round(np.median(t.bound)))
+        rows.append(OperatorReport.trusted(
+            name=op.name, kind=op.kind, phase=phase, count=int(round(count)),
+            flops=_scalar(op.flops * op.count), bytes=_scalar(op.hbm_bytes * op.count),
+            link_bytes=_scalar(op.link_bytes * op.count), time_s=time_s,
+            compute_s=_scalar(t.compute_s), memory_s=_scalar(t.memory_s),
+            link_s=_scalar(t.link_s), overhead_s=_scalar(t.overhead_s), bound=BOUND_NAMES[bound],
+            **collective_fields(op, t),
+        ))
+    return rows
+
+
 class SweepResult(dict):
     """Outputs of a sweep as broadcast numpy arrays; ``axes`` holds each axis's values in order
     (output dimension i runs over the i-th axis given)."""
@@ -96,12 +136,48 @@ class SweepResult(dict):
 
 def sweep(scenario: Scenario | Mapping[str, Any] | None = None, **axes: Any) -> SweepResult:
     """Evaluate a scenario over the outer product of ``axes`` (1-D arrays named as in ``AXES``:
-    batch_size, prompt_len, context_len, output_len, weights, kv_cache, compute, tp)."""
+    batch_size, prompt_len, context_len, output_len, weights, kv_cache, compute, tp, and the
+    configuration axes num_gpus, gpu, model). Output dimension i runs over the i-th axis given, and every
+    output spans every axis (one a phase ignores is broadcast along). Workload and precision axes are
+    vectorised; each value of a configuration axis is a deployment of its own, evaluated in turn."""
     sc = as_scenario(scenario)
-    ev = evaluate(sc, axes)
-    out = SweepResult(ev.arrays)
-    out.axes = {name: np.ravel(arr) for name, arr in ev.axes.items()}
+    per_value = [name for name in axes if name in PER_VALUE_AXES]
+    if not per_value:
+        ev = evaluate(sc, axes)
+        out = SweepResult(ev.arrays)
+        out.axes = {name: np.ravel(arr) for name, arr in ev.axes.items()}
+        return out
+    values = {name: _values(name, axes[name]) for name in per_value}
+    inner = {name: v for name, v in axes.items() if name not in PER_VALUE_AXES}
+    results = []
+    for combo in itertools.product(*values.values()):
+        overrides = {AXES[name]: value for name, value in zip(values, combo)}
+        try:
+            results.append(evaluate(sc.with_overrides(**overrides), inner))
+        except InputError as exc:
+            where = ", ".join(f"{name}={value}" for name, value in zip(values, combo))
+            raise InputError(exc.field, f"{exc.message} (at {where})") from None
+    keys = [k for k in results[0].arrays if all(k in r.arrays for r in results)]
+    lead = [len(v) for v in values.values()]
+    order = [*per_value, *results[0].axes]
+    out = SweepResult({k: np.stack([r.arrays[k] for r in results]).reshape(*lead, *results[0].arrays[k].shape)
+                       .transpose([order.index(name) for name in axes]) for k in keys})
+    out.axes = {name: (np.asarray(values[name], dtype=object if name != "num_gpus" else np.int64)
+                       if name in values else np.ravel(results[0].axes[name])) for name in axes}
     return out
+
+
+def _values(name: str, values: Any) -> list:
+    items = list(np.atleast_1d(np.asarray(values, dtype=object)).tolist())
+    if not items or len(set(map(repr, items))) != len(items):
+        raise InputError(name, "expected a non-empty list of distinct values")
+    if name == "num_gpus":
+        if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0 for v in items):
+            raise InputError(name, "expected positive integers")
+        return [int(v) for v in items]
+    if not all(isinstance(v, str) for v in items):
+        raise InputError(name, "expected catalog names")
+    return items
 
 
 __all__ = ["AXES", "predict", "sweep", "as_scenario"]

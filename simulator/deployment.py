@@ -9,12 +9,14 @@ chain starts from the un-transformed value and passes it through every technique
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from costmodels.numeric import num
 from hwmodels import Accelerator, Profile
 from simulator.models.spec import Linear, ModelSpec
 
@@ -63,6 +65,14 @@ class Deployment:
     @property
     def hbm_bandwidth_bytes_per_s(self) -> float:
         return self.gpu.hbm_bandwidth_bytes_per_s
+
+    def cached(self, key: str, compute):
+        """``compute()`` once per deployment: configuration-only quantities (weights per GPU, parameter
+        sums) that every evaluation of the same deployment reuses. A ``replace``d copy starts empty."""
+        memo = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
 
     # --- layers and bytes per element -----------------------------------------------------------
 
@@ -118,6 +128,8 @@ class Deployment:
     @property
     def kv_heads_local(self):
         """KV heads per GPU; replicated when tp exceeds the number of KV heads."""
+        if isinstance(self.tp, int):
+            return float(-(-self.model.num_kv_heads // self.tp))
         return np.ceil(self.model.num_kv_heads / self.tp)
 
     @property
@@ -137,8 +149,10 @@ class Deployment:
 
     def window_tokens(self, tokens, kind: str):
         """Tokens a layer of ``kind`` attends to before any technique: the window for sliding layers."""
-        t = np.asarray(tokens, dtype=float)
-        return np.minimum(t, self.model.sliding_window) if kind == "sliding" else t
+        t = num(tokens)
+        if kind != "sliding":
+            return t
+        return min(t, self.model.sliding_window) if isinstance(t, float) else np.minimum(t, self.model.sliding_window)
 
     def kv_tokens(self, tokens, kind: str):
         """Tokens whose K/V one layer of ``kind`` keeps per sequence (memory and decode reads)."""
@@ -155,11 +169,11 @@ class Deployment:
 
     def kv_resident_fraction(self) -> float:
         """Share of a request's KV cache held in device memory (the rest offloaded to the host)."""
-        return float(np.prod([tech.kv_resident_fraction(self) for tech in self.techniques]))
+        return float(math.prod(tech.kv_resident_fraction(self) for tech in self.techniques))
 
     def kv_shared_fraction(self) -> float:
         """Share of a request's KV cache that is a prefix shared by every request on the GPU."""
-        return 1.0 - float(np.prod([1.0 - tech.kv_shared_fraction() for tech in self.techniques]))
+        return 1.0 - float(math.prod(1.0 - tech.kv_shared_fraction() for tech in self.techniques))
 
     def kv_shared_read_once(self) -> bool:
         """Whether decode attention reads the shared prefix once per batch instead of once per sequence."""

@@ -5,28 +5,39 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
+from pydantic import BaseModel
 
-from costmodels.roofline import BOUND_NAMES, COMMUNICATION, COMPUTE, MEMORY, OVERHEAD, OpCost, OpTime, price
+from costmodels.roofline import COMMUNICATION, COMPUTE, MEMORY, OVERHEAD, price
 from hwmodels import InputError, get_accelerator
 from hwmodels.dtypes import BYTES_PER_ELEMENT, DTYPES
 from simulator.bounds import AXIS_LIMITS, check_counts
 from simulator.checks import check_compute_format
 from simulator.deployment import Deployment
+from simulator import metrics
 from simulator.footprint import memory_arrays
 from simulator.models import get_model
 from simulator.parallel import apply_parallelism
 from simulator.parallel.overlap import apply_overlaps
 from simulator.parallel.pipeline import run_pipelined
+from simulator.priced import (
+    ATTENTION_KINDS,
+    TRANSFER_KINDS,
+    StepResult,
+    format_peak,
+    point_step,
+    serial_bound,
+    total,
+)
 from simulator.scenario import Scenario
 from simulator.stacks import apply_stack_ops, finish_stack_step, resolve_calibration
 from simulator.stacks.bands import band_arrays
 from simulator.step import StepShape, build_step
 from simulator.techniques import parse_techniques
-from simulator.techniques.moe import sparse_utilisation
-from simulator.techniques.nanoflow import optimal_tokens_per_s_per_gpu
 
 # Sweep axis name -> dotted scenario field.
 AXES = {
@@ -38,29 +49,19 @@ AXES = {
     "kv_cache": "precision.kv_cache",
     "compute": "precision.compute",
     "tp": "parallelism.tp",
+    # configuration axes evaluated one value at a time by ``simulator.sweep`` (each its own deployment)
+    "num_gpus": "hardware.num_gpus",
+    "gpu": "hardware.gpu",
+    "model": "model",
 }
+PER_VALUE_AXES = ("num_gpus", "gpu", "model")
+_CONFIG_AXES = ("weights", "kv_cache", "compute", "tp")
 _INT_AXES = ("batch_size", "prompt_len", "context_len", "output_len", "tp")
 _DTYPE_AXES = ("weights", "kv_cache", "compute")
 # Gauss-Legendre nodes/weights on [0, 1]: the mean decode step over a generation (step time is
 # smooth and nearly piecewise linear in context, so 4 nodes are exact to well under 0.1%).
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(4)
 _GL_X, _GL_W = (_GL_X + 1.0) / 2.0, _GL_W / 2.0
-
-
-@dataclass
-class StepResult:
-    """A priced step: per-operator times and their combination."""
-
-    ops: list[OpCost]
-    times: list[OpTime]
-    latency_s: np.ndarray
-    bound: np.ndarray
-    sm_time_s: np.ndarray
-    hbm_time_s: np.ndarray
-    link_time_s: np.ndarray
-    overhead_s: np.ndarray
-    flops: np.ndarray
-    hbm_bytes: np.ndarray
 
 
 @dataclass
@@ -82,6 +83,8 @@ def _axis_arrays(axes: dict[str, object]) -> dict[str, np.ndarray]:
     for i, (name, values) in enumerate(axes.items()):
         if name not in AXES:
             raise InputError(name, f"not a sweep axis; choose from {', '.join(AXES)}")
+        if name in PER_VALUE_AXES:
+            raise InputError(name, "a configuration axis: sweep it with simulator.sweep")
         arr = np.atleast_1d(np.asarray(values))
         if arr.ndim != 1 or arr.size == 0:
             raise InputError(name, "expected a non-empty 1-D array")
@@ -105,8 +108,60 @@ def _lookup(table: dict[str, float], names) -> np.ndarray | float:
     return table[names]
 
 
+# Deployments resolved from configurations seen before (configuration-only work done once).
+_RESOLVED: dict[tuple, Deployment] = {}
+_RESOLVED_MAX = 256
+
+
+def _source_key(spec) -> object:
+    """A key for a name, inline mapping or file path: a file is keyed by its path, size and mtime."""
+    if isinstance(spec, str) and ("/" in spec or os.sep in spec or spec.endswith((".json", ".yaml", ".yml"))):
+        try:
+            st = os.stat(spec)
+        except (OSError, ValueError):
+            return spec
+        return (spec, st.st_size, st.st_mtime_ns)
+    return repr(spec)
+
+
+def _config_key(scenario: Scenario) -> tuple:
+    """Everything of a scenario but its workload (which a deployment does not depend on)."""
+    key = [_source_key(scenario.model), _source_key(scenario.calibration)]
+    for name in type(scenario).model_fields:
+        if name not in ("model", "calibration", "workload"):
+            value = getattr(scenario, name)
+            key.append(_source_key(value.gpu) if name == "hardware" and isinstance(value.gpu, str) else None)
+            key.append(repr(value.__dict__) if isinstance(value, BaseModel) else repr(value))
+    return tuple(key)
+
+
 def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment, dict[str, object]]:
-    """Resolve names into specs and scalar-or-array knobs; check parallelism fits the model."""
+    """Resolve names into specs and scalar-or-array knobs; check parallelism fits the model.
+    Without configuration axes the deployment comes from a cache keyed on the whole configuration."""
+    if any(name in axes for name in _CONFIG_AXES):
+        return _resolve(scenario, axes)
+    key = _config_key(scenario)
+    dep = _RESOLVED.get(key)
+    if dep is None:
+        dep, _ = _resolve(scenario, {})
+        if len(_RESOLVED) >= _RESOLVED_MAX:
+            _RESOLVED.clear()
+        _RESOLVED[key] = dep
+    return dep, _work(scenario, axes, dep.techniques)
+
+
+def _work(scenario: Scenario, axes, techniques) -> dict[str, object]:
+    wl = scenario.workload
+    return {
+        "batch_size": axes.get("batch_size", wl.batch_size),
+        "prompt_len": axes.get("prompt_len", wl.prompt_len),
+        "context_len": axes.get("context_len", wl.context_len),
+        "output_len": axes.get("output_len", wl.output_len),
+        "techniques": list(techniques),
+    }
+
+
+def _resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment, dict[str, object]]:
     gpu = get_accelerator(scenario.hardware.gpu)
     calibration = resolve_calibration(scenario.calibration, gpu)  # a stack profile sits on the GPU's base
     profile = calibration.profile
@@ -158,20 +213,14 @@ def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment
     for tech in techniques:
         dep = tech.apply_deployment(dep)
     dep = apply_parallelism(dep, scenario)
-    work = {
-        "batch_size": knob("batch_size", wl.batch_size),
-        "prompt_len": knob("prompt_len", wl.prompt_len),
-        "context_len": knob("context_len", wl.context_len),
-        "output_len": knob("output_len", wl.output_len),
-        "techniques": techniques,
-    }
-    return dep, work
+    return dep, _work(scenario, axes, techniques)
 
 
 def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -> StepResult:
     """Build, transform and price one step, then combine its operators by the overlap policy.
     ``techniques`` defaults to the deployment's own; each may edit the operator list (``apply_ops``).
-    With pp > 1 the stages run micro-batches in flight (``simulator.parallel.pipeline``)."""
+    With pp > 1 the stages run micro-batches in flight (``simulator.parallel.pipeline``). A point (scalar
+    shape and deployment) stays in Python floats throughout."""
     if dep.pp > 1 and not dep.pipeline_stage:
         return run_pipelined(dep, shape, overlap, techniques, run_step)
     ops = build_step(dep, shape)
@@ -180,30 +229,44 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
     if dep.stack is not None:  # the user's implementation: unfused work, split launches (simulator.stacks)
         ops = apply_stack_ops(dep.stack, ops, shape, dep)
     times = apply_overlaps(ops, [price(op, dep.profile) for op in ops], dep)
-    sm = sum(t.compute_s for t in times)
-    hbm = sum(t.memory_s for t in times)
-    link = sum(t.link_s for t in times)
-    overhead = sum(t.overhead_s for t in times)
+    point = point_step(ops, times, dep, shape, overlap) if dep.stack is None else None  # a stack adds host pace
+    if point is not None:
+        return point
+    sm = total([t.compute_s for t in times])
+    hbm = total([t.memory_s for t in times])
+    link = total([t.link_s for t in times])
+    overhead = total([t.overhead_s for t in times])
+    flops = total([op.flops * op.count for op in ops])
+    hbm_bytes = total([op.hbm_bytes * op.count for op in ops])
+    # each operator's FLOPs at its format's peak; never above the step's dtype peak for an operator a
+    # technique slowed (dequantisation, waiting for the busiest expert GPU): that time is not work
+    format_s = total([op.flops * (op.count * getattr(op, "work_fraction", 1.0))
+                       / format_peak(op.peak_flops_per_s, dep.peak_flops_per_s)
+                       for op in ops if op.kind not in TRANSFER_KINDS])
+    attention = [op for op in ops if op.kind in ATTENTION_KINDS]
+    kv_read = total([getattr(op, "kv_read_bytes", 0.0) * op.count for op in attention])
+    att_flops = total([op.flops * op.count for op in attention])
+    tokens = shape.tokens
     if overlap == "overlapped":
         by_resource = np.stack(np.broadcast_arrays(sm, hbm, link, overhead))
         latency = by_resource.max(axis=0)
         bound = np.array([COMPUTE, MEMORY, COMMUNICATION, OVERHEAD])[by_resource.argmax(axis=0)]
     else:
-        latency = sum(t.time_s for t in times)
-        by_bound = np.stack(np.broadcast_arrays(*[
-            sum(np.where(t.bound == code, t.time_s, 0.0) for t in times) for code in range(len(BOUND_NAMES))
-        ]))
-        bound = by_bound.argmax(axis=0)
+        latency = total([t.time_s for t in times])
+        bound = serial_bound(times)
     if dep.stack is not None:  # the host's pace (eager launches) and per-step costs
         latency, overhead = finish_stack_step(dep.stack, ops, times, latency, overhead, dep)
-    flops = sum(np.asarray(op.flops, dtype=float) * op.count for op in ops)
-    hbm_bytes = sum(np.asarray(op.hbm_bytes, dtype=float) * op.count for op in ops)
     # every result spans the shape's axes, even where no operator depends on one (e.g. no KV to grow)
-    zero = np.zeros(np.broadcast_shapes(*(np.shape(x) for x in (shape.batch, shape.new_tokens, shape.past_tokens,
-                                                                 shape.chunk_tokens, shape.chunk_past))))
-    sm, hbm, link, overhead, flops, hbm_bytes, latency = (x + zero for x in (sm, hbm, link, overhead, flops,
-                                                                          hbm_bytes, latency))
-    return StepResult(ops, times, latency, bound + zero.astype(int), sm, hbm, link, overhead, flops, hbm_bytes)
+    full = np.broadcast_shapes(*(np.shape(x) for x in (shape.batch, shape.new_tokens, shape.past_tokens,
+                                                        shape.chunk_tokens, shape.chunk_past, latency)))
+
+    def span(x):
+        return x if np.shape(x) == full else np.broadcast_to(np.asarray(x, dtype=float), full)
+
+    sm, hbm, link, overhead, flops, hbm_bytes, latency = (span(x) for x in (sm, hbm, link, overhead, flops,
+                                                                              hbm_bytes, latency))
+    return StepResult(ops, times, latency, np.broadcast_to(bound, full), sm, hbm, link, overhead, flops, hbm_bytes,
+                      format_s, kv_read, att_flops, tokens)
 
 
 def prefill_step(dep: Deployment, batch, prompt, overlap: str) -> tuple[StepResult, np.ndarray]:
@@ -243,7 +306,8 @@ def _integrate(step: StepResult, scale) -> StepResult:
              for t in step.times]
     return StepResult(ops, times, mean(step.latency_s), middle(step.bound), mean(step.sm_time_s),
                       mean(step.hbm_time_s), mean(step.link_time_s), mean(step.overhead_s), mean(step.flops),
-                      mean(step.hbm_bytes))
+                      mean(step.hbm_bytes), mean(step.format_peak_s), mean(step.kv_read_bytes),
+                      mean(step.attention_flops), mean(step.tokens))
 
 
 def _pick(condition, if_true: StepResult, if_false: StepResult) -> StepResult:
@@ -251,12 +315,23 @@ def _pick(condition, if_true: StepResult, if_false: StepResult) -> StepResult:
     def pick(name):
         return np.where(condition, getattr(if_true, name), getattr(if_false, name))
 
-    return StepResult([], [], pick("latency_s"), pick("bound"), pick("sm_time_s"), pick("hbm_time_s"),
-                      pick("link_time_s"), pick("overhead_s"), pick("flops"), pick("hbm_bytes"))
+    return StepResult([], [], *(pick(f.name) for f in fields(StepResult) if f.name not in ("ops", "times")))
+
+
+def _blend(share, a: StepResult, b: StepResult) -> StepResult:
+    """``share`` x step ``a`` + (1 - share) x step ``b`` (the mean of a mix of two kinds of steps); the
+    operators and bound are those of the larger share."""
+    def mix(name):
+        return share * getattr(a, name) + (1.0 - share) * getattr(b, name)
+
+    main = a if np.all(np.asarray(share) >= 0.5) else b
+    values = {f.name: mix(f.name) for f in fields(StepResult) if f.name not in ("ops", "times", "bound")}
+    return StepResult(main.ops, main.times, bound=main.bound, **values)
 
 
 def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evaluation:
-    """All outputs of a scenario as broadcast arrays over ``axes``."""
+    """All outputs of a scenario as arrays over ``axes``, each spanning every axis (one a phase ignores,
+    such as context_len in prefill, is broadcast along)."""
     ax = _axis_arrays(axes or {})
     dep, work = resolve(scenario, ax)
     phase = scenario.workload.phase
@@ -265,7 +340,7 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
     b, prompt, ctx, out_len = work["batch_size"], work["prompt_len"], work["context_len"], work["output_len"]
     a = ev.arrays
     replicas = dep.replicas
-    bf = np.asarray(b, dtype=float)
+    bf = b * 1.0 if isinstance(b, (int, float)) else np.asarray(b, dtype=float)
     per_step = dep.tokens_per_step()
 
     if phase in ("prefill", "generate"):
@@ -275,59 +350,88 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         a["latency_s"] = pre.latency_s
         a["tokens_per_s"] = replicas * bf * prompt / pre.latency_s
         cached, new, processed = prompt, pre_new, bf * prompt
+        main = pre
     elif phase == "decode":
         shape = dep.transform_shape(StepShape(b, 1.0, ctx, "decode"))
         dec = run_step(dep, shape, overlap)
-        ev.steps["decode"] = dec
+        ev.steps["decode"] = main = dec
         a["latency_s"] = dec.latency_s
         a["tokens_per_s"] = replicas * bf * per_step / dec.latency_s
-        cached, new, processed = np.asarray(ctx) + shape.new_tokens, shape.new_tokens, bf * per_step
+        # prompt tokens of other requests a mixed step prefills (chunked prefill; Sarathi-Serve)
+        a["prompt_tokens_per_s"] = replicas * shape.chunk_tokens / dec.latency_s
+        cached, new = ctx + shape.new_tokens, shape.new_tokens
+        processed = bf * per_step + shape.chunk_tokens
     else:  # generate: prefill, then output_len - 1 tokens from decode steps over a growing context
         steps = np.maximum(np.asarray(out_len, dtype=float) - 1.0, 0.0)
         nodes = np.asarray(prompt, dtype=float)[..., None] + np.maximum(steps - 1.0, 0.0)[..., None] * _GL_X
         dep_nodes = _with_trailing_axis(dep)
-        shape = dep_nodes.transform_shape(StepShape(bf[..., None], 1.0, nodes, "decode"))
+        shape = dep_nodes.transform_shape(StepShape(np.asarray(bf, dtype=float)[..., None], 1.0, nodes, "decode"))
         dec = _integrate(run_step(dep_nodes, shape, overlap), 1.0)  # the mean decode step of the generation
+        # Sarathi-Serve's trade-off: decode steps that carry a prompt chunk are slower (TPOT), but the
+        # chunks prefill the next batch's prompts, so in steady state that share of its prefill is done
+        # (credited) and the serving cycle is shorter than prefill + decode. Steps carry a chunk only while
+        # prompt tokens are left: ceil(b·s / chunk) of them at most; the others are plain decode steps.
+        chunk = np.asarray(shape.chunk_tokens, dtype=float)[..., 0] if np.ndim(shape.chunk_tokens) else \
+            shape.chunk_tokens
+        credited = 0.0
+        if np.any(chunk):
+            plain = replace(shape, chunk_tokens=0.0, chunk_past=0.0)
+            pure = _integrate(run_step(dep_nodes, plain, overlap), 1.0)
+            decode_steps = np.maximum(steps / per_step, 1.0)
+            mixed = np.minimum(np.ceil(pre.tokens / np.maximum(chunk, 1.0)), decode_steps)
+            dec = _blend(mixed / decode_steps, dec, pure)
+            credited = np.minimum(mixed * chunk / pre.tokens, 1.0)
         ev.steps["decode"] = dec
         tpot = dec.latency_s / per_step
         a["ttft_s"] = pre.latency_s
         a["tpot_s"] = tpot + 0.0 * pre.latency_s
         a["e2e_s"] = pre.latency_s + steps * tpot
         a["latency_s"] = a["e2e_s"]
-        a["tokens_per_s"] = replicas * bf * np.asarray(out_len, dtype=float) / a["e2e_s"]
+        cycle = pre.latency_s * (1.0 - credited) + steps * tpot
+        a["prompt_tokens_credited"] = credited * pre.tokens + 0.0 * cycle
+        a["tokens_per_s"] = replicas * bf * np.asarray(out_len, dtype=float) / cycle
         cached, new = np.asarray(prompt) + np.asarray(out_len), pre_new
         processed = bf * (np.asarray(prompt, dtype=float) + out_len)
-    a["tokens_per_step"] = np.asarray(per_step if phase != "prefill" else 1.0, dtype=float) + 0.0 * a["latency_s"]
+        # the phase that takes most of the request's time is the one reported
+        main = _pick(steps * a["tpot_s"] > a["ttft_s"], dec, pre)
+    a["tokens_per_step"] = per_step  # spans the axes in _span
 
-    main = ev.steps.get("decode" if phase == "decode" else "prefill")
-    if phase == "generate":  # the phase that takes most of the request's time is the one reported
-        main = _pick(steps * a["tpot_s"] > a["ttft_s"], ev.steps["decode"], main)
     a["bound"] = main.bound
     for key in ("sm_time_s", "hbm_time_s", "link_time_s", "overhead_s"):
         a[key] = getattr(main, key)
-    a["mfu"] = main.flops / (main.latency_s * dep.peak_flops_per_s)
-    a["mbu"] = main.hbm_bytes / (main.latency_s * dep.hbm_bandwidth_bytes_per_s)
-    a.update(memory_arrays(dep, b, cached, new))
+    a["mfu"] = metrics.mfu(main, dep)
+    a["mbu"] = metrics.mbu(main, dep)
+    decode_new = dep.transform_shape(StepShape(1.0, 1.0, cached, "decode")).new_tokens
+    a.update(memory_arrays(dep, b, cached, new, decode_new))
 
-    # MoE-CAP's sparsity-aware utilisation of the phase that sets the pace, and NanoFlow's optimum
-    if phase == "prefill":
-        s_args = (bf, prompt, prompt, pre.latency_s)
-    elif phase == "decode":
-        s_args = (bf, ctx, per_step, a["latency_s"])
-    else:
-        s_args = (bf, np.asarray(prompt, dtype=float) + out_len / 2.0, per_step, a["tpot_s"] * per_step)
-    a["s_mbu"], a["s_mfu"] = sparse_utilisation(dep, *s_args, phase="prefill" if phase == "prefill" else "decode")
-    gpus_used = replicas * np.asarray(dep.tp, dtype=float) * dep.pp
-    optimum = optimal_tokens_per_s_per_gpu(dep)
-    a["optimal_tokens_per_s_per_gpu"] = optimum + 0.0 * a["latency_s"]
-    a["optimal_fraction"] = replicas * processed / a["latency_s"] / gpus_used / optimum
+    # MoE-CAP's sparsity-aware utilisation of the step that sets the pace, and NanoFlow's optimum
+    a["s_mbu"], a["s_mfu"] = metrics.sparse_utilisation(dep, pre if phase == "prefill" else dec)
+    gpus_used = replicas * dep.tp * dep.pp
+    optimum = metrics.optimal_tokens_per_s_per_gpu(dep)
+    a["optimal_tokens_per_s_per_gpu"] = optimum
+    a["optimal_fraction"] = processed * (replicas / (gpus_used * optimum)) / a["latency_s"]
     bands, ev.band_basis = band_arrays(ev, work)  # 10-90% error bands of the calibration in use
     a.update(bands)
-    shape = np.broadcast_shapes(*(np.shape(v) for v in a.values()))
+    _span(a, ax)
+    return ev
+
+
+def _span(a: dict, axes: dict[str, np.ndarray]) -> None:
+    """Every output over the full shape of the axes; a point's as 0-d arrays. Non-finite values are refused."""
+    scalar = (float, int, bool, np.floating, np.integer, np.bool_)
+    point = not axes and all(isinstance(v, scalar) or (isinstance(v, np.ndarray) and v.ndim == 0) for v in a.values())
+    shape = () if point else np.broadcast_shapes(*(np.shape(v) for v in a.values()),
+                                                 *(np.shape(v) for v in axes.values()))
+    if shape == ():
+        for key, value in a.items():
+            value = value.item() if isinstance(value, np.ndarray | np.generic) else value
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InputError(key, "the model produced a non-finite value; check the scenario's sizes")
+            a[key] = np.asarray(value)
+        return
+    _check_finite(a)  # before broadcasting: each value at its own (often smaller) shape
     for key, value in a.items():
         a[key] = np.broadcast_to(value, shape)
-    _check_finite(a)
-    return ev
 
 
 _DEP_ARRAYS = ("tp", "weight_bytes", "kv_bytes", "act_bytes", "peak_flops_per_s", "embedding_bytes")
@@ -343,6 +447,9 @@ def _with_trailing_axis(dep: Deployment) -> Deployment:
 
 
 def _check_finite(arrays: dict[str, np.ndarray]) -> None:
+    """Refuse NaN or infinity in any output; the sum of an array is finite exactly when every element is
+    (for outputs far below 1e300, as times, bytes and rates are), one pass without a mask."""
     for key, value in arrays.items():
-        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+        value = np.asarray(value)
+        if np.issubdtype(value.dtype, np.floating) and not math.isfinite(float(np.sum(value))):
             raise InputError(key, "the model produced a non-finite value; check the scenario's sizes")

@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from costmodels.numeric import num
 from costmodels.memory import LOGIT_BYTES, max_concurrency
 from simulator.deployment import Deployment
 from simulator.step import KV_PROJECTIONS
 
 
 def weight_bytes_per_gpu(dep: Deployment):
-    """Every parameter once, sharded by tp (except replicated matrices) and by pp."""
+    """Every parameter once, sharded by tp (except replicated matrices) and by pp (once per deployment)."""
+    return dep.cached("weight_bytes_per_gpu", lambda: _weight_bytes_per_gpu(dep))
+
+
+def _weight_bytes_per_gpu(dep: Deployment):
     m = dep.model
     attention = m.attention_linears()
     own = sum(dep.local_params(lin) for lin in attention)
@@ -47,10 +52,10 @@ def weight_bytes_per_gpu(dep: Deployment):
 def layer_kv_bytes(dep: Deployment, tokens):
     """One sequence's cache over all layers on one GPU, before offload and prefix sharing: each KV layer
     keeps ``dep.kv_tokens`` tokens (cross layers store one cache between them), each linear layer its state."""
-    t = np.asarray(tokens, dtype=float)
+    t = num(tokens)
     per_layer = dep.kv_elems_per_token_layer_local * dep.kv_bytes
     total = 0.0 * t
-    for kind, count in dep.kind_counts().items():
+    for kind, count in dep.cached("kind_counts", dep.kind_counts).items():
         if kind == "linear":
             total = total + count * dep.recurrent_state_bytes_per_layer_local
         else:
@@ -59,16 +64,24 @@ def layer_kv_bytes(dep: Deployment, tokens):
     return total / (dep.pp * dep.cp)  # pipeline stages hold their layers, CP ranks their share of the sequence
 
 
+def kv_split(dep: Deployment, tokens):
+    """(bytes one sequence of ``tokens`` adds on one GPU, bytes of the shared prefix held once per GPU):
+    the resident KV cache split by the prefix-shared share, plus per-request caches techniques add (a
+    draft model's KV, eviction scores) on the first."""
+    resident = layer_kv_bytes(dep, tokens) * dep.kv_resident_fraction()
+    shared = dep.kv_shared_fraction()
+    own = resident * (1.0 - shared) + sum(tech.extra_request_bytes(dep, tokens) for tech in dep.techniques)
+    return own, resident * shared
+
+
 def kv_bytes_per_request(dep: Deployment, tokens):
-    """Device memory one sequence of ``tokens`` tokens adds on one GPU: its resident, unshared KV cache
-    plus per-request caches techniques add (a draft model's KV, eviction scores)."""
-    own = layer_kv_bytes(dep, tokens) * dep.kv_resident_fraction() * (1.0 - dep.kv_shared_fraction())
-    return own + sum(tech.extra_request_bytes(dep, tokens) for tech in dep.techniques)
+    """Device memory one sequence of ``tokens`` tokens adds on one GPU (``kv_split``)."""
+    return kv_split(dep, tokens)[0]
 
 
 def shared_kv_bytes(dep: Deployment, tokens):
-    """The shared prefix's KV, held once per GPU whatever the number of requests."""
-    return layer_kv_bytes(dep, tokens) * dep.kv_resident_fraction() * dep.kv_shared_fraction()
+    """The shared prefix's KV, held once per GPU whatever the number of requests (``kv_split``)."""
+    return kv_split(dep, tokens)[1]
 
 
 def activation_bytes_per_sequence(dep: Deployment, new_tokens):
@@ -83,28 +96,33 @@ def activation_bytes_per_sequence(dep: Deployment, new_tokens):
         mlp_width = np.maximum(mlp_width, 3.0 * m.moe.top_k * m.moe.expert_intermediate_size / dep.tp)
     per_token = (2.0 * m.hidden_size + np.maximum(attn_width, mlp_width)) * dep.act_bytes
     logits = m.vocab_size / dep.tp * LOGIT_BYTES
-    return np.asarray(new_tokens, dtype=float) * per_token + logits
+    return num(new_tokens) * per_token + logits
 
 
-def memory_arrays(dep: Deployment, batch, cached, new_tokens) -> dict[str, np.ndarray]:
-    """Per-GPU memory of ``batch`` sequences with ``cached`` tokens each, stepping ``new_tokens`` each."""
-    b = np.asarray(batch, dtype=float)
+def memory_arrays(dep: Deployment, batch, cached, new_tokens, decode_new_tokens=1.0) -> dict[str, np.ndarray]:
+    """Per-GPU memory of ``batch`` sequences with ``cached`` tokens each, stepping ``new_tokens`` each.
+
+    ``max_concurrency`` is the number of sequences of ``cached`` tokens whose KV cache fits beside the
+    weights, workspace and shared prefix while they decode (``decode_new_tokens`` per sequence a step:
+    1, or a verify pass's draft + 1), per model replica (each replica's GPUs hold its own cache); the
+    activations of a prefill of the phase do not bound it."""
+    b = batch * 1.0 if isinstance(batch, (int, float)) else num(batch)
     weights = weight_bytes_per_gpu(dep)
-    kv_req = kv_bytes_per_request(dep, cached)
-    shared = shared_kv_bytes(dep, cached)
+    kv_req, shared = kv_split(dep, cached)
     act_seq = activation_bytes_per_sequence(dep, new_tokens)
     workspace = dep.profile.workspace_bytes
     capacity = dep.gpu.hbm_capacity_bytes * dep.memory_utilization
     a = {
-        "weights_bytes": weights + 0.0 * b,
-        "kv_cache_bytes": b * kv_req + shared,
+        "weights_bytes": weights,
+        "kv_cache_bytes": b * kv_req + shared if np.any(shared) else b * kv_req,
         "activation_bytes": b * act_seq,
+        "workspace_bytes": workspace,
     }
-    a["workspace_bytes"] = np.full_like(a["weights_bytes"], workspace)
-    a["total_bytes"] = a["weights_bytes"] + a["kv_cache_bytes"] + a["activation_bytes"] + workspace
-    a["capacity_bytes"] = np.full_like(a["total_bytes"], capacity)
+    a["total_bytes"] = (weights + workspace + a["activation_bytes"]) + a["kv_cache_bytes"]  # small terms first
+    a["capacity_bytes"] = capacity
     a["fits"] = a["total_bytes"] <= capacity
-    a["kv_bytes_per_request"] = kv_req + 0.0 * a["total_bytes"]
-    a["kv_bytes_per_token"] = kv_req / np.maximum(np.asarray(cached, dtype=float), 1.0) + 0.0 * a["total_bytes"]
-    a["max_concurrency"] = max_concurrency(capacity, weights + workspace + shared, kv_req + act_seq) + 0 * a["fits"]
+    a["kv_bytes_per_request"] = kv_req
+    a["kv_bytes_per_token"] = kv_req / np.maximum(num(cached), 1.0)
+    decode_act = activation_bytes_per_sequence(dep, decode_new_tokens)
+    a["max_concurrency"] = max_concurrency(capacity, weights + workspace + shared, kv_req + decode_act)
     return a

@@ -7,7 +7,10 @@ step for the whole batch) and ``tokens_per_s``; generate carries ``ttft_s``, ``t
 expected accepted tokens under speculative decoding), MoE-CAP's ``s_mbu`` / ``s_mfu``, NanoFlow's
 ``optimal_tokens_per_s_per_gpu`` and the ``optimal_fraction`` reached; with techniques, ``techniques``
 (each one's effect versus the same scenario without it) and ``techniques_combined`` (versus none);
-``warnings``: one line each, naming the field (context beyond ``max_position_embeddings``, idle GPUs);
+``warnings``: one line each, naming the field (context beyond ``max_position_embeddings``, idle GPUs).
+``max_concurrency`` is the number of sequences whose KV cache fits for decode at the scenario's context,
+per model replica; ``max_concurrency_total`` counts all replicas. Chunked prefill mixed into decode
+adds ``prompt_tokens_per_s`` (decode) and ``prompt_tokens_credited`` (generate).
 ``latency_band_s`` / ``tokens_per_s_band`` (generate: ``ttft_band_s``, ``tpot_band_s``, ``e2e_band_s``)
 the 10-90% error band of each, and ``band_basis`` the residuals it comes from.
 """
@@ -21,8 +24,34 @@ from pydantic import BaseModel, ConfigDict
 Bound = Literal["compute", "memory", "communication", "overhead"]
 
 
+_SPECS: dict[type, tuple] = {}
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def trusted(cls, **values: Any):
+        """An instance from values the engine computed, each already of its field's type, without
+        re-validating them (a point prediction builds dozens of rows; validation would be most of its
+        time). Fields left out take their defaults; ``tests/test_speed_paths.py`` checks the result equals
+        a validated one."""
+        spec = _SPECS.get(cls)
+        if spec is None:  # field names in the schema's order, and (name, default) of those with one
+            fields = cls.model_fields
+            spec = _SPECS[cls] = (tuple(fields), tuple((n, f.default) for n, f in fields.items() if not f.is_required()))
+        given = set(values)
+        if tuple(values) != spec[0]:  # not every field, in the schema's order: fill defaults, reorder
+            for name, default in spec[1]:
+                if name not in values:
+                    values[name] = list(default) if isinstance(default, list) else default
+            values = {name: values[name] for name in spec[0]}
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "__dict__", values)
+        object.__setattr__(obj, "__pydantic_fields_set__", given)
+        object.__setattr__(obj, "__pydantic_extra__", None)
+        object.__setattr__(obj, "__pydantic_private__", None)
+        return obj
 
 
 class MemoryReport(_Out):
@@ -131,6 +160,14 @@ class Prediction(_Out):
     tpot_band_s: tuple[float, float] | None = None
     e2e_band_s: tuple[float, float] | None = None
     band_basis: str | None = None
+    # max_concurrency is per model replica (each replica's GPUs hold its own KV caches); all replicas:
+    max_concurrency_total: int | None = None
+    # chunked prefill mixed into decode (Sarathi-Serve): prompt tokens the decode steps prefill per second
+    # (decode), and the prompt tokens of the next batch they prefill during one generation (generate)
+    prompt_tokens_per_s: float | None = None
+    prompt_tokens_credited: float | None = None
+    # the phase the request spends most time in (generate: prefill or decode; else the phase itself)
+    dominant_phase: Literal["prefill", "decode"] | None = None
 
     def contract(self) -> dict:
         """The JSON contract: the phase's own fields, then the common ones."""

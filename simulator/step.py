@@ -25,6 +25,7 @@ import numpy as np
 
 from costmodels import attention as attn
 from costmodels import moe as moe_ops
+from costmodels.moe import expected_distinct_experts  # noqa: F401  (re-exported for callers)
 from costmodels.elementwise import (
     ADD_FLOPS_PER_ELEMENT,
     GATED_ACT_FLOPS_PER_ELEMENT,
@@ -33,8 +34,9 @@ from costmodels.elementwise import (
     elementwise,
     embedding_lookup,
 )
-from costmodels.gemm import gemm_bytes, gemm_flops
+from costmodels import gemm as gemm_ops
 from costmodels.linear_attention import linear_attention_bytes, linear_attention_flops
+from costmodels.numeric import num
 from costmodels.roofline import OpCost
 from simulator.deployment import Deployment
 from simulator.models.spec import Linear
@@ -65,12 +67,12 @@ class StepShape:
     @property
     def tokens(self):
         """Tokens through the GEMMs of the step."""
-        return np.asarray(self.batch, dtype=float) * self.new_tokens + self.chunk_tokens
+        return num(self.batch) * self.new_tokens + self.chunk_tokens
 
     @property
     def total_tokens(self):
         """Tokens per sequence in the cache after the step."""
-        return np.asarray(self.past_tokens, dtype=float) + self.new_tokens
+        return num(self.past_tokens) + self.new_tokens
 
 
 @dataclass
@@ -85,6 +87,9 @@ class StepOp(OpCost):
     weight_bytes: np.ndarray | float = 0.0
     input_elems: np.ndarray | float = 0.0
     kv_read_bytes: np.ndarray | float = 0.0
+    # share of the launch's FLOPs that is work: 1, or mean / max rows for the busiest expert GPU, whose
+    # extra rows the others wait for (MFU counts work, ``simulator.metrics``)
+    work_fraction: float = 1.0
     # collectives: kind (all_reduce, all_gather, reduce_scatter, all_to_all, send_recv), parallel group,
     # link, algorithm, ranks; ``overlap``: the boundary policy that may hide it (simulator.parallel.overlap)
     collective: str = ""
@@ -93,13 +98,6 @@ class StepOp(OpCost):
     algorithm: str = ""
     ranks: np.ndarray | float = 0.0
     overlap: str = ""
-
-
-def expected_distinct_experts(tokens, num_experts: int, top_k: int):
-    """Expected number of experts at least one of ``tokens`` is routed to, under uniform top-k routing:
-    E·(1 - (1 - k/E)^T). Each expert misses a token with probability 1 - k/E, independently per token."""
-    t = np.asarray(tokens, dtype=float)
-    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** t)
 
 
 def attention_head_dims(model, phase: str) -> tuple[int, int]:
@@ -144,6 +142,10 @@ class StepBuilder:
 
     # --- operator constructors -------------------------------------------------------------------
 
+    def _fused(self, linears: list[Linear]) -> list[tuple[str, list[Linear]]]:
+        """``_fused``, once per deployment and list of linears (configuration only)."""
+        return self.dep.cached(("fused", *(lin.name for lin in linears)), lambda: _fused(linears))
+
     def _kernel(self, name, kind, count, flops, hbm_bytes, **meta):
         self.ops.append(StepOp(name, kind, count, flops=flops, hbm_bytes=hbm_bytes,
                                peak_flops_per_s=self.dep.peak_flops_per_s,
@@ -164,13 +166,19 @@ class StepBuilder:
         per_elem = dep.layer_weight_bytes if weight_bytes is None else weight_bytes
         bias = any(lin.bias for lin in group) if bias is None else bias
         elems = copies * k * n
-        nbytes = gemm_bytes(tokens, k, n, dep.act_bytes, 0.0, bias=bias) + elems * per_elem
-        self._kernel(name, kind, count, gemm_flops(tokens, k, n), nbytes, per_layer=per_layer, rows=tokens,
-                     weight_elems=elems, weight_bytes=elems * per_elem, input_elems=np.asarray(tokens, dtype=float) * k)
+        nbytes = gemm_ops.grouped_gemm_bytes(tokens, k, n, dep.act_bytes, per_elem, copies, bias=bias)
+        self._kernel(name, kind, count, gemm_ops.gemm_flops(tokens, k, n), nbytes, per_layer=per_layer, rows=tokens,
+                     weight_elems=elems, weight_bytes=elems * per_elem, input_elems=num(tokens) * k)
 
     def _collective(self, name, collective, count, message_bytes, group, per_layer=True, overlap="", **span):
         """One collective of parallel ``group`` (tp, cp, ep, etp, pp), priced on the links the group spans
         (``simulator.parallel.comm``); ``span`` overrides the group's ranks / ranks per node."""
+        size, _, intra, _ = group_shape(self.dep, group)
+        if not span and np.ndim(size) == 0 and size == 1:  # one rank: nothing moves (what the cost gives, cheaply)
+            self.ops.append(StepOp(name, "collective", count, link_bytes=0.0, link_latency_s=0.0,
+                                   link_bandwidth_bytes_per_s=1.0, per_layer=per_layer, collective=collective,
+                                   group=group, link=intra.name, algorithm="ring", ranks=1, overlap=overlap))
+            return
         cost, link, algorithm, ranks = group_cost(self.dep, group, collective, message_bytes, **span)
         bw = np.where(cost.wire_s > 0, cost.bandwidth_bytes_per_s, 1.0)
         self.ops.append(StepOp(name, "collective", count, link_bytes=cost.traffic_bytes, link_latency_s=cost.latency_s,
@@ -180,12 +188,12 @@ class StepBuilder:
 
     def _sp(self, tokens):
         """Tokens a norm or residual add runs over: 1/tp of them under sequence parallelism."""
-        return np.asarray(tokens, dtype=float) / self.dep.tp if self.dep.sp else tokens
+        return num(tokens) / self.dep.tp if self.dep.sp else tokens
 
     def _tp_all_reduce(self, name, count, tokens, per_layer=True, overlap=""):
         """The row-parallel output's all-reduce over TP; under sequence parallelism (Korthikanti et al. 2022,
         arXiv 2205.05198, §4.2.2) a reduce-scatter and an all-gather of the same total traffic."""
-        message = np.asarray(tokens, dtype=float) * self.model.hidden_size * self.dep.act_bytes
+        message = num(tokens) * self.model.hidden_size * self.dep.act_bytes
         if self.dep.sp and np.any(np.asarray(self.dep.tp) > 1):
             self._collective(name.replace("all_reduce", "reduce_scatter"), "reduce_scatter", count, message, "tp",
                              per_layer, overlap)
@@ -219,7 +227,7 @@ class StepBuilder:
                              overlap="pp", ranks=2, per_node=np.where(crosses, 1, 2))
 
         self._elementwise("final_norm", 1, h, 1, 1, NORM_FLOPS_PER_ELEMENT, tokens, per_layer=False)
-        logits_tokens = np.asarray(shape.batch, dtype=float) * shape.logits_per_seq  # sampled positions only
+        logits_tokens = num(shape.batch) * shape.logits_per_seq  # sampled positions only
         head = Linear("lm_head", h, m.vocab_size, "lm_head")
         self._gemm("lm_head", [head], 1, logits_tokens, weight_bytes=dep.emb_bytes, per_layer=False)
         return self.ops
@@ -231,7 +239,7 @@ class StepBuilder:
         if shape.phase == "prefill" and "cross" in kinds:
             own = [i for i, k in enumerate(kinds) if k != "cross"]
             cross = [i for i, k in enumerate(kinds) if k == "cross"]
-            last = StepShape(shape.batch, 1.0, np.asarray(shape.past_tokens, dtype=float) + shape.new_tokens - 1.0,
+            last = StepShape(shape.batch, 1.0, num(shape.past_tokens) + shape.new_tokens - 1.0,
                              "prefill", logits_per_seq=shape.logits_per_seq)
             return [("", own, shape), ("cross.", cross, last)]
         return [("", list(range(len(kinds))), shape)]
@@ -242,19 +250,20 @@ class StepBuilder:
         if n == 0:
             return
         tokens = shape.tokens
-        counts = dep.kind_counts(layers)
+        key = tuple(layers)
+        counts = dep.cached(("kind_counts", key), lambda: dep.kind_counts(layers))
         n_cross = counts.get("cross", 0)
         n_own = n - n_cross
         cross_name = (lambda name: name) if prefix.startswith("cross") else (lambda name: "cross." + name)
 
         self._elementwise(prefix + "attn_norm", n, h, 1, 1, NORM_FLOPS_PER_ELEMENT, self._sp(tokens))
-        linears = m.attention_linears()
+        linears = dep.cached("attention_linears", m.attention_linears)
         columns = [lin for lin in linears if lin.tp != "row"]
         if n_own:
-            for name, group in _fused(columns):
+            for name, group in self._fused(columns):
                 self._gemm(prefix + name, group, n_own, tokens)
         if n_cross:
-            for name, group in _fused([lin for lin in columns if lin.name not in KV_PROJECTIONS]):
+            for name, group in self._fused([lin for lin in columns if lin.name not in KV_PROJECTIONS]):
                 self._gemm(prefix + cross_name(name), group, n_cross, tokens)
         rope_dim = m.mla.qk_rope_head_dim if m.mla else m.head_dim
         if n_own:
@@ -271,7 +280,7 @@ class StepBuilder:
 
         for kind, count in counts.items():
             self._attention(prefix, kind, count, shape)
-            if np.any(shape.chunk_tokens):
+            if shape.chunk_tokens if isinstance(shape.chunk_tokens, float) else np.any(shape.chunk_tokens):
                 chunk = StepShape(1.0, shape.chunk_tokens, shape.chunk_past, "prefill")
                 self._attention(prefix, kind, count, chunk, suffix=".chunk")
 
@@ -281,15 +290,15 @@ class StepBuilder:
         self._tp_all_reduce(prefix + "attn.all_reduce", n, tokens, overlap="tp")
         self._elementwise(prefix + "attn_residual", n, h, 2, 1, ADD_FLOPS_PER_ELEMENT, self._sp(tokens))
 
-        mlp_kinds = m.mlp_kinds()
-        for kind, count in Counter(mlp_kinds[i] for i in layers).items():
+        mlp_counts = dep.cached(("mlp_counts", key), lambda: Counter(m.mlp_kinds()[i] for i in layers))
+        for kind, count in mlp_counts.items():
             self._mlp_block(prefix, kind, count, tokens)
 
     def _attention(self, prefix: str, kind: str, count: int, shape: StepShape, suffix: str = ""):
         m, dep = self.model, self.dep
         name = f"{prefix}attention.{kind}{suffix}"
         op_kind = "attention_prefill" if shape.phase == "prefill" else "attention_decode"
-        b = np.asarray(shape.batch, dtype=float)
+        b = num(shape.batch)
         if kind == "linear":
             heads, state = dep.q_heads_local, dep.recurrent_state_elems
             flops = linear_attention_flops(b, shape.new_tokens, heads, state, m.head_dim, shape.phase)
@@ -316,10 +325,11 @@ class StepBuilder:
             if dep.kv_shared_read_once():  # a shared prefix read once for the whole batch
                 shared = dep.kv_shared_fraction()
                 readers = b * (1.0 - shared) + shared
-            kv_read = readers * cached * kv_elems * dep.kv_bytes
-            kv_read = kv_read / cp  # each CP rank holds 1/cp of the cache
+            held = cached / cp  # each CP rank holds 1/cp of the cache
+            kv_read = attn.decode_kv_read_bytes(readers, held, kv_elems, dep.kv_bytes)
             flops = flops / cp
-            nbytes = kv_read + b * shape.new_tokens * dep.q_heads_local * (qk_dim + v_dim) * dep.act_bytes
+            nbytes = attn.decode_attention_bytes(b, held, dep.q_heads_local, qk_dim, v_dim, kv_elems, dep.act_bytes,
+                                                 dep.kv_bytes, new_tokens=shape.new_tokens, kv_readers=readers)
         self._kernel(name, op_kind, count, flops, nbytes, per_layer=True, kv_read_bytes=kv_read)
         if cp > 1:
             self._context_parallel(prefix + f"attention.{kind}{suffix}", count, shape, qk_dim, v_dim)
@@ -340,7 +350,7 @@ class StepBuilder:
         """gate/up GEMM, activation, down GEMM. ``weight_copies`` overrides how many weight sets are read
         (routed experts: the distinct experts the batch touches); ``kind`` is the GEMMs' operation kind."""
         dep, m = self.dep, self.model
-        for name, group in _fused(linears):
+        for name, group in self._fused(linears):
             copies = 1.0 if weight_copies is None else weight_copies
             self._gemm(prefix + name, group, count, tokens, copies=copies, bias=False, kind=kind)
             if group[-1].name.endswith("up_proj"):
@@ -356,7 +366,7 @@ class StepBuilder:
         self._elementwise(prefix + ("mlp_norm" if dense else "moe_norm"), count, h, 1, 1, NORM_FLOPS_PER_ELEMENT,
                           self._sp(tokens))
         if dense:
-            self._ffn(prefix, m.dense_mlp_linears(), count, tokens)
+            self._ffn(prefix, self.dep.cached("dense_mlp_linears", m.dense_mlp_linears), count, tokens)
         else:
             assert m.moe is not None
             plan = self._routed_experts(prefix, count, tokens)
@@ -398,6 +408,7 @@ class StepBuilder:
         flops, nbytes = moe_ops.sort(routed, experts, k)
         self._kernel(prefix + "moe.sort", "memory", count, flops, nbytes, per_layer=True)
         rows = plan.rows / k  # permute/unpermute take tokens and multiply by k
+        first = len(self.ops)  # from here the busiest expert GPU's rows: its extra work is waiting (MFU)
         flops, nbytes = moe_ops.permute(rows, k, dep.local_in(linears[0]), dep.act_bytes)
         self._kernel(prefix + "moe.permute", "memory", count, flops, nbytes, per_layer=True)
         if plan.all_to_all:
@@ -412,6 +423,9 @@ class StepBuilder:
                              overlap="ep")
         flops, nbytes = moe_ops.unpermute(rows, k, dep.local_out(linears[-1]), dep.act_bytes)
         self._kernel(prefix + "moe.unpermute", "memory", count, flops, nbytes, per_layer=True)
+        imbalance = dep.expert_load_imbalance if dep.ep > 1 else 1.0
+        if imbalance != 1.0:
+            self.ops[first:] = [replace(op, work_fraction=1.0 / imbalance) for op in self.ops[first:]]
         return plan
 
 

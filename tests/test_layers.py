@@ -50,3 +50,44 @@ def test_the_walk_sees_every_package():
     """Guard against the test passing vacuously (a renamed folder would leave nothing to check)."""
     for package in PROJECT:
         assert any(_imports(p) for p in (ROOT / package).rglob("*.py")), package
+
+
+# --- one home per formula ------------------------------------------------------------------------
+
+
+def _functions(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return {node.name.lstrip("_") for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+
+
+def _public_functions(*paths: Path) -> set[str]:
+    return {name for p in paths for name in _functions(p) if not name.startswith("test")}
+
+
+def test_utilisation_metrics_live_in_one_module():
+    """S-MBU/S-MFU, MFU and NanoFlow's optimum are defined in simulator/metrics.py only."""
+    metrics = ROOT / "simulator" / "metrics.py"
+    names = {"sparse_utilisation", "optimal_tokens_per_s_per_gpu", "mfu", "mbu",
+             "calibrated_ceilings", "dominant_phase"}
+    assert names <= _functions(metrics)
+    twins = [f"{p.relative_to(ROOT)} defines {n}" for package in PROJECT for p in sorted((ROOT / package).rglob("*.py"))
+             if p != metrics for n in _functions(p) & names]
+    assert not twins, "\n".join(twins)
+
+
+def test_the_app_holds_no_formula():
+    """The explorer reads numbers from the public API: it imports no costmodels module, evaluates no
+    efficiency curve of a profile (``profile.kind(k).compute(size)``) and re-defines no function of
+    costmodels or simulator.metrics (a copy of a formula under the same name)."""
+    formulas = _public_functions(*(ROOT / "costmodels").rglob("*.py"), ROOT / "simulator" / "metrics.py")
+    offenders = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        where = path.relative_to(ROOT)
+        offenders += [f"{where}:{line} imports costmodels" for line, name in _imports(path) if name == "costmodels"]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("compute", "memory") and isinstance(node.func.value, ast.Call)
+                    and isinstance(node.func.value.func, ast.Attribute) and node.func.value.func.attr == "kind"):
+                offenders.append(f"{where}:{node.lineno} evaluates an efficiency curve")
+        offenders += [f"{where} defines {name}" for name in _functions(path) & formulas]
+    assert not offenders, "\n".join(offenders)

@@ -27,6 +27,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from costmodels import roofline
+
 EFF_FLOOR = 1e-3
 GRID_STEP = 0.25  # knots every quarter decade
 
@@ -139,7 +141,7 @@ def predict_times(flops, nbytes, peak_flops, peak_bw, cx, ce, mx, me, overhead):
     nbytes = np.asarray(nbytes, dtype=float)
     ec = np.interp(np.log10(np.maximum(flops, 1.0)), cx, ce) if len(cx) else np.ones_like(flops)
     em = np.interp(np.log10(np.maximum(nbytes, 1.0)), mx, me) if len(mx) else np.ones_like(nbytes)
-    return np.maximum(flops / (peak_flops * ec), nbytes / (peak_bw * em)) + overhead
+    return roofline.roofline_time_s(flops, nbytes, peak_flops, peak_bw, ec, em, overhead)
 
 
 def fit_kind(flops: Sequence[float], nbytes: Sequence[float], times: Sequence[float], peak_flops: float,
@@ -153,7 +155,7 @@ def fit_kind(flops: Sequence[float], nbytes: Sequence[float], times: Sequence[fl
     if T.size == 0:
         raise ValueError("no valid measurements to fit")
     tc, tm = F / peak_flops, B / peak_bw
-    floor = np.maximum(tc, tm)
+    floor = roofline.roofline_time_s(F, B, peak_flops, peak_bw)
 
     # 1. overhead: small-size asymptote
     if fixed_overhead is not None:

@@ -40,6 +40,7 @@ from costmodels.elementwise import (
     elementwise,
     embedding_lookup,
 )
+from costmodels import gemm as gemm_ops
 from costmodels.gemm import gemm_bytes, gemm_flops
 
 BF16 = 2.0
@@ -118,7 +119,7 @@ def grouped_gemm_point(T: int, E: int, k: int, K: int, N: int, engine: str, tag:
     counts = uniform_routing(T, E, k)
     touched = int((counts > 0).sum())
     M = T * k
-    nbytes = float(gemm_bytes(M, K, N, BF16, 0.0)) + touched * K * N * BF16
+    nbytes = float(gemm_ops.grouped_gemm_bytes(M, K, N, BF16, BF16, touched))
     return Point("grouped_gemm", "grouped_mm", engine, {"T": T, "E": E, "k": k, "K": K, "N": N, "touched": touched},
                  float(gemm_flops(M, K, N)), nbytes, tag)
 

@@ -1,5 +1,5 @@
-"""Sweep: any output of the vectorised ``sweep`` against one or two axes (GPU type by looping over
-catalog names), as lines or a heatmap; and the throughput-latency curve over batch size."""
+"""Sweep: any output of the vectorised ``sweep`` against one or two axes (the GPU type among them), as
+lines or a heatmap; and the throughput-latency curve over batch size."""
 
 from __future__ import annotations
 
@@ -60,32 +60,11 @@ def parse(axis: str, text: str) -> list:
     return sorted({int(v) for v in values})
 
 
-def grid(sc: dict, x: str, xv: list, y: str | None, yv: list) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Outputs as (len(xv), len(yv)) arrays; the GPU axis loops over catalog names."""
-    if "gpu" not in (x, y):
-        axes = {x: xv, **({y: yv} if y else {})}
-        out = state.cached_sweep(sc, **axes)
-        return {k: v.reshape(len(xv), len(yv) if y else 1) for k, v in out.items()}, []
-    other, values = (y, yv) if x == "gpu" else (x, xv)
-    gpus = xv if x == "gpu" else yv
-    per_gpu, skipped = {}, []
-    for gpu in gpus:
-        scg = {**sc, "hardware": {**sc["hardware"], "gpu": gpu}}
-        r, err = state.attempt(state.cached_sweep, scg, **({other: values} if other else {}))
-        if err:
-            skipped.append(f"{gpu}: {err}")
-        else:
-            per_gpu[gpu] = r
-    if not per_gpu:
-        raise InputError("sweep.gpu", skipped[0] if skipped else "no GPU")
-    keys = set.intersection(*(set(r) for r in per_gpu.values()))
-    stacked = {k: np.stack([np.ravel(per_gpu[g][k]) for g in per_gpu]) for k in keys}
-    kept = list(per_gpu)
-    if x == "gpu":
-        xv[:] = kept
-        return stacked, skipped
-    yv[:] = kept
-    return {k: v.T for k, v in stacked.items()}, skipped
+def grid(sc: dict, x: str, xv: list, y: str | None, yv: list) -> dict[str, np.ndarray]:
+    """Outputs as (len(xv), len(yv)) arrays, from one ``sweep`` (the GPU type is one of its axes)."""
+    axes = {x: xv, **({y: yv} if y else {})}
+    out = state.cached_sweep(sc, **axes)
+    return {k: np.asarray(v).reshape(len(xv), len(yv) if y else 1) for k, v in out.items()}
 
 
 sc, problem = widgets.scenario_sidebar(sync=False)
@@ -121,9 +100,7 @@ if problem:
 
 xv = state.or_stop(parse, x, x_text)
 yv = state.or_stop(parse, y, y_text) if y else [None]
-data, skipped = state.or_stop(grid, sc, x, xv, y, yv)
-for note in skipped:
-    st.warning(f"Left out {note}")
+data = state.or_stop(grid, sc, x, xv, y, yv)
 if out_key not in data:
     st.error(f"output: {OUTPUTS.get(out_key, out_key)} is not reported for the {sc['workload']['phase']} phase")
     st.stop()

@@ -147,8 +147,9 @@ def render(pred: Prediction) -> str:
         f"memory/GPU {size(mem.total_bytes)} of {size(mem.capacity_bytes)} ({'fits' if mem.fits else 'DOES NOT FIT'}): "
         f"weights {size(mem.weights_bytes)}, KV {size(mem.kv_cache_bytes)}, activations {size(mem.activation_bytes)}, "
         f"workspace {size(mem.workspace_bytes)}",
-        f"max concurrency at this context: {pred.max_concurrency} requests "
-        f"(KV {size(mem.kv_bytes_per_request)} per request)",
+        f"max concurrency at this context (decode, KV in memory): {pred.max_concurrency} requests"
+        + (f" per replica, {pred.max_concurrency_total} over {pred.replicas} replicas" if pred.replicas > 1 else "")
+        + f" (KV {size(mem.kv_bytes_per_request)} per request)",
         f"sparsity-aware S-MBU {pred.s_mbu:.1%}   S-MFU {pred.s_mfu:.1%}   NanoFlow optimum "
         f"{pred.optimal_tokens_per_s_per_gpu:,.0f} tokens/s/GPU, reached {pred.optimal_fraction:.1%}",
         "",

@@ -12,6 +12,10 @@ from costmodels.collectives import ALGORITHMS, collective_cost
 def group_shape(dep, group: str):
     """(ranks, ranks per node, scale-up link, scale-out link) of ``group`` in the deployment's placement.
     Without a placement (a deployment built by hand) every group is one node on the GPU's own link."""
+    return dep.cached(("group_shape", group), lambda: _group_shape(dep, group))
+
+
+def _group_shape(dep, group: str):
     pl = dep.placement
     if pl is None:
         size = {"tp": dep.tp, "cp": dep.cp, "ep": dep.ep, "etp": dep.etp, "pp": dep.pp, "dp": dep.replicas}[group]

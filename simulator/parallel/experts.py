@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from costmodels import moe as moe_ops
 
 
 @dataclass
@@ -39,7 +40,7 @@ class ExpertPlan:
 
 
 def expert_plan(dep, tokens) -> ExpertPlan:
-    from simulator.step import expected_distinct_experts  # the step imports this module
+    expected_distinct_experts = moe_ops.expected_distinct_experts
     moe = dep.model.moe
     e, k = moe.num_experts, moe.top_k
     t = np.asarray(tokens, dtype=float)

@@ -123,4 +123,10 @@ def _busiest_stage(one, m, share, last_is_slower: bool, step, send_hidden, p: in
     res.overhead_s = sum(t.overhead_s for t in times[:-1]) + zero
     res.flops = sum(np.asarray(op.flops, dtype=float) * op.count for op in ops[:-1]) + zero
     res.hbm_bytes = sum(np.asarray(op.hbm_bytes, dtype=float) * op.count for op in ops[:-1]) + zero
+    # the metrics' inputs (simulator.metrics) follow the FLOPs and bytes of the busiest stage's cycle
+    flop_ratio = np.where(one.flops > 0, res.flops / np.where(one.flops > 0, one.flops, 1.0), 0.0)
+    res.format_peak_s = one.format_peak_s * flop_ratio
+    res.attention_flops = one.attention_flops * flop_ratio
+    res.kv_read_bytes = one.kv_read_bytes * flop_ratio
+    res.tokens = one.tokens * m
     return res

@@ -26,7 +26,7 @@ def parallelism_report(ev) -> dict:
            "overlap": {k: v for k, v in (dep.overlap_boundaries or {}).items() if k != "cp_method"}}
     if pl is not None:
         out.update(gpus_per_node=pl.gpus_per_node, num_nodes=pl.num_nodes, intra_link=pl.intra.name,
-                   inter_link=pl.inter.name, groups=pl.describe())
+                   inter_link=pl.inter.name, groups=dep.cached("placement_groups", pl.describe))
     phase = "decode" if "decode" in ev.steps and ev.phase != "prefill" else "prefill"
     step = ev.steps.get(phase)
     if step is None:

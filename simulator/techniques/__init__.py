@@ -122,6 +122,6 @@ def parse_techniques(entries: list[dict[str, Any]]) -> list[Technique]:
 
 # The families register themselves on import (they import this module's base class first).
 from simulator.techniques import attention_shape, kv_cache, weights, moe, decoding, batching  # noqa: E402,F401,I001
-from simulator.techniques import nanoflow  # noqa: E402,F401
+from simulator.techniques import nanoflow, block_transformer  # noqa: E402,F401
 
 __all__ = ["REGISTRY", "InputError", "Technique", "parse_techniques", "register"]

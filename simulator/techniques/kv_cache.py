@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from costmodels import attention as attn
+from costmodels import gemm as gemm_ops
 from costmodels.roofline import price
 from simulator.step import StepOp
 from simulator.techniques import Technique, register
@@ -224,8 +225,9 @@ class KVOffload(Technique):
         tokens = fetched / (dep.kv_elems_per_token_layer_local * dep.kv_bytes)  # offloaded (token, layer) pairs
         h, act, kv_out = dep.model.hidden_size, dep.act_bytes, dep.kv_elems_per_token_layer_local
         load = StepOp("kv_offload.load_hidden", "host_transfer", 1.0, link_bytes=tokens * h * act, **link)
-        recompute = StepOp("kv_offload.recompute_kv", "gemm", 1.0, flops=2.0 * tokens * h * kv_out,
-                           hbm_bytes=tokens * (h + kv_out) * act, peak_flops_per_s=dep.peak_flops_per_s,
+        # the K/V projections of the offloaded (token, layer) pairs; their weights are the step's own
+        recompute = StepOp("kv_offload.recompute_kv", "gemm", 1.0, flops=gemm_ops.gemm_flops(tokens, h, kv_out),
+                           hbm_bytes=gemm_ops.gemm_bytes(tokens, h, kv_out, act, 0.0), peak_flops_per_s=dep.peak_flops_per_s,
                            hbm_bandwidth_bytes_per_s=dep.hbm_bandwidth_bytes_per_s)
         if self.policy == "fetch":
             return [*ops, fetch]
@@ -234,6 +236,6 @@ class KVOffload(Technique):
         t_fetch = price(fetch, dep.profile).time_s
         t_recompute = price(load, dep.profile).time_s + price(recompute, dep.profile).time_s
         use_fetch = t_fetch <= t_recompute
-        return [*ops, replace(fetch, count=np.where(use_fetch, 1.0, 0.0)),
-                replace(load, count=np.where(use_fetch, 0.0, 1.0)),
-                replace(recompute, count=np.where(use_fetch, 0.0, 1.0))]
+        fetch_count = float(use_fetch) if np.ndim(use_fetch) == 0 else np.where(use_fetch, 1.0, 0.0)
+        return [*ops, replace(fetch, count=fetch_count), replace(load, count=1.0 - fetch_count),
+                replace(recompute, count=1.0 - fetch_count)]

@@ -2,10 +2,9 @@
 
 The step already reads, per MoE layer, only the experts a batch touches: under uniform top-k routing
 the expected number of distinct experts hit by T tokens is E·(1 - (1 - k/E)^T)
-(``simulator.step.expected_distinct_experts``). The ``moe`` technique changes the routing (top-k,
-shared experts) and prices expert parallelism with a load-imbalance factor. ``sparse_utilisation``
-gives MoE-CAP's S-MBU and S-MFU, which count only the activated experts (Jiang et al. 2024,
-arXiv 2412.07067; formulas of Auto-CAP/MoE-CAP ``moe_cap/utils/basic_utils.py``).
+(``costmodels.moe.expected_distinct_experts``). The ``moe`` technique changes the routing (top-k,
+shared experts) and prices expert parallelism with a load-imbalance factor. MoE-CAP's S-MBU and
+S-MFU are in ``simulator.metrics``.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from dataclasses import replace
 import numpy as np
 from pydantic import Field, PositiveInt
 
-from simulator.footprint import layer_kv_bytes
-from simulator.step import expected_distinct_experts
 from simulator.techniques import Technique, register
 
 
@@ -66,46 +63,3 @@ class MoE(Technique):
         if ep != 1 and dep.model.moe.num_experts % ep:
             raise self.error("expert_parallel", f"{ep} does not divide num_experts={dep.model.moe.num_experts}")
         return replace(dep, ep=ep if ep != 1 else dep.ep, expert_load_imbalance=self.load_imbalance)
-
-
-def _mlp_params(model, kind: str, tokens):
-    """Parameters of one layer's feed-forward part a batch of ``tokens`` reads, and one token uses."""
-    if kind == "dense":
-        dense = sum(lin.params for lin in model.dense_mlp_linears())
-        return dense + 0.0 * tokens, dense
-    moe = model.moe
-    expert = sum(lin.params for lin in model.expert_linears())
-    shared = sum(lin.params for lin in model.shared_expert_linears()) + model.router_linear().params
-    touched = expected_distinct_experts(tokens, moe.num_experts, moe.top_k)
-    return touched * expert + shared, moe.top_k * expert + shared
-
-
-def sparse_utilisation(dep, batch, context, new_tokens, step_latency, phase: str):
-    """MoE-CAP's S-MBU and S-MFU of one step of ``batch`` sequences, each adding ``new_tokens`` tokens
-    after attending to ``context`` tokens.
-
-    S-MBU = [Σ_layers (attention + activated experts' params) · bytes/param + KV bytes read] / latency /
-    (n_gpu · peak bandwidth), with the activated experts the distinct ones the step's tokens touch.
-    S-MFU = [2 · (attention + top-k experts + shared) params per token · L + attention FLOPs] x tokens /
-    latency / (n_gpu · peak FLOP/s). Embedding and LM head are left out, as in MoE-CAP. Dense models
-    reduce to the same formulas with their MLP as the one "expert"."""
-    m = dep.model
-    # an expert-parallel group of edp attention replicas reads its experts once for all their tokens
-    group = dep.placement.edp if dep.placement is not None else 1
-    b = np.asarray(batch, dtype=float) * group
-    tokens = b * np.asarray(new_tokens, dtype=float)
-    attention = sum(lin.params for lin in m.attention_linears())
-    read, used = 0.0 * tokens, 0.0
-    for kind in m.mlp_kinds():
-        r, u = _mlp_params(m, kind, tokens)
-        read, used = read + attention * group + r, used + attention + u  # each replica reads its attention
-    replica = np.asarray(dep.tp, dtype=float) * dep.pp * dep.cp
-    gpus = replica * group
-    ctx = np.asarray(context, dtype=float)
-    kv_read = b * layer_kv_bytes(dep, ctx) * replica if phase == "decode" else 0.0 * b
-    s_mbu = (read * dep.layer_weight_bytes + kv_read) / step_latency / (gpus * dep.hbm_bandwidth_bytes_per_s)
-    q_dim, v_dim = m.q_dim, m.attn_out_dim
-    span = ctx if phase == "decode" else (ctx + 1.0) / 2.0  # mean keys per query (causal prefill)
-    attention_flops = 2.0 * (q_dim + v_dim) * m.num_layers * span
-    s_mfu = (2.0 * used + attention_flops) * tokens / step_latency / (gpus * dep.peak_flops_per_s)
-    return s_mbu, s_mfu

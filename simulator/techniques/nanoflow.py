@@ -4,7 +4,8 @@ Serving is compute-bound at the batch sizes that maximise throughput, so a GPU c
 ``achievable FLOP/s / (2 · P_active)`` tokens per second: each token multiplies every active weight
 once (2 FLOPs per weight), and weights and KV traffic hide under the compute when operations overlap
 (Zhu et al. 2024, NanoFlow, arXiv 2408.12757, §3). Attention FLOPs are left out, as in the paper.
-Every prediction reports this optimum per GPU and the fraction of it the scenario reaches.
+Every prediction reports this optimum per GPU and the fraction of it the scenario reaches
+(``simulator.metrics.optimal_tokens_per_s_per_gpu``).
 """
 
 from __future__ import annotations
@@ -15,18 +16,6 @@ import numpy as np
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from simulator.techniques import Technique, register
-
-
-def active_params(model) -> int:
-    """Parameters a token multiplies: all but unrouted experts and the input embedding table (a lookup)."""
-    return model.active_params(count_input_embedding=False)
-
-
-def optimal_tokens_per_s_per_gpu(dep, params: float | None = None):
-    """NanoFlow's optimum: achievable FLOP/s per GPU / (2 · active parameters)."""
-    flops = dep.peak_flops_per_s if dep.achievable_flops_per_s is None else dep.achievable_flops_per_s
-    p = active_params(dep.model) if params is None else params
-    return np.asarray(flops, dtype=float) / (2.0 * p)
 
 
 @register

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from hwmodels.profile import GEMM_KINDS
+from hwmodels.profile import GEMM_KINDS, KindEfficiency
 from simulator.step import StepOp, attention_head_dims
 from simulator.techniques import Technique, register
 
@@ -175,29 +175,41 @@ class AttentionQuant(Technique):
         return out
 
 
-# FlashAttention forward throughput relative to FlashAttention-2 (the default profile's basis):
-# FA2 reaches 50-73% of A100 peak where FA1 reached 25-40% (Dao 2023, arXiv 2307.08691, abstract and §1),
-# midpoints 0.615 vs 0.325; FA3 is 1.5-2.0x FA2 in FP16 on H100 (Shah et al. 2024, arXiv 2407.08608, abstract).
-FA_RELATIVE = {"1": 0.325 / 0.615, "2": 1.0, "3": 1.75}
+# Measured attention engines each version selects. A calibrated profile keeps every engine it measured:
+# the one its kind describes (``environment.engines``) and the others' fitted curves
+# (``measurements.alternatives``). FlashAttention-2 is PyTorch SDPA's flash backend (``sdpa-flash``,
+# FA-2 kernels); on Hopper cuDNN's fused attention (``sdpa-cudnn``) is the FA3-class engine (warp-
+# specialised, TMA-fed; FA3's paper compares against it, Shah et al. 2024, arXiv 2407.08608, §4.1);
+# ``triton`` is the validation package's own FlashAttention kernel.
+FA_ENGINES = {"2": "sdpa-flash", "3": "sdpa-cudnn", "triton": "triton"}
+# Where no engine was measured (uncalibrated profiles; FA1): forward throughput relative to FA2, the
+# ``default`` profile's basis. FA2 reaches 50-73% of A100 peak where FA1 reached 25-40% (Dao 2023,
+# arXiv 2307.08691, abstract and §1), midpoints 0.615 vs 0.325; FA3 is 1.5-2.0x FA2 in FP16 on H100
+# (Shah et al. 2024, arXiv 2407.08608, abstract).
+FA_RELATIVE = {"1": 0.325 / 0.615, "2": 1.0, "3": 1.75, "triton": 1.0}
 S_BYTES = 4.0  # scores kept in fp32 for the softmax when materialised
 
 
 @register
 class FlashAttention(Technique):
-    """FlashAttention version as a kernel-efficiency choice, or ``none``: standard attention that writes
-    the score matrix S and the probabilities P to HBM and reads them back.
+    """FlashAttention version as a choice of measured attention engine, or ``none``: standard attention
+    that writes the score matrix S and the probabilities P to HBM and reads them back.
 
-    FA1/FA2/FA3 scale the attention kernels' achieved FLOP rate relative to FA2 (FA1 ≈ 0.53x, FA3 ≈ 1.75x
-    on Hopper only), never beyond the device peak; ``none`` adds (2·4 + 2·act) bytes per (query, key)
-    pair and head, the O(s²) traffic that FlashAttention removes."""
+    On a calibrated profile a version selects the engine it measured (``FA_ENGINES``: 2 = SDPA's flash
+    backend, 3 = cuDNN fused attention on Hopper, ``triton`` = our kernel) and its fitted curves price the
+    attention kernels (as the ratio of its efficiency to the profile's own at each launch size). FA1, and
+    versions an uncalibrated profile has no curves for, scale the FA2 rate by the papers' ratios (FA1
+    0.53x, FA3 1.75x), never beyond the device peak; a kind whose selected engine was not measured keeps
+    the profile's own engine. ``none`` adds (2·4 + 2·act) bytes per (query, key) pair and head."""
 
     name = "flash_attention"
     family = "weights and kernels"
     citation = ("Dao et al. 2022, FlashAttention, arXiv 2205.14135; Dao 2023, FlashAttention-2, arXiv 2307.08691; "
                 "Shah et al. 2024, FlashAttention-3, arXiv 2407.08608")
-    summary = "attention kernel rate relative to FA2 (FA1 0.53x, FA3 1.75x on Hopper); none: S and P through HBM"
+    summary = "attention priced with the measured engine of a version (2: SDPA flash, 3: cuDNN, triton); none: S, P in HBM"
 
-    version: Literal["none", "1", "2", "3"] = Field("2", description="FlashAttention version, or none (standard)")
+    version: Literal["none", "1", "2", "3", "triton"] = Field(
+        "2", description="FlashAttention version (or our triton kernel), or none (standard attention)")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -209,6 +221,35 @@ class FlashAttention(Technique):
             raise self.error("version", f"FlashAttention-3 needs a Hopper GPU, not {dep.gpu.architecture}")
         return dep
 
+    def engine(self, profile, kind: str):
+        """(efficiencies, measured) of the engine this version selects for ``kind``: the profile's own when
+        it describes that engine, a measured alternative's, or None when the profile has no such engine."""
+        own = (profile.environment or {}).get("engines", {}).get(kind)
+        want = FA_ENGINES.get("2" if self.version == "1" else self.version)
+        if want is None or own is None:
+            return None
+        if own == want:
+            return profile.kind(kind)
+        alt = ((profile.measurements or {}).get("alternatives") or {}).get(kind, {}).get(want)
+        if not isinstance(alt, dict):
+            return None
+        return KindEfficiency.model_validate({k: alt[k] for k in ("compute", "memory", "overhead_s") if k in alt})
+
+    def _reprice(self, op, dep, kind: str):
+        """``op`` at the selected engine's efficiencies (peak and bandwidth scaled by engine / own)."""
+        own = dep.profile.kind(kind)
+        eff = dep.cached(("flash_attention", self.version, kind), lambda: self.engine(dep.profile, kind))
+        measured = eff is not None
+        if measured and eff is not own:
+            op = replace(op, peak_flops_per_s=op.peak_flops_per_s * eff.compute(op.flops) / own.compute(op.flops),
+                         hbm_bandwidth_bytes_per_s=op.hbm_bandwidth_bytes_per_s * eff.memory(op.hbm_bytes)
+                         / own.memory(op.hbm_bytes))
+        ratio = FA_RELATIVE[self.version] if (self.version == "1" or not measured) else 1.0
+        if ratio != 1.0 and kind == "attention_prefill":
+            rate = eff if measured else own
+            op = replace(op, peak_flops_per_s=op.peak_flops_per_s * np.minimum(ratio, 1.0 / rate.compute(op.flops)))
+        return op
+
     def apply_ops(self, ops, shape, dep):
         out = []
         for op in ops:
@@ -219,9 +260,7 @@ class FlashAttention(Technique):
                     qk_dim, v_dim = attention_head_dims(dep.model, "decode" if kind == "attention_decode" else "prefill")
                     pair_heads = np.asarray(op.flops, dtype=float) / (2.0 * (qk_dim + v_dim))
                     op = replace(op, hbm_bytes=op.hbm_bytes + pair_heads * (2.0 * S_BYTES + 2.0 * dep.act_bytes))
-                elif kind == "attention_prefill":
-                    eff = dep.profile.kind(kind).compute(op.flops)
-                    op = replace(op, peak_flops_per_s=op.peak_flops_per_s * np.minimum(FA_RELATIVE[self.version],
-                                                                                       1.0 / eff))
+                else:
+                    op = self._reprice(op, dep, kind)
             out.append(op)
         return out

@@ -86,7 +86,7 @@ def test_sweep_defaults_equal_the_vectorised_sweep():
         " ".join(c.value for c in at.caption)
 
 
-def test_sweep_over_gpu_type_loops_over_names():
+def test_sweep_over_gpu_type_is_one_sweep_axis():
     at = run("sweep", {"workload.batch_size": "8"})
     at.selectbox(key="w.sw.out").set_value("tokens_per_s")
     at.selectbox(key="w.sw.x").set_value("gpu").run()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from simulator.footprint import layer_kv_bytes
 from simulator.models import get_model
-from simulator.techniques.nanoflow import active_params
+from simulator.metrics import active_params
 from technique_helpers import deployment, is_attention, op_time, run, step
 
 SETTINGS = settings(max_examples=25, deadline=None)

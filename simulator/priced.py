@@ -1,0 +1,163 @@
+"""A priced step (``StepResult``) and how its operators' times add up: by shape for a sweep (a small
+array is never broadcast to the grid to be summed), in one pass of Python floats for a point, and the
+bound with the most summed time per point. ``simulator.engine.run_step`` builds and prices the step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from costmodels.roofline import BOUND_NAMES, OpCost, OpTime
+
+
+@dataclass
+class StepResult:
+    """A priced step: per-operator times and their combination."""
+
+    ops: list[OpCost]
+    times: list[OpTime]
+    latency_s: np.ndarray
+    bound: np.ndarray
+    sm_time_s: np.ndarray
+    hbm_time_s: np.ndarray
+    link_time_s: np.ndarray
+    overhead_s: np.ndarray
+    flops: np.ndarray
+    hbm_bytes: np.ndarray
+    # what the utilisation metrics need (``simulator.metrics``): the step's FLOPs each at the peak of its
+    # operator's number format, the KV bytes and attention-core FLOPs of its attention operators, and
+    # the tokens through its GEMMs
+    format_peak_s: np.ndarray | float = 0.0
+    kv_read_bytes: np.ndarray | float = 0.0
+    attention_flops: np.ndarray | float = 0.0
+    tokens: np.ndarray | float = 0.0
+
+    @property
+    def format_peak_flops_per_s(self):
+        """The FLOP-weighted (harmonic) mean of the operators' format peaks."""
+        return self.flops / self.format_peak_s
+
+
+def total(values):
+    """Sum of per-operator values without broadcasting a small one to the grid first: values of one
+    shape are added together, then the per-shape sums from the smallest up (plain floats stay floats)."""
+    if all(type(v) is float for v in values):
+        return sum(values)
+    groups: dict[tuple, list] = {}
+    for v in values:
+        groups.setdefault(np.shape(v), []).append(v)
+    parts = sorted((chain_sum(g) for g in groups.values()), key=np.size)
+    if not parts:
+        return 0.0
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+def point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
+    """``run_step``'s sums for a point (every operator priced in floats) in one pass of Python floats;
+    None when any value is an array (then the array path sums them)."""
+    dtype_peak, tokens = dep.peak_flops_per_s, shape.tokens
+    if type(dtype_peak) is not float or type(tokens) is not float or dep.stack is not None:
+        return None
+    sm = hbm = link = overhead = flops = hbm_bytes = format_s = kv_read = att_flops = 0.0
+    by_bound = [0.0] * len(BOUND_NAMES)
+    for op, t in zip(ops, times):
+        if type(t.time_s) is not float or type(op.flops) is not float or type(op.hbm_bytes) is not float \
+                or type(op.count) not in (int, float):
+            return None
+        count = op.count
+        sm += t.compute_s
+        hbm += t.memory_s
+        link += t.link_s
+        overhead += t.overhead_s
+        by_bound[t.bound] += t.time_s
+        op_flops = op.flops * count
+        flops += op_flops
+        hbm_bytes += op.hbm_bytes * count
+        if op.kind not in TRANSFER_KINDS:
+            peak = op.peak_flops_per_s
+            format_s += op_flops * getattr(op, "work_fraction", 1.0) / (peak if peak > dtype_peak else dtype_peak)
+        if op.kind in ATTENTION_KINDS:
+            kv = getattr(op, "kv_read_bytes", 0.0)
+            if type(kv) is not float:
+                return None
+            kv_read += kv * count
+            att_flops += op_flops
+    if overlap == "overlapped":
+        by_resource = [sm, hbm, link, overhead]
+        latency = max(by_resource)
+    else:
+        by_resource = by_bound
+        latency = sum(t.time_s for t in times)
+    bound = by_resource.index(max(by_resource))  # resource codes are the bound codes, in order
+    return StepResult(ops, times, latency, bound, sm, hbm, link, overhead, flops, hbm_bytes, format_s, kv_read,
+                      att_flops, tokens)
+
+
+def chain_sum(values: list):
+    total = values[0]
+    for v in values[1:]:
+        total = total + v
+    return total
+
+
+def serial_bound(times: list[OpTime]):
+    """The bound code with the most summed operator time, per point. Operators with one bound everywhere
+    add to that code's (usually small) total; when a single operator's bound varies over the grid (the
+    attention core: memory-, compute- or overhead-bound by size), its code c gets its time t on top:
+    the answer is c where S_c + t beats the best other total, else the best of the totals."""
+    per_code: list[list] = [[] for _ in BOUND_NAMES]
+    varying = []
+    for t in times:
+        codes = np.asarray(t.bound)
+        low, high = (int(codes), int(codes)) if codes.ndim == 0 else (int(codes.min()), int(codes.max()))
+        if low == high:  # one bound everywhere: no per-code masks
+            per_code[low].append(t.time_s)
+        else:
+            varying.append((codes, t.time_s))
+    if len(varying) > 1:  # general case: masks per code
+        for codes, time_s in varying:
+            for code in range(len(BOUND_NAMES)):
+                per_code[code].append(np.where(codes == code, time_s, 0.0))
+        varying = []
+    totals = [total(c) for c in per_code]
+    if not varying:
+        return argmax_codes(totals)
+    codes, time_s = varying[0]
+    best = argmax_codes(totals)
+    stacked = np.stack(np.broadcast_arrays(*totals))  # small unless a constant-bound operator is full size
+    small = stacked.shape[1:]
+    top = np.take_along_axis(stacked, np.broadcast_to(best, small).astype(np.intp)[None], 0)[0]
+    grid = np.broadcast_shapes(small, codes.shape)
+    index = np.broadcast_to(codes, grid).astype(np.intp)[None]
+    lifted = stacked.reshape((len(totals),) + (1,) * (len(grid) - len(small)) + small)
+    own = np.take_along_axis(np.broadcast_to(lifted, (len(totals), *grid)), index, 0)[0] + time_s
+    return np.where(own > top, codes, best)
+
+
+def argmax_codes(values: list):
+    """Index of the largest of ``values`` element-wise (the first on ties), without stacking them."""
+    live = [(code, v) for code, v in enumerate(values) if not (np.ndim(v) == 0 and float(v) == 0.0)]
+    if not live:
+        return np.zeros((), dtype=np.int64)
+    (code, best), arg = live[0], None
+    arg = np.asarray(code, dtype=np.int8)
+    for i, (code, value) in enumerate(live[1:], start=2):
+        better = value > best
+        if i < len(live):
+            best = np.maximum(best, value)
+        arg = np.where(better, np.int8(code), arg)
+    return arg
+
+
+TRANSFER_KINDS = ("collective", "host_transfer")
+ATTENTION_KINDS = ("attention_prefill", "attention_decode")
+
+
+def format_peak(op_peak, dtype_peak):
+    if isinstance(op_peak, float) and isinstance(dtype_peak, float):
+        return op_peak if op_peak > dtype_peak else dtype_peak
+    return np.maximum(op_peak, dtype_peak)

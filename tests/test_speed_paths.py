@@ -1,0 +1,85 @@
+"""The fast paths of a point evaluation (issue 8, item 17) give the same numbers as the array path, and
+configuration-only work is done once per deployment. No timings here (see ``benchmarks/``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hwmodels.profile
+from simulator import predict, sweep
+from simulator.engine import evaluate, resolve, run_step
+from simulator.prediction import OperatorReport, Prediction
+from simulator.scenario import Scenario
+from simulator.step import StepShape
+
+SCENARIOS = [
+    {"workload.batch_size": 32},
+    {"workload.phase": "prefill", "workload.batch_size": 4, "workload.prompt_len": 3000},
+    {"workload.phase": "generate", "model": "mixtral-8x7b", "hardware.num_gpus": 2},
+    {"workload.phase": "generate", "techniques": [{"name": "chunked_prefill", "chunk_tokens": 256}]},
+    {"workload.phase": "decode", "overlap": "overlapped", "hardware.num_gpus": 2, "model": "qwen2.5-7b"},
+    {"workload.phase": "decode", "techniques": [{"name": "speculative"}, {"name": "kv_quant"}]},
+]
+
+
+@pytest.mark.parametrize("kw", SCENARIOS)
+def test_point_path_equals_array_path(kw):
+    """predict (Python floats) and a one-point sweep (numpy arrays) agree on every output."""
+    sc = Scenario().with_overrides(**kw)
+    wl = sc.workload
+    point = evaluate(sc).arrays
+    grid = sweep(sc, batch_size=[wl.batch_size], context_len=[wl.context_len])
+    for key, value in point.items():
+        assert np.ravel(grid[key])[0] == pytest.approx(float(value), rel=1e-12, abs=1e-300), key
+
+
+def test_a_point_step_is_priced_in_floats():
+    dep, _ = resolve(Scenario(), {})
+    step = run_step(dep, StepShape(8, 1.0, 1000, "decode"), "serial")
+    assert all(type(t.time_s) is float and type(t.bound) is int for t in step.times)
+    assert type(step.latency_s) is float
+
+
+def test_configuration_work_is_cached_per_deployment(monkeypatch):
+    sc = Scenario().with_overrides(**{"workload.batch_size": 3})
+    first = predict(sc)
+    # no profile directory glob, no re-resolution once the configuration has been seen
+    monkeypatch.setattr(hwmodels.profile, "builtin_profiles", lambda: pytest.fail("profiles globbed again"))
+    again = predict(sc.with_overrides(**{"workload.batch_size": 5}))
+    assert resolve(sc, {})[0] is resolve(sc.with_overrides(**{"workload.context_len": 7}), {})[0]
+    assert again.latency_s > first.latency_s
+
+
+def test_a_changed_configuration_is_not_served_from_the_cache():
+    a = predict(**{"precision.kv_cache": "bf16"})
+    b = predict(**{"precision.kv_cache": "fp8"})
+    assert b.memory.kv_cache_bytes == pytest.approx(a.memory.kv_cache_bytes / 2)
+
+
+@pytest.mark.parametrize("kw", SCENARIOS)
+def test_trusted_predictions_equal_validated_ones(kw):
+    """``predict`` builds its result without re-validation; validating its JSON gives the same object
+    and the same JSON (every field present, of its declared type)."""
+    p = predict(**kw)
+    text = p.model_dump_json()
+    again = Prediction.model_validate_json(text)
+    assert again == p and again.model_dump_json() == text
+    assert set(p.__dict__) == set(Prediction.model_fields)
+    for row in p.breakdown:
+        assert OperatorReport.model_validate(row.model_dump()) == row
+
+
+@pytest.mark.parametrize("phase", ["decode", "prefill", "generate"])
+def test_sweep_bounds_and_times_equal_point_predictions(phase):
+    """Every point of a sweep whose operators change bound over the grid (attention overhead-, memory-
+    and compute-bound by size) reports the bound and latency of its own point prediction."""
+    batches, contexts = [1, 8, 64, 512], [128, 4096, 65536]
+    sc = Scenario().with_overrides(**{"workload.phase": phase, "model": "llama-3.2-1b", "workload.output_len": 16})
+    r = sweep(sc, batch_size=batches, context_len=contexts, prompt_len=[64, 2048])
+    for i, b in enumerate(batches):
+        for j, c in enumerate(contexts):
+            for k, s in enumerate([64, 2048]):
+                p = predict(sc, **{"workload.batch_size": b, "workload.context_len": c, "workload.prompt_len": s})
+                assert ["compute", "memory", "communication", "overhead"][int(r["bound"][i, j, k])] == p.bound
+                assert r["latency_s"][i, j, k] == pytest.approx(p.latency_s, rel=1e-12)
