@@ -36,6 +36,12 @@ def base_residuals() -> dict:
 
 
 def _quantiles(res) -> tuple[float, float]:
+    return _quantiles_of(tuple(float(r) for r in res))
+
+
+@lru_cache(maxsize=256)
+def _quantiles_of(res: tuple[float, ...]) -> tuple[float, float]:
+    """The clamped 10th/90th percentiles of a residual set (configuration-only: cached per set)."""
     q_lo, q_hi = np.percentile(np.asarray(res, dtype=float), QUANTILES)
     return min(float(q_lo), -MIN_HALF_WIDTH), max(float(q_hi), MIN_HALF_WIDTH)
 
