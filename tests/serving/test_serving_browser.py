@@ -3,13 +3,6 @@ headline is the API's, and a changed setting lands in the URL. Skips only when n
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -17,56 +10,16 @@ from app.fmt import seconds
 from simulator import serve
 
 pytestmark = pytest.mark.browser
-ROOT = Path(os.path.abspath(__file__)).parents[2]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
 
 
-@pytest.fixture
-def server(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.headless", "true", "--server.port",
-         str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("streamlit did not start")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
-
-
-def test_serve_page_from_a_shared_url(server):
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip("no Chromium at /usr/bin/chromium")
+def test_serve_page_from_a_shared_url(server, chromium_launch):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extras")
     res = serve({}, {"rate": 6.0, "num_requests": 100, "prompt_len": "1024", "output_len": "256", "seed": 0},
                 {"max_num_seqs": 256, "max_num_batched_tokens": 2048, "chunked_prefill": True, "slo_ttft_s": 0.5,
                  "slo_tpot_s": 0.05})
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=TIMEOUT_MS)
+        browser = pw.chromium.launch(**chromium_launch, timeout=TIMEOUT_MS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(TIMEOUT_MS)
