@@ -4,7 +4,6 @@ counts per element are the operation's arithmetic (small, so these kernels are b
 
 from __future__ import annotations
 
-import numpy as np
 
 from costmodels.numeric import num
 # FLOPs per element: RMSNorm squares, sums, scales and multiplies by the weight (~4); rotary is a

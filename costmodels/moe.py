@@ -26,7 +26,6 @@ many experts' weights a batch reads.
 
 from __future__ import annotations
 
-import numpy as np
 
 from costmodels.numeric import num
 INDEX_BYTES = 4.0  # int32 expert ids, pair indices and offsets

@@ -6,19 +6,18 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
-from pydantic import BaseModel
 
 from costmodels.roofline import COMMUNICATION, COMPUTE, MEMORY, OVERHEAD, price
 from hwmodels import InputError, get_accelerator
 from hwmodels.dtypes import BYTES_PER_ELEMENT, DTYPES
+from simulator import metrics
 from simulator.bounds import AXIS_LIMITS, check_counts
 from simulator.checks import check_compute_format
+from simulator.configuration_key import configuration_key
 from simulator.deployment import Deployment
-from simulator import metrics
 from simulator.footprint import memory_arrays
 from simulator.models import get_model
 from simulator.parallel import apply_parallelism
@@ -113,34 +112,12 @@ _RESOLVED: dict[tuple, Deployment] = {}
 _RESOLVED_MAX = 256
 
 
-def _source_key(spec) -> object:
-    """A key for a name, inline mapping or file path: a file is keyed by its path, size and mtime."""
-    if isinstance(spec, str) and ("/" in spec or os.sep in spec or spec.endswith((".json", ".yaml", ".yml"))):
-        try:
-            st = os.stat(spec)
-        except (OSError, ValueError):
-            return spec
-        return (spec, st.st_size, st.st_mtime_ns)
-    return repr(spec)
-
-
-def _config_key(scenario: Scenario) -> tuple:
-    """Everything of a scenario but its workload (which a deployment does not depend on)."""
-    key = [_source_key(scenario.model), _source_key(scenario.calibration)]
-    for name in type(scenario).model_fields:
-        if name not in ("model", "calibration", "workload"):
-            value = getattr(scenario, name)
-            key.append(_source_key(value.gpu) if name == "hardware" and isinstance(value.gpu, str) else None)
-            key.append(repr(value.__dict__) if isinstance(value, BaseModel) else repr(value))
-    return tuple(key)
-
-
 def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment, dict[str, object]]:
     """Resolve names into specs and scalar-or-array knobs; check parallelism fits the model.
     Without configuration axes the deployment comes from a cache keyed on the whole configuration."""
     if any(name in axes for name in _CONFIG_AXES):
         return _resolve(scenario, axes)
-    key = _config_key(scenario)
+    key = configuration_key(scenario)
     dep = _RESOLVED.get(key)
     if dep is None:
         dep, _ = _resolve(scenario, {})
@@ -169,7 +146,7 @@ def _resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deploymen
     techniques = parse_techniques(scenario.techniques)
     for tech in techniques:
         model = tech.apply_model(model)
-    wl, prec, par = scenario.workload, scenario.precision, scenario.parallelism
+    prec, par = scenario.precision, scenario.parallelism
 
     def knob(name, default):
         return axes.get(name, default)

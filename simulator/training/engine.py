@@ -37,13 +37,17 @@ from costmodels.roofline import OpCost, price
 from costmodels.training_flops import palm_flops_per_token
 from hwmodels import InputError, get_accelerator, get_network, get_node, list_nodes
 from hwmodels.costs import cheapest_prices
-from simulator.stacks.resolve import resolve_calibration
 from simulator.deployment import Deployment
 from simulator.models import get_model
 from simulator.parallel import GENERIC_NETWORK
 from simulator.parallel.placement import span
-from simulator.training.memory import (local_param_counts, lora_params, optimizer_state_elems_per_param,
-                                       training_memory)
+from simulator.stacks.resolve import resolve_calibration
+from simulator.training.memory import (
+    local_param_counts,
+    lora_params,
+    optimizer_state_elems_per_param,
+    training_memory,
+)
 from simulator.training.ops import training_ops
 from simulator.training.precision import precision
 from simulator.training.scenario import DDP_BUCKET_BYTES, RECOMPUTE_CODES, TrainScenario
