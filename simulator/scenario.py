@@ -115,12 +115,7 @@ class Scenario(_Section):
     @classmethod
     def from_file(cls, path: str | Path) -> "Scenario":
         """Load a YAML or JSON scenario file."""
-        text = read_text_bounded(path, field="scenario")
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InputError("scenario", f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
-        return cls.from_dict(data or {})
+        return cls.from_dict(read_scenario_file(path))
 
     def with_overrides(self, **dotted: Any) -> "Scenario":
         """A copy with fields replaced by dotted path, e.g. ``{"workload.batch_size": 8}``."""
@@ -143,3 +138,13 @@ class Scenario(_Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def read_scenario_file(path: str | Path) -> Any:
+    """The parsed contents of a YAML or JSON scenario file, read with the size bound (empty: ``{}``)."""
+    text = read_text_bounded(path, field="scenario")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError("scenario", f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
+    return data or {}

@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+)
 
 from hwmodels.errors import InputError, validated
-from hwmodels.io import read_text_bounded
+from simulator.scenario import read_scenario_file
 
 Recompute = Literal["none", "selective", "full"]
 RECOMPUTE_CODES = {"none": 0, "selective": 1, "full": 2}
@@ -71,12 +77,7 @@ class TrainScenario(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainScenario":
-        text = read_text_bounded(path, field="scenario")
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InputError("scenario", f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
-        return cls.from_dict(data or {})
+        return cls.from_dict(read_scenario_file(path))
 
     def with_overrides(self, **fields: Any) -> "TrainScenario":
         data = self.model_dump()
