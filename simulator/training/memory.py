@@ -20,6 +20,9 @@ Pipeline stages hold the activations of their in-flight micro-batches (``costmod
 layer runs backward its activation gradients (and, under full recompute, its recomputed activations)
 are live: one layer's worth each (the backward working set).
 
+**Autocast copies** (``amp``): each GEMM's bf16 weight copy, saved for its backward, except under full
+recompute, where only the LM head's and one recomputed layer's are alive (:func:`autocast_copy_elems`).
+
 **Peak.** Gradients allocated during backward replace activations freed in it: without a persistent
 gradient buffer (one micro-batch, no data parallelism: ``zero_grad(set_to_none=True)``) the peak is the
 larger of "activations + loss buffers + the head's gradient" (start of backward) and "all gradients" (its
@@ -109,15 +112,26 @@ def activation_bytes_per_token_layer(model, tp, sp, recompute, flash, dropout, s
     return np.where(rc == 2, act_bytes * h / shard, full), full
 
 
+def autocast_copy_elems(s, layer_p, vocab_p):
+    """Elements of autocast's bf16 weight copies alive at the peak (``amp``). Autocast casts each GEMM's
+    weight at its use and the GEMM saves the copy for its backward (dgrad), so every matrix's copy lives
+    from forward to backward; the input embedding is a gather and casts no table. Under full recompute a
+    checkpointed block saves nothing in forward: its copies are made again when it is recomputed in
+    backward, one layer's at a time, and only the LM head's copy (outside the checkpoints) stays."""
+    head = vocab_p * (1.0 if s.model.tie_word_embeddings else 0.5)
+    per_layer = layer_p / (s.model.num_layers / np.asarray(s.pp_arr, dtype=float))
+    return np.where(np.asarray(s.recompute) == 2, head + per_layer, layer_p + head)
+
+
 def training_memory(s, counts, prec, state_elems):
     """Per-GPU memory terms (bytes) of a resolved training setup ``s`` (see ``simulator.training.engine``)."""
-    total_p, layer_p, _ = counts
+    total_p, layer_p, vocab_p = counts
     trainable = s.lora_p if s.lora_p is not None else total_p
     dp_shard = s.shard_ranks
     zero = np.asarray(s.zero)
     weights = (total_p * (prec.param_bytes + prec.extra_weight_bytes)) / np.where(zero >= 3, dp_shard, 1.0)
-    if prec.cast_weights:  # autocast's bf16 copies of the weights, alive from forward to backward
-        weights = weights + total_p * 2.0
+    if prec.cast_weights:
+        weights = weights + autocast_copy_elems(s, layer_p, vocab_p) * 2.0
     grads = trainable * prec.grad_bytes / np.where(zero >= 2, dp_shard, 1.0)
     optim = trainable * (prec.master_bytes + state_elems * prec.state_bytes) / np.where(zero >= 1, dp_shard, 1.0)
     host = 0.0 * optim

@@ -10,8 +10,8 @@
 ``mixed`` with AdamW is the ZeRO paper's 2 + 2 + 12 bytes per parameter (Rajbhandari et al. 2019,
 arXiv 1910.02054, §3.1); Megatron-LM keeps fp32 main gradients that the wgrad GEMMs accumulate into
 (``--accumulate-allreduce-grads-in-fp32``, the default of its distributed optimizer), 2 + 4 + 12.
-``amp`` is PyTorch automatic mixed precision (``torch.autocast``): fp32 parameters and optimizer, the
-autocast cache holding one bf16 copy of each weight for the forward and backward of a step, and each
+``amp`` is PyTorch automatic mixed precision (``torch.autocast``): fp32 parameters and optimizer, a bf16
+copy of each GEMM weight made at its use and kept for its backward (``simulator.training.memory``), each
 bf16 weight gradient cast back to fp32 (PyTorch docs, "Automatic Mixed Precision", autocast op
 reference). ``fp8`` follows NVIDIA Transformer Engine: GEMM inputs cast to fp8 with delayed scaling,
 bf16 weights with an fp8 copy, fp32 master weights and main gradients (Micikevicius et al. 2022,

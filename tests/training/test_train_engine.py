@@ -35,6 +35,17 @@ def test_precisions_store_what_they_say():
         train(model="llama-3.1-8b", gpu="a100-80gb-sxm", precision="fp8")
 
 
+def test_amp_keeps_autocast_copies_until_backward_unless_blocks_are_recomputed():
+    m = get_model("llama-3.1-8b")
+    head = m.vocab_size * m.hidden_size  # the LM head's matrix; the input embedding is a gather
+    layer = sum(lin.params for lin in m.attention_linears() + m.dense_mlp_linears())
+    r = {rc: train(model="llama-3.1-8b", gpu="h200-sxm", precision="amp", recompute=rc, seq_len=1024)
+         for rc in ("none", "selective", "full")}
+    assert r["none"].memory.weights_bytes == pytest.approx(4 * PSI_8B + 2 * (head + m.num_layers * layer))
+    assert r["selective"].memory.weights_bytes == r["none"].memory.weights_bytes
+    assert r["full"].memory.weights_bytes == pytest.approx(4 * PSI_8B + 2 * (head + layer))
+
+
 def test_megatron_hardware_flops_of_gpt3():
     # 96BsLh^2(1 + s/6h + V/16Lh) = 4.51e18 with full recompute; biases and norms add well under 0.1%
     r = train(model=GPT3_175B, gpu="a100-80gb-sxm", num_gpus=1536, tp=8, pp=8, global_batch=1536, seq_len=2048,
