@@ -1,5 +1,7 @@
-"""Training validation code on the CPU: the torch Llama-style decoder and its step runner on tiny shapes,
-the training-kind fits against the shipped profile, and the recorded H200 steps re-predicted."""
+"""Training validation code on the CPU: the fused kernels (under the Triton interpreter, which
+tests/validation/conftest.py turns on) against plain torch autograd, the torch Llama-style decoder and its
+step runner on tiny shapes, the training-kind fits against the shipped profile, and the recorded H200
+steps re-predicted."""
 
 import json
 from pathlib import Path
@@ -9,10 +11,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+pytest.importorskip("triton")
+
 from simulator.models import get_model  # noqa: E402
-from validation.training import steps  # noqa: E402
+from validation.training import fused, steps  # noqa: E402
 from validation.training.fit import TRAINING_KINDS, fit_training_kinds  # noqa: E402
-from validation.training.model import SwiGLU, from_spec  # noqa: E402
+from validation.training.kernels import model_param_shapes  # noqa: E402
+from validation.training.model import from_spec  # noqa: E402
 from validation.training.report import repredict, summary  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
@@ -26,28 +31,84 @@ def test_decoder_has_the_specs_parameters():
     assert sum(p.numel() for p in from_spec(spec).parameters()) == spec.total_params()
 
 
-def test_swiglu_gradient_and_checkpointing_keep_the_function():
-    g = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
-    u = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(SwiGLU.apply, (g, u))
+def test_optimizer_points_use_the_decoders_parameter_lists():
+    for name in ("llama-1.5b", "llama-3.1-8b"):
+        shapes = model_param_shapes(name)
+        assert sum(int(np.prod(s)) for s in shapes) == get_model(steps.MODELS[name]).total_params()
+
+
+def _grads(fn, inputs, dy):
+    leaves = [x.detach().clone().requires_grad_() for x in inputs]
+    out = fn(*leaves)
+    outs = out if isinstance(out, tuple) else (out,)
+    torch.autograd.backward(outs, dy)
+    return outs, [x.grad for x in leaves]
+
+
+def _rel(a, b):
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.skipif(not fused.triton_ok(torch.zeros(1)), reason="needs TRITON_INTERPRET=1 on the CPU")
+@pytest.mark.parametrize("x_dtype, w_dtype", [(torch.float32, torch.float32), (torch.bfloat16, torch.float32)])
+def test_fused_rmsnorm_forward_and_backward(x_dtype, w_dtype):
+    torch.manual_seed(3)
+    x = torch.randn(3, 5, 96).to(x_dtype)  # 96: a row shorter than its power-of-two block
+    w = (1.0 + 0.3 * torch.randn(96)).to(w_dtype)
+    dy = torch.randn(3, 5, 96).to(x_dtype)
+    (y,), (dx, dw) = _grads(lambda a, b: fused.RMSNormFn.apply(a, b, 1e-5), (x, w), (dy,))
+    (yr,), (dxr, dwr) = _grads(lambda a, b: fused.rmsnorm_ref(a.float(), b.float(), 1e-5), (x.float(), w.float()),
+                               (dy.float(),))
+    tol = 1e-5 if x_dtype == torch.float32 else 1e-2
+    assert y.dtype == x_dtype and dx.dtype == x_dtype and dw.dtype == w_dtype
+    assert _rel(y, yr) < tol and _rel(dx, dxr) < tol and _rel(dw, dwr) < tol
+
+
+@pytest.mark.skipif(not fused.triton_ok(torch.zeros(1)), reason="needs TRITON_INTERPRET=1 on the CPU")
+def test_fused_rotary_and_swiglu_match_autograd():
+    torch.manual_seed(4)
+    b, s, n_q, n_kv, d = 2, 6, 4, 2, 16
+    qkv = torch.randn(b, s, (n_q + 2 * n_kv) * d)
+    ang = torch.outer(torch.arange(s, dtype=torch.float32), torch.rand(d // 2))
+    cos, sin = ang.cos(), ang.sin()
+    dys = tuple(torch.randn(b, s, n, d) for n in (n_q, n_kv, n_kv))
+    outs, (dqkv,) = _grads(lambda t: fused.RotaryQKVFn.apply(t, cos, sin, n_q, n_kv, d), (qkv,), dys)
+    refs, (dref,) = _grads(lambda t: fused.rotary_ref(t, cos, sin, n_q, n_kv, d), (qkv,), dys)
+    for o, r in zip(outs, refs):
+        assert o.is_contiguous() and _rel(o, r) < 1e-6
+    assert _rel(dqkv, dref) < 1e-6
+    assert _rel(outs[0], fused._split_heads(qkv, n_q, n_kv, d)[0]) > 0.1  # Q is rotated, not copied
+    gu = torch.randn(3, 7, 2 * 40)
+    dy = torch.randn(3, 7, 40)
+    (y,), (dgu,) = _grads(fused.SwiGLUFn.apply, (gu,), (dy,))
+    (yr,), (dgr,) = _grads(fused.swiglu_ref, (gu,), (dy,))
+    assert _rel(y, yr) < 1e-6 and _rel(dgu, dgr) < 1e-6
+
+
+def test_fused_decoder_computes_the_reference_decoder_and_checkpointing_keeps_it():
     spec = get_model(TINY)
     torch.manual_seed(1)
-    plain = from_spec(spec)
-    ckpt = from_spec(spec, checkpoint_blocks=True)
-    ckpt.load_state_dict(plain.state_dict())
-    ids = torch.randint(0, 100, (2, 16))
-    a, b = plain(ids, ids), ckpt(ids, ids)
-    a.backward()
-    b.backward()
-    assert torch.allclose(a, b)
-    for p, q in zip(plain.parameters(), ckpt.parameters()):
-        assert torch.allclose(p.grad, q.grad, atol=1e-6)
+    ref = from_spec(spec, fused=False)
+    for p in ref.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    ids = torch.randint(0, 100, (2, 8))
+    expected = ref(ids, ids)
+    expected.backward()
+    for ckpt in (False, True):
+        model = from_spec(spec, checkpoint_blocks=ckpt)
+        model.load_state_dict(ref.state_dict())
+        loss = model(ids, ids)
+        loss.backward()
+        assert torch.allclose(loss, expected, rtol=1e-6)
+        for p, q in zip(model.parameters(), ref.parameters()):
+            assert _rel(p.grad, q.grad) < 1e-5
 
 
 @pytest.mark.parametrize("precision", ["bf16", "amp"])
 def test_step_runner_on_cpu(monkeypatch, precision):
     monkeypatch.setitem(steps.MODELS, "tiny", TINY)
-    case = steps.run_case("tiny", precision, "full", 2, 32, device="cpu", repeats=2, warmup=1)
+    case = steps.run_case("tiny", precision, "full", 1, 8, device="cpu", repeats=1, warmup=1)
     assert case["fits"] and case["step_time_s"] > 0 and np.isfinite(case["loss"])
     assert abs(case["loss"] - np.log(100)) < 1.0  # random weights: near uniform over the vocabulary
 
@@ -63,9 +124,35 @@ def test_fits_reproduce_the_shipped_training_kinds():
 
 
 def test_recorded_h200_steps_repredicted():
-    rows = repredict(RAW)
+    raw = json.loads(RAW.read_text())
+    rows = repredict(raw)
     s = summary(rows)
-    assert s["cases"] == len(json.loads(RAW.read_text())["steps"]) and s["fits_agree"] == s["cases"]
-    assert s["memory_err"]["median"] <= 0.10  # the target, met
-    # step time: eager PyTorch is slower than the fused-kernel device time roofsim prices (docs/validation.md)
-    assert -0.45 < s["time_err"]["bias"] < 0.0
+    assert s["cases"] == len(raw["steps"]) and s["fits_agree"] == s["cases"]
+    assert all(r["timing"] == "graph" for r in rows)  # every step was captured whole in a CUDA graph
+    # the targets of issue 12 (docs/validation.md has the table): median error at most 10% for each
+    assert s["time_err"]["median"] <= 0.10 and s["memory_err"]["median"] <= 0.10
+    # the eager steps of the same model are slower than the graph replays roofsim prices
+    assert all(r["eager_s"] >= 0.98 * r["measured_s"] for r in rows)
+
+
+def test_h100_training_kinds_are_the_h200s_carried_and_labelled(tmp_path):
+    import math
+
+    from hwmodels import get_accelerator, load_profile
+    from validation.training.fit import transfer_training_kinds
+
+    profiles = ROOT / "hwmodels" / "profiles"
+    shipped = json.loads((profiles / "h100-sxm.json").read_text())
+    again = transfer_training_kinds(profiles / "h200-sxm.json", profiles / "h100-sxm.json", out=tmp_path / "h100.json")
+    h200 = json.loads((profiles / "h200-sxm.json").read_text())
+    shift = math.log10(get_accelerator("h100-sxm").hbm_bandwidth_bytes_per_s
+                       / get_accelerator("h200-sxm").hbm_bandwidth_bytes_per_s)
+    assert shipped["measurements"]["training_kernels"]["transferred_from"] == "h200-sxm"
+    for kind in TRAINING_KINDS:
+        eff, src = shipped["kinds"][kind], h200["kinds"][kind]
+        assert eff == again["kinds"][kind]  # the shipped kinds are exactly the transfer of the shipped H200's
+        assert eff["basis"].startswith("transferred from h200-sxm, not measured on h100-sxm")
+        assert eff["compute"] == src["compute"]  # 132 SMs on both
+        assert eff["memory"]["efficiency"] == src["memory"]["efficiency"]
+        assert eff["memory"]["log10_size"] == pytest.approx([x + shift for x in src["memory"]["log10_size"]], abs=1e-4)
+        assert load_profile("h100-sxm").has_kind(kind)

@@ -2,7 +2,10 @@
 
 ``repredict(raw)`` takes the ``steps`` of a ``validation.training.run`` file (each a model, precision,
 recompute, micro-batch and sequence length with its measured median step time and
-``torch.cuda.max_memory_allocated`` peak) and predicts each on the recorded GPU with the given profile;
+``torch.cuda.max_memory_allocated`` peak) and predicts each on the recorded GPU with the given profile.
+The measured time is the CUDA-graph replay of the whole step (``graph_step_time_s``: the fused step
+without host launch gaps, what roofsim prices), or the eager step where no graph was captured (older
+files, or a graph that did not fit next to the eager step's memory; the row says which);
 ``summary`` gives the median and p90 of |predicted / measured - 1| for time and peak memory; ``markdown``
 the table for docs/validation.md.
 """
@@ -32,10 +35,13 @@ def repredict(raw: dict[str, Any] | str | Path, calibration: str = "auto") -> li
     for case in raw["steps"]:
         r = predict_case(case, gpu, calibration)
         row = {k: case[k] for k in ("model", "precision", "recompute", "micro_batch", "seq_len")}
-        row.update(measured_s=case.get("step_time_s"), predicted_s=r.step_time_s, measured_bytes=case.get("peak_bytes"),
+        graph = case.get("graph_step_time_s")
+        measured = graph or case.get("step_time_s")
+        row.update(measured_s=measured, timing="graph" if graph else "eager", eager_s=case.get("step_time_s"),
+                   predicted_s=r.step_time_s, measured_bytes=case.get("peak_bytes"),
                    predicted_bytes=r.memory.total_bytes, measured_fits=case["fits"], predicted_fits=r.memory.fits)
-        if case.get("step_time_s"):
-            row["time_err"] = r.step_time_s / case["step_time_s"] - 1.0
+        if measured:
+            row["time_err"] = r.step_time_s / measured - 1.0
             row["memory_err"] = r.memory.total_bytes / case["peak_bytes"] - 1.0
         rows.append(row)
     return rows
@@ -52,14 +58,16 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | precision | recompute | micro-batch | seq | measured ms | predicted ms | time err | "
-             "measured GB | predicted GB | memory err |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | precision | recompute | micro-batch | seq | eager ms | measured ms | predicted ms | time err | "
+             "measured GB | predicted GB | memory err |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "time_err" not in r:
             lines.append(f"| {r['model']} | {r['precision']} | {r['recompute']} | {r['micro_batch']} | {r['seq_len']} "
-                         f"| out of memory | fits: {r['predicted_fits']} | | | | |")
+                         f"| | out of memory | fits: {r['predicted_fits']} | | | | |")
             continue
+        how = "" if r["timing"] == "graph" else " (eager)"
         lines.append(f"| {r['model']} | {r['precision']} | {r['recompute']} | {r['micro_batch']} | {r['seq_len']} | "
-                     f"{r['measured_s'] * 1e3:.1f} | {r['predicted_s'] * 1e3:.1f} | {r['time_err']:+.1%} | "
+                     f"{r['eager_s'] * 1e3:.1f} | {r['measured_s'] * 1e3:.1f}{how} | {r['predicted_s'] * 1e3:.1f} | "
+                     f"{r['time_err']:+.1%} | "
                      f"{r['measured_bytes'] / 1e9:.1f} | {r['predicted_bytes'] / 1e9:.1f} | {r['memory_err']:+.1%} |")
     return "\n".join(lines)

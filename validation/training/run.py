@@ -1,5 +1,6 @@
 """Measure everything training validation needs in one GPU session: ``python -m validation.training.run
---out DIR`` writes ``training_raw.json`` (environment, kernel points, step cases)."""
+--out DIR`` writes ``training_raw.json`` (environment, step cases, kernel points), rewritten after each
+step case and after the kernels, so a run cut short keeps what it measured."""
 
 from __future__ import annotations
 
@@ -22,13 +23,16 @@ def main(argv=None) -> int:
     out = {"environment": environment(), "kernels": [], "steps": []}
     path = Path(args.out) / "training_raw.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():
+        out["run_time_s"] = time.time() - t0
+        path.write_text(json.dumps(out, indent=1))
+
+    if not args.skip_steps:
+        steps.run(log=lambda line: print(line, flush=True), results=out["steps"], save=save)
     if not args.skip_kernels:
         out["kernels"] = kernels.run()
-        path.write_text(json.dumps(out, indent=1))
-    if not args.skip_steps:
-        out["steps"] = steps.run()
-    out["run_time_s"] = time.time() - t0
-    path.write_text(json.dumps(out, indent=1))
+    save()
     print(f"wrote {path} in {out['run_time_s']:.0f} s")
     return 0
 

@@ -1,18 +1,25 @@
 """Time real training steps of the Llama-style decoder (``validation.training.model``) on one GPU.
 
 A step is ``zero_grad(set_to_none=True)``, forward with the fp32 loss, backward and a fused AdamW step
-(``torch.optim.AdamW(fused=True)``). ``bf16``: parameters, gradients and AdamW states in bf16. ``amp``:
-fp32 parameters and states, forward and backward under ``torch.autocast(dtype=bfloat16)``. Two warm-up
-steps create the optimizer states and autotune; the median of ``repeats`` steps timed with CUDA events
-is the step time, and ``torch.cuda.max_memory_allocated`` over the timed steps the peak memory. A case
-that does not fit is recorded as out of memory.
+(``torch.optim.AdamW(fused=True, capturable=True)``). ``bf16``: parameters, gradients and AdamW states in
+bf16. ``amp``: fp32 parameters and states, forward and backward under ``torch.autocast(dtype=bfloat16)``.
 
-Two more views of the same step separate the device's work from the framework's: one step under
-``torch.profiler`` gives the GPU time of each kernel class (GEMMs, attention, AdamW, everything else) and
-the busy time (the union of kernel intervals; the rest of the step is the GPU waiting for Python and
-the dispatcher), and, with ``capture=True``, the whole step captured in a CUDA graph and replayed gives
-the step without launch gaps (``graph_step_time_s``; the optimizer is then capturable and autocast's
-weight cache is off inside the graph, as PyTorch requires).
+Each case is timed two ways, in one process:
+
+* **graph** (the step roofsim is compared with): the whole step captured in one CUDA graph and replayed,
+  as an efficient engine runs it (PyTorch's whole-network capture: warm-up on a side stream, then
+  forward, backward and the capturable optimizer captured; autocast's weight cache is off inside the
+  graph, as PyTorch requires). The median of ``graph_repeats`` replays timed with CUDA events is
+  ``graph_step_time_s``; one replay under ``torch.profiler`` gives its GPU time per kernel class.
+* **eager**: two warm-up steps create the optimizer states and autotune; the median of ``repeats`` steps
+  timed with CUDA events is ``step_time_s``, and ``torch.cuda.max_memory_allocated`` over those steps the
+  peak memory (``peak_bytes``, the number the memory model is compared with). One eager step under
+  ``torch.profiler`` gives the GPU time of each kernel class (GEMMs, attention, AdamW, everything else)
+  and the busy time (the union of kernel intervals; the rest of the eager step is the GPU waiting for
+  Python and the dispatcher), and ``optimizer_step_s`` times ``opt.step()`` alone inside the model.
+
+A case that does not fit is recorded as out of memory; a graph that cannot be captured or does not fit
+next to the eager step's memory is recorded with its error, and the eager time stands for that case.
 """
 
 from __future__ import annotations
@@ -44,11 +51,26 @@ CASES = [  # (model, precision, recompute, micro_batch, seq_len)
 ]
 
 
+def _event_times(fn, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e-3)
+    return times
+
+
 def run_case(model_name: str, precision: str, recompute: str, micro_batch: int, seq_len: int, *,
-             device="cuda", repeats: int = 4, warmup: int = 2, capture: bool = False) -> dict[str, Any]:
+             device="cuda", repeats: int = 4, warmup: int = 2, capture: bool | None = None,
+             graph_repeats: int = 6) -> dict[str, Any]:
     spec = get_model(MODELS[model_name])
     case = {"model": model_name, "spec": MODELS[model_name], "precision": precision, "recompute": recompute,
             "micro_batch": micro_batch, "seq_len": seq_len}
+    cuda = device == "cuda"
+    capture = cuda if capture is None else capture
     torch.manual_seed(0)
     model = opt = None
     try:
@@ -58,8 +80,7 @@ def run_case(model_name: str, precision: str, recompute: str, micro_batch: int, 
         model = model.to_empty(device=device).to(dtype)
         for p in model.parameters():
             torch.nn.init.normal_(p, std=0.02) if p.dim() > 1 else torch.nn.init.ones_(p)
-        cuda = device == "cuda"
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda, capturable=cuda and capture)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda, capturable=cuda)
         ids = torch.randint(0, spec.vocab_size, (micro_batch, seq_len), device=device)
         labels = torch.randint(0, spec.vocab_size, (micro_batch, seq_len), device=device)
         autocast = (torch.autocast(device_type="cuda" if device == "cuda" else "cpu", dtype=torch.bfloat16)
@@ -75,37 +96,37 @@ def run_case(model_name: str, precision: str, recompute: str, micro_batch: int, 
 
         for _ in range(warmup):
             loss = step()
-        if device == "cuda":
+        if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        times = []
-        for _ in range(repeats):
-            if device == "cuda":
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                loss = step()
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end) * 1e-3)
-            else:
+            losses = []
+            times = _event_times(lambda: losses.append(step()), repeats)
+            loss = losses[-1]
+            del losses
+        else:
+            times = []
+            for _ in range(repeats):
                 t0 = time.perf_counter()
                 loss = step()
                 times.append(time.perf_counter() - t0)
         finite = bool(torch.isfinite(loss))
         case.update(step_time_s=statistics.median(times), step_times_s=times, loss=float(loss.detach()), fits=True,
-                    peak_bytes=float(torch.cuda.max_memory_allocated()) if device == "cuda" else None)
+                    peak_bytes=float(torch.cuda.max_memory_allocated()) if cuda else None)
         if not finite:
             case["error"] = "non-finite loss"
         del loss  # the last step's autograd graph holds AccumulateGrad nodes of the default stream
         if cuda:
             case["kernels"] = profile_step(step)
-            if capture:
-                case.update(graph_time(model, opt, ids, labels, precision, repeats))
+            case["optimizer_step_s"] = statistics.median(_event_times(opt.step, 3))
+        if capture:
+            case.update(graph_time(model, opt, ids, labels, precision, graph_repeats))
     except torch.OutOfMemoryError:
         case.update(fits=False, step_time_s=None, peak_bytes=None)
     finally:
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
         del model, opt
-        if device == "cuda":
+        if cuda:
             torch.cuda.empty_cache()
     return case
 
@@ -116,6 +137,8 @@ def _category(name: str) -> str:
         return "attention"
     if "adam" in low:
         return "optimizer"
+    if any(k in low for k in ("rmsnorm", "rotary", "swiglu")):
+        return "fused"  # validation.training.fused's element-wise kernels
     if any(k in low for k in ("gemm", "nvjet", "cutlass", "xmma", "cublas", "sm90_", "sm80_")):
         return "gemm"
     return "other"
@@ -153,7 +176,8 @@ def profile_step(step) -> dict[str, Any]:
 
 
 def graph_time(model, opt, ids, labels, precision: str, repeats: int) -> dict[str, Any]:
-    """Median replay time of the whole step captured as one CUDA graph (PyTorch's whole-network capture)."""
+    """Median replay time of the whole step captured as one CUDA graph (PyTorch's whole-network capture),
+    the peak memory while capturing and replaying, and one replay's kernel classes."""
     autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16, cache_enabled=False)
                 if precision == "amp" else contextlib.nullcontext())
 
@@ -162,9 +186,14 @@ def graph_time(model, opt, ids, labels, precision: str, repeats: int) -> dict[st
             loss = model(ids, labels)
         loss.backward()
         opt.step()
-        return loss
+        return loss.detach()
 
+    graph = None
     try:
+        opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -173,35 +202,46 @@ def graph_time(model, opt, ids, labels, precision: str, repeats: int) -> dict[st
                 body()
         torch.cuda.current_stream().wait_stream(side)
         torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        graph = torch.cuda.CUDAGraph()
         opt.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()  # the warm-up's cached blocks, which the graph's private pool cannot reuse
+        graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            body()
+            static_loss = body()
         graph.replay()
-        times = []
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            graph.replay()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) * 1e-3)
-        del graph
-        return {"graph_step_time_s": statistics.median(times), "graph_step_times_s": times}
+        times = _event_times(graph.replay, repeats)
+        out = {"graph_step_time_s": statistics.median(times), "graph_step_times_s": times,
+               "graph_loss": float(static_loss), "graph_peak_bytes": float(torch.cuda.max_memory_allocated())}
+        if not torch.isfinite(static_loss):
+            out["graph_error"] = "non-finite loss"
+        try:
+            out["graph_kernels"] = profile_step(graph.replay)
+        except Exception as exc:  # noqa: BLE001 - the profiler's view is a diagnostic, the timing stands
+            out["graph_kernels"] = {"error": f"{exc.__class__.__name__}: {str(exc)[:200]}"}
+        return out
     except Exception as exc:  # noqa: BLE001 - not capturable or out of memory: recorded, not fatal
         torch.cuda.synchronize()
-        return {"graph_step_time_s": None, "graph_error": f"{exc.__class__.__name__}: {str(exc)[:200]}"}
+        return {"graph_step_time_s": None, "graph_error": f"{exc.__class__.__name__}: {str(exc)[:600]}"}
+    finally:
+        del graph
+        opt.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
 
 
-def run(cases=CASES, log=print, **kw) -> list[dict[str, Any]]:
-    out = []
+def run(cases=CASES, log=print, results: list | None = None, save=None, **kw) -> list[dict[str, Any]]:
+    """Run ``cases``, appending each result to ``results`` (a new list by default) and calling ``save()``
+    after each."""
+    out = [] if results is None else results
     for c in cases:
         t0 = time.time()
         r = run_case(*c, **kw)
         out.append(r)
+        if save is not None:
+            save()
         k = r.get("kernels", {})
-        log(f"{c} -> eager {r.get('step_time_s')} s, graph {r.get('graph_step_time_s')} s, busy {k.get('busy_s')} s, "
-            f"{ {n: round(v, 4) for n, v in k.get('by_class_s', {}).items()} }, peak {r.get('peak_bytes')} B "
-            f"({time.time() - t0:.1f} s) {r.get('graph_error', '')}")
+        g = r.get("graph_kernels", {})
+        log(f"{c} -> eager {r.get('step_time_s')} s (busy {k.get('busy_s')} s, "
+            f"{ {n: round(v, 4) for n, v in k.get('by_class_s', {}).items()} }, adamw {r.get('optimizer_step_s')} s), "
+            f"graph {r.get('graph_step_time_s')} s ({ {n: round(v, 4) for n, v in g.get('by_class_s', {}).items()} }), "
+            f"peak {r.get('peak_bytes')} B, graph peak {r.get('graph_peak_bytes')} B ({time.time() - t0:.1f} s) "
+            f"{r.get('graph_error', '')}")
     return out
