@@ -40,7 +40,8 @@ Efficiencies: ``intra_efficiency`` (the profile's measured curve of this collect
 bytes of the stage on the scale-up link) and ``net_protocols`` (the network's own model: per protocol
 the ring-step and tree-level latency and the share of the NIC's bandwidth, ``protocol_terms`` of a
 ``hwmodels.Link``;
-the fastest protocol is taken, as NCCL's tuner does). ``CollectiveCost.wire_s`` is at the links' peaks
+the fastest protocol is taken, as NCCL's tuner does; a network step costs at least a scale-up step,
+whose bytes it also moves). ``CollectiveCost.wire_s`` is at the links' peaks
 (the floor), ``achieved_wire_s`` with these efficiencies. Every function broadcasts over numpy arrays
 of message sizes and group shapes.
 """
@@ -162,19 +163,26 @@ class CollectiveCost:
 class _Links:
     """The two levels a collective runs on: scale-up (bandwidth, per-step latency, efficiency curve) and
     one network protocol (bandwidth, ring-step and tree-level latency, share of the bandwidth, the
-    host's overhead per network message)."""
+    host's overhead per network message), and the launch overhead of one collective call."""
 
-    __slots__ = ("b_intra", "a_intra", "curve", "b_net", "a_ring", "a_tree", "e_net", "post_s")
+    __slots__ = ("b_intra", "a_intra", "curve", "b_net", "a_ring", "a_tree", "e_net", "post_s", "launch_s")
 
-    def __init__(self, b_intra, a_intra, curve, b_net, a_ring, a_tree, e_net, post_s):
+    def __init__(self, b_intra, a_intra, curve, b_net, a_ring, a_tree, e_net, post_s, launch_s):
         self.b_intra, self.a_intra, self.curve, self.b_net = b_intra, a_intra, curve, b_net
-        self.a_ring, self.a_tree, self.e_net, self.post_s = a_ring, a_tree, e_net, post_s
+        self.a_ring, self.a_tree, self.e_net, self.post_s, self.launch_s = a_ring, a_tree, e_net, post_s, launch_s
 
     def e_intra(self, nbytes):
         """The scale-up curve at ``nbytes`` (``Curve``-like: ``at`` for a float, a call for arrays)."""
         if self.curve is None:
             return 1.0
         return self.curve.at(nbytes) if type(nbytes) is float else self.curve(nbytes)
+
+    def net_bw(self, nbytes):
+        """Achieved bandwidth of a network stage moving ``nbytes``: the protocol's share of the NIC, and never
+        more than the scale-up link reaches on the same bytes (the same kernels read and write them)."""
+        if self.curve is None:
+            return _minimum(self.b_net * self.e_net, self.b_intra)
+        return _minimum(self.b_net * self.e_net, self.b_intra * self.e_intra(nbytes))
 
 
 def _ring(collective, s, n, g, m, L: _Links):
@@ -185,12 +193,12 @@ def _ring(collective, s, n, g, m, L: _Links):
         intra = s * (g - 1.0) / n
         net = s * (n - g) / n
         wire = _maximum(intra / L.b_intra, _where(spans, net / L.b_net, 0.0))
-        achieved = _maximum(intra / (L.b_intra * L.e_intra(intra)), _where(spans, net / (L.b_net * L.e_net), 0.0))
+        achieved = _maximum(intra / (L.b_intra * L.e_intra(intra)), _where(spans, net / L.net_bw(net), 0.0))
         latency = (g - 1.0) * L.a_intra + (m - 1.0) * L.a_ring + (n - g) * L.post_s
         return traffic, latency, wire, achieved
     if collective == "send_recv":  # between two ranks; across nodes when the group spans them
         bw = _where(spans, L.b_net, L.b_intra)
-        bw_achieved = _where(spans, L.b_net * L.e_net, L.b_intra * L.e_intra(traffic))
+        bw_achieved = _where(spans, L.net_bw(traffic), L.b_intra * L.e_intra(traffic))
         return traffic, steps * _where(spans, L.a_ring, L.a_intra), traffic / bw, traffic / bw_achieved
     inter_steps = _where(spans, (2.0 if collective == "all_reduce" else 1.0) * (m - 1.0), 0.0)
     bw = _where(spans, _minimum(L.b_intra, g * L.b_net), L.b_intra)
@@ -210,7 +218,7 @@ def _tree(collective, s, n, g, m, L: _Links):
     if collective == "all_to_all":  # log2(n) rounds, each sending half the buffer
         traffic = s / 2.0 * (lg + lm)
         wire = s / 2.0 * (lg / L.b_intra + _where(spans, lm / L.b_net, 0.0))
-        achieved = s / 2.0 * (lg / (L.b_intra * L.e_intra(s / 2.0 * lg)) + _where(spans, lm / (L.b_net * L.e_net), 0.0))
+        achieved = s / 2.0 * (lg / (L.b_intra * L.e_intra(s / 2.0 * lg)) + _where(spans, lm / L.net_bw(s / 2.0 * lm), 0.0))
         return traffic, latency, wire, achieved
     if collective == "send_recv":
         return _ring(collective, s, n, g, m, L)
@@ -229,7 +237,7 @@ def _hierarchical(collective, s, n, g, m, L: _Links):
         net = s * (n - g) / n
         intra = s * (g - 1.0) / _maximum(g, 1.0)
         wire = _maximum(intra / L.b_intra, net / L.b_net)
-        achieved = _maximum(intra / (L.b_intra * L.e_intra(intra)), net / (L.b_net * L.e_net))
+        achieved = _maximum(intra / (L.b_intra * L.e_intra(intra)), net / L.net_bw(net))
         latency = (g - 1.0) * L.a_intra + (m - 1.0) * (L.a_ring + L.post_s)
         return intra + net, latency, wire, achieved
     if collective not in ("all_reduce", "all_gather", "reduce_scatter"):
@@ -239,9 +247,11 @@ def _hierarchical(collective, s, n, g, m, L: _Links):
     t_out, k_out = _traffic(collective, s / g, m)  # between nodes, over 1/g of it
     levels_in = 2.0 if collective == "all_reduce" else 1.0
     traffic = levels_in * t_in + t_out
-    latency = levels_in * k_in * L.a_intra + k_out * L.a_ring
+    # three collectives (reduce-scatter, all-reduce, all-gather) or two, each launched: the first launch
+    # is the collective's own overhead, the others are paid here
+    latency = levels_in * k_in * L.a_intra + k_out * L.a_ring + levels_in * L.launch_s
     wire = levels_in * t_in / L.b_intra + t_out / L.b_net
-    achieved = levels_in * t_in / (L.b_intra * L.e_intra(levels_in * t_in)) + t_out / (L.b_net * L.e_net)
+    achieved = levels_in * t_in / (L.b_intra * L.e_intra(levels_in * t_in)) + t_out / L.net_bw(t_out)
     return traffic, latency, wire, achieved
 
 
@@ -256,7 +266,8 @@ def protocol_terms(link) -> tuple[tuple[float, float, float], ...]:
 
 def collective_cost(collective: str, message_bytes, num_ranks, ranks_per_node, intra_bandwidth_bytes_per_s,
                     intra_latency_s, net_bandwidth_bytes_per_s, net_latency_s, algorithm: str = AUTO,
-                    intra_efficiency=None, net_protocols=(), net_message_overhead_s: float = 0.0) -> CollectiveCost:
+                    intra_efficiency=None, net_protocols=(), net_message_overhead_s: float = 0.0,
+                    launch_overhead_s: float = 0.0) -> CollectiveCost:
     """Per-GPU cost of one collective over ``num_ranks`` GPUs placed ``ranks_per_node`` per node.
 
     Within one node (ranks_per_node = num_ranks) every algorithm is a ring on the scale-up link, and
@@ -264,8 +275,10 @@ def collective_cost(collective: str, message_bytes, num_ranks, ranks_per_node, i
     ``intra_efficiency``: efficiency curve of the scale-up stages over their per-GPU bytes (None: the
     peak). ``net_protocols``: the network's protocols as (ring-step latency, tree-level latency, share of
     the NIC's bandwidth) (``protocol_terms(link)``; empty: one protocol at ``net_latency_s`` and line
-    rate); the fastest combination of algorithm and protocol is taken. ``net_message_overhead_s``: the host's cost of posting one network
-    message (all-to-all pays it per remote peer)."""
+    rate); the fastest combination of algorithm and protocol is taken. ``net_message_overhead_s``: the
+    host's cost of posting one network message (all-to-all pays it per remote peer).
+    ``launch_overhead_s``: the launch cost of one collective call, which the hierarchical all-reduce
+    (three calls) and all-gather / reduce-scatter (two) pay for each call beyond the first."""
     if collective == "p2p":
         collective = "send_recv"
     if collective not in COLLECTIVES:
@@ -289,8 +302,10 @@ def collective_cost(collective: str, message_bytes, num_ranks, ranks_per_node, i
     algos = range(len(ALGORITHMS)) if algorithm == AUTO else (ALGORITHMS.index(algorithm),)
     options = []  # (algorithm, protocol, (traffic, latency, wire, achieved))
     for p, (a_ring, a_tree, e_net) in enumerate(protocols):
+        # a network step is never cheaper than a scale-up step: its bytes cross the node's fabric too
         links = _Links(intra_bandwidth_bytes_per_s, intra_latency_s, intra_efficiency, net_bandwidth_bytes_per_s,
-                       a_ring, a_tree, e_net, net_message_overhead_s)
+                       max(a_ring, intra_latency_s), max(a_tree, intra_latency_s), e_net, net_message_overhead_s,
+                       launch_overhead_s)
         options += [(a, p, _BUILDERS[a](collective, s, n, g, m, links)) for a in algos]
     if scalar:
         best = min(options, key=lambda o: o[2][1] + o[2][3])

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PrivateAttr, ValidationError, model_validator
 
 from hwmodels.errors import InputError, unknown_name, validated
 from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
@@ -195,8 +195,11 @@ def _collective_curves(measurements: dict[str, Any]) -> dict[str, dict[int, Kind
                 raise ValueError(f"measurements.collectives.groups.{name}: group size {size!r} is not a count")
             try:
                 out.setdefault(name, {})[int(size)] = KindEfficiency.model_validate(entry["efficiency"])
-            except ValueError as exc:
-                raise ValueError(f"measurements.collectives.groups.{name}.{size}.efficiency: {exc}") from None
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(x) for x in first["loc"])
+                raise ValueError(f"measurements.collectives.groups.{name}.{size}.efficiency"
+                                 f"{'.' + where if where else ''}: {first['msg']}") from None
     return out
 
 

@@ -62,7 +62,7 @@ def _priced(profile, collective, message_bytes, size, per_node, intra, inter, al
     cost = collective_cost(collective, message_bytes, size, per_node, intra.bandwidth_bytes_per_s, intra.latency_s,
                            inter.bandwidth_bytes_per_s, inter.latency_s, algorithm, intra_efficiency=curve,
                            net_protocols=() if one_node else protocol_terms(inter),
-                           net_message_overhead_s=inter.message_overhead_s)
+                           net_message_overhead_s=inter.message_overhead_s, launch_overhead_s=eff.overhead_s)
     return cost, eff.overhead_s
 
 

@@ -138,9 +138,12 @@ def test_curves_fall_back_to_the_nearest_group_then_to_all_reduce_then_the_kind(
     assert prof.collective_efficiency("p2p", 2) == prof.collective_efficiency("send_recv", 2)
     plain = load_profile("h100-sxm")
     assert plain.collective_efficiency("all_to_all", 8) == plain.kinds["collective"]
-    with pytest.raises(InputError) as info:
-        _with_groups({"all_gather": {"two": ag}})
-    assert info.value.field == "calibration" and "\n" not in str(info.value)
+    bad_curve = {**ag, "efficiency": {**ag["efficiency"], "memory": {"log10_size": [3.0, 9.0], "efficiency": [0.5, 2.0]}}}
+    for groups in ({"all_gather": {"two": ag}}, {"allgather": {"2": ag}}, {"all_gather": {"2": bad_curve}}):
+        with pytest.raises(InputError) as info:
+            _with_groups(groups)
+        assert info.value.field == "calibration" and "\n" not in str(info.value)
+        assert "measurements.collectives.groups" in str(info.value)
 
 
 def test_a_different_all_to_all_curve_changes_only_the_all_to_all_rows():
@@ -235,3 +238,22 @@ def test_one_node_never_slower_than_two_and_bandwidth_never_hurts(coll, s, n, mo
     assert inside <= spread * (1 + 1e-12)
     faster = collective_cost(coll, s, n, n // 2, NV * more, NV_A, IB * more, IB_A).time_s
     assert faster <= spread * (1 + 1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kinds, sizes, st.sampled_from([2, 4, 8, 16]), st.floats(1.0, 10.0), st.sampled_from([*ALGORITHMS, "auto"]))
+def test_with_measured_curves_and_network_protocols_the_invariants_hold(coll, s, n, more, algo):
+    """The same invariants with the H200 curve on NVLink and NDR's protocol model on the network."""
+    eff = H200.collective_efficiency(coll, n)
+
+    def cost(per_node, bw_scale=1.0):
+        return collective_cost(coll, s, n, per_node, NV * bw_scale, NV_A, IB * bw_scale, IB_A, algo,
+                               intra_efficiency=eff.memory, net_protocols=protocol_terms(NDR),
+                               net_message_overhead_s=NDR.message_overhead_s, launch_overhead_s=eff.overhead_s)
+
+    inside, spread = cost(n), cost(n // 2)
+    assert spread.achieved_time_s >= spread.time_s * (1 - 1e-12)  # efficiencies never beat the peaks
+    assert spread.achieved_time_s >= spread.traffic_bytes / NV * (1 - 1e-12)
+    if algo == "auto":
+        assert inside.achieved_time_s <= spread.achieved_time_s * (1 + 1e-12)
+    assert cost(n // 2, more).achieved_time_s <= spread.achieved_time_s * (1 + 1e-12)
