@@ -26,7 +26,10 @@ class OpCost:
 
     ``kind`` selects the profile's efficiencies. Kernels set ``flops`` and ``hbm_bytes``; transfers
     set ``link_bytes`` and ``link_latency_s`` (the alpha terms of one launch, already multiplied by
-    the number of algorithm steps) and ``link_bandwidth_bytes_per_s``.
+    the number of algorithm steps) and ``link_bandwidth_bytes_per_s``. A transfer whose cost model has
+    already applied its efficiencies (a collective over the links it spans, ``simulator.parallel.comm``)
+    sets ``link_efficiency`` (the fraction of ``link_bandwidth_bytes_per_s`` it reaches) and
+    ``link_overhead_s`` (per launch) in place of the profile's curve and overhead for ``kind``.
     """
 
     name: str
@@ -39,6 +42,8 @@ class OpCost:
     link_bandwidth_bytes_per_s: float = 0.0
     peak_flops_per_s: np.ndarray | float = 0.0
     hbm_bandwidth_bytes_per_s: float = 0.0
+    link_efficiency: np.ndarray | float | None = None
+    link_overhead_s: np.ndarray | float | None = None
     notes: str = field(default="", compare=False)
 
     @property
@@ -70,20 +75,22 @@ def price(op: OpCost, profile: Profile) -> OpTime:
     A point (every size a scalar) is priced with Python floats (fields are floats, ``bound`` an int):
     the same formulas without numpy's per-call cost, which dominates on scalars."""
     eff = profile.kind(op.kind)
+    scalar_link = op.link_efficiency is None or (_is_scalar(op.link_efficiency) and _is_scalar(op.link_overhead_s))
     if (type(op.flops) is float and type(op.hbm_bytes) is float and type(op.link_bytes) is float
             and type(op.peak_flops_per_s) is float and type(op.count) in (int, float)
-            and type(op.link_latency_s) is float and type(op.hbm_bandwidth_bytes_per_s) is float):
+            and type(op.link_latency_s) is float and type(op.hbm_bandwidth_bytes_per_s) is float and scalar_link):
         return _price_point(op, eff)
     if (_is_scalar(op.flops) and _is_scalar(op.hbm_bytes) and _is_scalar(op.link_bytes)
             and _is_scalar(op.link_latency_s) and _is_scalar(op.peak_flops_per_s) and _is_scalar(op.count)
-            and _is_scalar(op.hbm_bandwidth_bytes_per_s)):
+            and _is_scalar(op.hbm_bandwidth_bytes_per_s) and scalar_link):
         return _price_point(op, eff)
     zero = np.zeros_like(np.asarray(op.flops, dtype=float) + np.asarray(op.hbm_bytes, dtype=float)
                          + np.asarray(op.link_bytes, dtype=float))
-    overhead = zero + op.count * eff.overhead_s
+    overhead = zero + op.count * (eff.overhead_s if op.link_overhead_s is None else op.link_overhead_s)
     if op.is_transfer:
         link_bytes = np.asarray(op.link_bytes, dtype=float)
-        bw = op.link_bandwidth_bytes_per_s * eff.memory(link_bytes)
+        bw = op.link_bandwidth_bytes_per_s * (eff.memory(link_bytes) if op.link_efficiency is None
+                                              else op.link_efficiency)
         link = op.count * (op.link_latency_s + np.where(link_bytes > 0, link_bytes / bw, 0.0)) + zero
         link = np.where(link_bytes > 0, link, 0.0)
         overhead = np.where(link_bytes > 0, overhead, 0.0)
@@ -110,12 +117,13 @@ def _efficiency(curve, size):
 def _price_point(op: OpCost, eff) -> OpTime:
     """``price`` of one point, in floats (same formulas as the array path)."""
     count = float(op.count)
-    overhead = count * eff.overhead_s
+    overhead = count * (eff.overhead_s if op.link_overhead_s is None else float(op.link_overhead_s))
     if op.is_transfer:
         link_bytes = float(op.link_bytes)
         if link_bytes <= 0.0:
             return OpTime(op.name, 0.0, 0.0, 0.0, 0.0, 0.0, COMMUNICATION)
-        bw = op.link_bandwidth_bytes_per_s * eff.memory.at(link_bytes)
+        bw = op.link_bandwidth_bytes_per_s * (eff.memory.at(link_bytes) if op.link_efficiency is None
+                                              else float(op.link_efficiency))
         link = count * (float(op.link_latency_s) + link_bytes / bw)
         return OpTime(op.name, 0.0, 0.0, link, overhead, link + overhead, COMMUNICATION)
     flops, hbm = float(op.flops), float(op.hbm_bytes)

@@ -18,12 +18,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LinkProtocol(_Strict):
+    """One way of moving a collective's bytes over a link (NCCL's LL, LL128, Simple): the latency of one
+    ring step and of one tree level, and the fraction of the link's bandwidth it reaches."""
+
+    name: str
+    ring_step_latency_s: float = Field(ge=0.0)
+    tree_step_latency_s: float = Field(ge=0.0)
+    efficiency: float = Field(gt=0.0, le=1.0, description="fraction of the link's bandwidth reached")
+
+
 class Link(_Strict):
-    """A point-to-point or switched link. Bandwidth is per direction, per device."""
+    """A point-to-point or switched link. Bandwidth is per direction, per device. ``protocols``: how
+    collectives move over it, when the link's own data says so (a scale-out network); without them a
+    collective's efficiency on the link comes from the calibration profile."""
 
     name: str
     bandwidth_bytes_per_s: PositiveFloat = Field(description="unidirectional bandwidth per device")
     latency_s: float = Field(ge=0.0, description="per-message latency (alpha of the alpha-beta model)")
+    protocols: tuple[LinkProtocol, ...] = ()
+    message_overhead_s: float = Field(0.0, ge=0.0, description="host cost of posting one message on the link")
     sources: dict[str, str] = Field(default_factory=dict)
 
 
@@ -117,11 +131,29 @@ class Node(_Strict):
     sources: dict[str, str] = Field(default_factory=dict)
 
 
+class NetworkProtocol(_Strict):
+    """A collective protocol over the network as NCCL's tuner models it (``src/graph/tuning.cc``): the
+    latency of one ring step and one tree level between nodes (``hwLat[NET]``) and the share of the
+    NIC's achieved bandwidth it moves (``busBw`` x 0.5 for LL, x 0.92 for LL128, x 1 for Simple)."""
+
+    name: str
+    ring_step_latency_s: float = Field(ge=0.0)
+    tree_step_latency_s: float = Field(ge=0.0)
+    bandwidth_fraction: float = Field(gt=0.0, le=1.0)
+
+
 class Network(_Strict):
     """A scale-out network (InfiniBand, RoCE) as one GPU sees it: its NIC's bandwidth per direction, the
     latency of one collective step between nodes, and the fabric's shape. On a rail-optimised fabric the
     GPUs of one local rank share a leaf switch (one switch hop between nodes); otherwise a message crosses
-    leaf, spine and leaf (two more hops of ``switch_latency_s``)."""
+    leaf, spine and leaf (two more hops of ``switch_latency_s``).
+
+    ``nic_efficiency`` (the share of line rate a NIC sustains under NCCL at large messages, measured) and
+    ``protocols`` (NCCL's per-protocol latencies and bandwidth factors) are the network's own collective
+    model: a collective's network stage is priced with whichever protocol is fastest, at
+    ``bandwidth x nic_efficiency x bandwidth_fraction``; ``message_overhead_s`` is what the host's proxy
+    pays to post one network message. A network without them moves at line rate with ``latency_s`` per
+    step."""
 
     name: str
     display_name: str
@@ -130,21 +162,37 @@ class Network(_Strict):
     latency_s: float = Field(ge=0.0, description="one collective step between two nodes through one switch")
     switch_latency_s: float = Field(ge=0.0, description="one more switch traversal")
     rail_optimized: bool = True
+    nic_efficiency: float = Field(1.0, gt=0.0, le=1.0, description="share of line rate sustained at large messages")
+    protocols: tuple[NetworkProtocol, ...] = ()
+    message_overhead_s: float = Field(0.0, ge=0.0, description="host (proxy) cost of posting one network message")
     sources: dict[str, str] = Field(description="numeric field -> source URL")
 
     @model_validator(mode="after")
     def _sourced(self) -> "Network":
-        missing = [f for f in ("bandwidth_bytes_per_s", "latency_s", "switch_latency_s", "rail_optimized")
-                   if not self.sources.get(f, "").startswith("http")]
+        fields = ["bandwidth_bytes_per_s", "latency_s", "switch_latency_s", "rail_optimized"]
+        fields += ["nic_efficiency"] if "nic_efficiency" in self.model_fields_set else []
+        fields += ["protocols"] if self.protocols else []
+        fields += ["message_overhead_s"] if self.message_overhead_s else []
+        missing = [f for f in fields if not self.sources.get(f, "").startswith("http")]
         if missing:
             raise ValueError(f"no source URL for {', '.join(missing)}")
         return self
 
     def link(self) -> Link:
-        """The network as a point-to-point link between two GPUs of different nodes."""
-        hops = 0 if self.rail_optimized else 2
+        """The network as a point-to-point link between two GPUs of different nodes: off a rail-optimised
+        fabric every step crosses two more switches; each protocol reaches ``nic_efficiency`` x its
+        bandwidth fraction of the NIC."""
+        extra = (0 if self.rail_optimized else 2) * self.switch_latency_s
+        protocols = tuple(LinkProtocol(name=p.name, ring_step_latency_s=p.ring_step_latency_s + extra,
+                                       tree_step_latency_s=p.tree_step_latency_s + extra,
+                                       efficiency=self.nic_efficiency * p.bandwidth_fraction)
+                          for p in self.protocols)
+        if not protocols and self.nic_efficiency < 1.0:
+            protocols = (LinkProtocol(name="nic", ring_step_latency_s=self.latency_s + extra,
+                                      tree_step_latency_s=self.latency_s + extra, efficiency=self.nic_efficiency),)
         return Link(name=self.name, bandwidth_bytes_per_s=self.bandwidth_bytes_per_s,
-                    latency_s=self.latency_s + hops * self.switch_latency_s, sources=self.sources)
+                    latency_s=self.latency_s + extra, protocols=protocols,
+                    message_overhead_s=self.message_overhead_s, sources=self.sources)
 
 
 class Cluster(_Strict):

@@ -19,6 +19,17 @@ projection: vLLM's fused_moe, MegaBlocks' grouped kernels, ``torch._grouped_mm``
 without it, such as ``peak``, ``default`` or one measured before the kind existed, prices grouped GEMMs
 with its ``gemm`` efficiencies (:data:`KIND_FALLBACK`). Its curves are over the size of the whole
 grouped launch (the FLOPs and bytes of all its groups together), as for any other launch.
+
+Collectives have one ``collective`` kind (all-reduce at the largest group measured), and a measured
+profile may also keep a curve per collective and group size in ``measurements.collectives.groups``
+(``{collective: {group size: KindEfficiency}}``, written by ``roofsim calibrate`` on a multi-GPU machine
+and by ``validation.collectives.refit_groups``). ``Profile.collective_efficiency`` picks the curve a
+collective is priced with, in this order:
+
+1. the collective's own curve at the measured group size nearest the ranks it runs on (nearest in
+   log2; a tie goes to the larger group);
+2. all-reduce's curve at the nearest group size;
+3. the ``collective`` kind.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PrivateAttr, ValidationError, model_validator
 
 from hwmodels.errors import InputError, unknown_name, validated
 from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
@@ -51,6 +62,9 @@ KIND_FALLBACK: dict[str, str] = {"grouped_gemm": "gemm", "gemm_dgrad": "gemm", "
                                  "attention_backward": "attention_prefill", "optimizer": "memory",
                                  "cross_entropy": "memory"}
 OPTIONAL_KINDS: tuple[str, ...] = tuple(KIND_FALLBACK)
+# Collectives a profile may hold its own curves for (``measurements.collectives.groups``); a missing one
+# falls back to its own curve at the nearest group size, then all-reduce's, then the ``collective`` kind.
+COLLECTIVES: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
 # Kinds that are matrix multiplies (techniques that change GEMMs change both).
 GEMM_KINDS: tuple[str, ...] = ("gemm", "grouped_gemm")
 
@@ -123,6 +137,8 @@ class Profile(BaseModel):
     achieved_peaks: dict[str, float] = Field(default_factory=dict)
     measurements: dict[str, Any] = Field(default_factory=dict, description="raw points, kept for inspection")
     command: str = Field("", description="the command that produced this profile")
+    _collective_curves: dict[str, dict[int, KindEfficiency]] | None = PrivateAttr(None)
+    _collective_picks: dict[tuple, tuple[str, int] | None] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _complete(self) -> "Profile":
@@ -131,7 +147,24 @@ class Profile(BaseModel):
         missing = [k for k in OP_KINDS if k not in self.kinds]
         if missing:
             raise ValueError(f"no efficiencies for {', '.join(missing)}")
+        self._collective_curves = _collective_curves(self.measurements)
         return self
+
+    def collective_efficiency(self, collective: str, ranks) -> KindEfficiency:
+        """The efficiencies ``collective`` over ``ranks`` GPUs is priced with: its own curve at the measured
+        group size nearest ``ranks`` (log2; ties to the larger), else all-reduce's, else the ``collective`` kind."""
+        private = self.__pydantic_private__  # one lookup (private attributes are slow to reach one by one)
+        if private["_collective_curves"] is None:  # a copy made without validation
+            private["_collective_curves"] = _collective_curves(self.measurements)
+        curves, picks, key = private["_collective_curves"], private["_collective_picks"], (collective, ranks)
+        if key not in picks:  # (curve's collective, group size), or None: the kind
+            name = "send_recv" if collective == "p2p" else collective
+            name = name if name in curves else ("all_reduce" if "all_reduce" in curves else None)
+            target = math.log2(max(float(ranks), 1.0))
+            picks[key] = None if name is None else (name, min(curves[name],
+                                                              key=lambda n: (abs(math.log2(n) - target), -n)))
+        pick = picks[key]
+        return self.kinds["collective"] if pick is None else curves[pick[0]][pick[1]]
 
     def kind(self, kind: str) -> KindEfficiency:
         """Efficiencies of ``kind``; an optional kind the profile lacks falls back (``KIND_FALLBACK``)."""
@@ -142,6 +175,32 @@ class Profile(BaseModel):
     def has_kind(self, kind: str) -> bool:
         """Whether the profile has its own efficiencies for ``kind`` (not a fallback's)."""
         return kind in self.kinds
+
+
+def _collective_curves(measurements: dict[str, Any]) -> dict[str, dict[int, KindEfficiency]]:
+    """``measurements.collectives.groups`` as {collective: {group size: KindEfficiency}}; entries without an
+    ``efficiency`` (alpha-beta fits only) are skipped, a malformed one is an error naming it."""
+    groups = (measurements.get("collectives") or {}).get("groups") or {}
+    if not isinstance(groups, dict):
+        raise ValueError("measurements.collectives.groups must map collectives to group sizes")
+    out: dict[str, dict[int, KindEfficiency]] = {}
+    for name, by_size in groups.items():
+        if name not in COLLECTIVES or not isinstance(by_size, dict):
+            raise ValueError(f"measurements.collectives.groups: unknown collective {name!r} "
+                             f"(expected one of {', '.join(COLLECTIVES)})")
+        for size, entry in by_size.items():
+            if not isinstance(entry, dict) or "efficiency" not in entry:
+                continue
+            if not str(size).isdigit() or int(size) < 1:
+                raise ValueError(f"measurements.collectives.groups.{name}: group size {size!r} is not a count")
+            try:
+                out.setdefault(name, {})[int(size)] = KindEfficiency.model_validate(entry["efficiency"])
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(x) for x in first["loc"])
+                raise ValueError(f"measurements.collectives.groups.{name}.{size}.efficiency"
+                                 f"{'.' + where if where else ''}: {first['msg']}") from None
+    return out
 
 
 def builtin_profiles() -> list[str]:

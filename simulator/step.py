@@ -179,10 +179,11 @@ class StepBuilder:
                                    link_bandwidth_bytes_per_s=1.0, per_layer=per_layer, collective=collective,
                                    group=group, link=intra.name, algorithm="ring", ranks=1, overlap=overlap))
             return
-        cost, link, algorithm, ranks = group_cost(self.dep, group, collective, message_bytes, **span)
+        cost, overhead, link, algorithm, ranks = group_cost(self.dep, group, collective, message_bytes, **span)
         bw = np.where(cost.wire_s > 0, cost.bandwidth_bytes_per_s, 1.0)
         self.ops.append(StepOp(name, "collective", count, link_bytes=cost.traffic_bytes, link_latency_s=cost.latency_s,
-                               link_bandwidth_bytes_per_s=bw, per_layer=per_layer, collective=collective,
+                               link_bandwidth_bytes_per_s=bw, link_efficiency=cost.efficiency,
+                               link_overhead_s=overhead, per_layer=per_layer, collective=collective,
                                group=group, link=link, algorithm=algorithm,
                                ranks=ranks, overlap=overlap))
 

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from hwmodels import get_accelerator, load_profile
-from hwmodels.profile import SCHEMA_VERSION, Profile
 from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
+from hwmodels.profile import SCHEMA_VERSION, Profile
 from validation import fit as fitmod
 from validation import measure, sweeps
 
@@ -337,20 +337,25 @@ def points_from_profile(data: dict[str, Any]) -> dict[str, list[sweeps.Point]]:
     return groups
 
 
+def collective_data(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The collective sweep a profile keeps (``measurements.collectives``), as ``collectives.fit`` reads it."""
+    coll = data.get("measurements", {}).get("collectives") or None
+    if coll and "cases" in coll:  # a multi-GPU sweep (validation.multigpu.collectives)
+        return {k: coll[k] for k in ("world", "cases", "environment", "command") if k in coll}
+    if coll and "world" in coll:
+        return {"world": coll["world"], "results": {k: v["points"] for k, v in coll.items()
+                                                    if isinstance(v, dict) and "points" in v},
+                "methods": coll.get("methods", {}), "eager": coll.get("eager", {})}
+    return None
+
+
 def refit(path: str, out: str | None = None) -> dict[str, Any]:
     """Fit a profile again from the raw points it keeps (no GPU needed)."""
     data = json.loads(read_text_bounded(path, PROFILE_LIMIT_BYTES, "--refit"))
     groups = points_from_profile(data)
     env = {k: v for k, v in data.get("environment", {}).items() if k not in ("engines", "mode", "run_time_s")}
     timings = data.get("environment", {}).get("run_time_s", {})
-    coll = data.get("measurements", {}).get("collectives") or None
-    coll_data = None
-    if coll and "cases" in coll:  # a multi-GPU sweep (validation.multigpu.collectives)
-        coll_data = {k: coll[k] for k in ("world", "cases", "environment", "command") if k in coll}
-    elif coll and "world" in coll:
-        coll_data = {"world": coll["world"], "results": {k: v["points"] for k, v in coll.items()
-                                                          if isinstance(v, dict) and "points" in v},
-                     "methods": coll.get("methods", {}), "eager": coll.get("eager", {})}
+    coll_data = collective_data(data)
     quick = data.get("environment", {}).get("mode") == "quick"
     profile, stats = build_profile(groups, env, data["device"] or data["name"], quick=quick, timings=timings,
                                    workspace=float(data.get("workspace_bytes", 0.0)), collective_data=coll_data,

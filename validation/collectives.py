@@ -141,3 +141,24 @@ def fit(data: dict[str, Any], gpu) -> tuple[dict[str, Any], dict[str, Any]]:
             kind = raw["groups"][name][str(largest)]["efficiency"]
     assert kind is not None, "no all-reduce measurements"
     return kind, raw
+
+
+def refit_groups(path: str) -> dict[str, Any]:
+    """Fit the per-collective, per-group-size curves (``measurements.collectives.groups``) of the profile
+    at ``path`` again from the sweep it keeps, and write them into it; every other field is left as it is
+    (``roofsim calibrate --refit`` refits the whole profile). No GPU needed."""
+    import json
+    from pathlib import Path
+
+    from hwmodels import get_accelerator
+    from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
+    from validation.calibrate import collective_data, dumps
+
+    data = json.loads(read_text_bounded(path, PROFILE_LIMIT_BYTES, "profile"))
+    coll = collective_data(data)
+    if coll is None:
+        raise ValueError(f"{path} keeps no collective measurements")
+    _, raw = fit(coll, get_accelerator(data["device"]))
+    data["measurements"]["collectives"]["groups"] = raw["groups"]
+    Path(path).write_text(dumps(data))
+    return raw["groups"]

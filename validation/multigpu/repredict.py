@@ -2,10 +2,10 @@
 
 Each script's ``<name>.json`` is re-predicted with the code and profiles of this checkout:
 
-* ``collectives``: each case priced as the step prices a collective (``costmodels.collectives.
-  collective_cost``: ring, tree or hierarchical, the scenario's default algorithm choice, on the GPU's
-  NVLink; ``costmodels.roofline.price`` with the profile's ``collective`` kind). Target: median
-  |error| <= 10% from 64 KiB up, per collective and group size.
+* ``collectives``: each case priced as the step prices a collective (``simulator.parallel.comm.
+  price_collective``: ring, tree or hierarchical, the scenario's default algorithm choice, on the GPU's
+  NVLink, at the profile's curve for that collective and group size). Target: median |error| <= 10%
+  from 64 KiB up, per collective and group size.
 * ``tp``, ``pp``: ``validation.validate.predict_row`` (as single-GPU cases) with the case's
   ``parallelism`` (pipeline micro-batches included); a field the scenario does not have is left out
   of the prediction and listed under ``unmodelled``.
@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from costmodels.collectives import collective_cost
-from costmodels.roofline import OpCost, price
 from hwmodels import get_accelerator, load_profile
 from simulator.api import predict
+from simulator.parallel.comm import price_collective
 from simulator.scenario import ParallelismConfig
 from validation.validate import _scenario, _stats, predict_row
 
@@ -45,16 +44,12 @@ ALGORITHM = ParallelismConfig.model_fields["collective_algorithm"].default
 
 def collective_time_s(collective: str, message_bytes, group: int, gpu_name: str, profile,
                       algorithm: str = ALGORITHM) -> np.ndarray:
-    """The step's price of one collective of ``message_bytes`` over ``group`` GPUs of one node: the
-    algorithm's traffic, alpha terms and bandwidth (``collective_cost``, as ``simulator.parallel.comm``
-    takes them) through ``price`` with the profile's collective curve (as ``simulator.step`` does)."""
+    """The step's price of one collective of ``message_bytes`` over ``group`` GPUs of one node
+    (``simulator.parallel.comm.price_collective``, as ``simulator.step`` takes it): alpha terms, traffic at
+    the profile's curve for this collective and group size, and that curve's launch overhead."""
     link = get_accelerator(gpu_name).intra_node_link
-    cost = collective_cost(collective, message_bytes, group, group, link.bandwidth_bytes_per_s, link.latency_s,
-                           link.bandwidth_bytes_per_s, link.latency_s, algorithm)
-    bw = np.where(cost.wire_s > 0, cost.bandwidth_bytes_per_s, 1.0)
-    op = OpCost(collective, "collective", 1.0, link_bytes=cost.traffic_bytes, link_latency_s=cost.latency_s,
-                link_bandwidth_bytes_per_s=bw)
-    return np.asarray(price(op, profile).time_s)
+    cost, overhead = price_collective(profile, collective, message_bytes, group, group, link, link, algorithm)
+    return np.where(np.asarray(cost.traffic_bytes) > 0, np.asarray(cost.achieved_time_s) + overhead, 0.0)
 
 
 def collectives(doc: dict[str, Any], profile_ref: str = "auto", algorithm: str = ALGORITHM) -> dict[str, Any]:
