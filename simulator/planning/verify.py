@@ -8,22 +8,33 @@ scenario (a plan's prefill and decode pools of one layout, the same layout at se
 a load curve's rates).
 
 In process the jobs run one after the other on one ``StepTables``. On Ray (Moritz et al. 2018, arXiv
-1712.05889) the driver first fills the tables by simulating the first ``WARM_REQUESTS`` requests of every
-job, puts each table in the object store once (``ray.put``), and starts one remote task per job with
-references to exactly the tables it uses as top-level arguments, which Ray resolves to the stored
-object before the task runs: every task reads the one stored copy rather than a copy per task (Ray's
-anti-pattern "passing the same large argument by value repeatedly",
-https://docs.ray.io/en/latest/ray-core/patterns/pass-large-arg-by-value.html). The remote functions
-are defined once per process, not per call (Ray's "redefining the same remote function",
-https://docs.ray.io/en/latest/ray-core/patterns/redefine-task-actor-loop.html). A task extends its own
-copy where its run goes beyond the filled region. A table's entry is the same number however it was
-filled (a grid block is always priced whole by one vectorised call), and the DES is seeded, so both
-backends give identical results. ``ray.init`` starts a local instance unless an address is given
-(``--ray-address``).
+1712.05889) the jobs become a graph of remote tasks around the object store:
+
+1. the driver builds the tables (a one-request simulation of each distinct scenario and engine
+   settings names the replica scenarios it uses and resolves their deployments) and puts each in the
+   object store once (``ray.put``);
+2. fill tasks, given stored tables, simulate the first ``WARM_REQUESTS`` requests of the busiest job
+   that uses them (the highest rate) and return each filled table as its own object, which Ray keeps
+   in the object store (tables are filled in parallel, not in the driver);
+3. one task per job receives references to exactly the filled tables it uses as top-level arguments,
+   which Ray resolves to the stored objects before the task runs, after the fill tasks: every task
+   reads the one stored copy of a table rather than a copy per task (Ray's anti-pattern "passing the
+   same large argument by value repeatedly",
+   https://docs.ray.io/en/latest/ray-core/patterns/pass-large-arg-by-value.html, and "calling ray.get
+   unnecessarily": the filled tables never return to the driver,
+   https://docs.ray.io/en/latest/ray-core/patterns/unnecessary-ray-get.html).
+
+The remote functions are defined once per process, not per call (Ray's "redefining the same remote
+function", https://docs.ray.io/en/latest/ray-core/patterns/redefine-task-actor-loop.html). A task
+extends its own copy where its run goes beyond the filled region. A table's entry is the same number
+however it was filled (a grid block is always priced whole by one vectorised call), and the DES is
+seeded, so both backends give identical results. ``ray.init`` starts a local instance unless an address
+is given (``--ray-address``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -31,7 +42,7 @@ from typing import Any
 
 from hwmodels.errors import InputError
 
-WARM_REQUESTS = 200  # requests of each job simulated in the driver to fill the tables before they are put
+WARM_REQUESTS = 200  # requests a fill task simulates to fill a table before the jobs read it
 
 
 def job(scenario: dict, config: dict, rate: float, prompt_len: int | str, output_len: int | str, num_requests: int, seed: int,
@@ -154,23 +165,41 @@ def run_tasks(fn: Callable, items: Sequence[Any], backend: str = "local", addres
         return ray.get([_remote(fn).remote(item) for item in items])
 
 
+def _fill(job: dict[str, Any], *entries: tuple[str, Any]):
+    """A Ray task: the (key, StepTimer) ``entries`` filled where ``job`` runs (its first ``WARM_REQUESTS``
+    requests), one returned object per table."""
+    tables = StepTables(dict(entries))
+    _simulate(job, tables, min(WARM_REQUESTS, int(job["workload"]["num_requests"])))
+    out = tuple((key, tables.timers[key]) for key, _ in entries)
+    return out if len(out) > 1 else out[0]
+
+
 def run_jobs(jobs: list[dict[str, Any]], backend: str = "local", address: str | None = None,
              tables: StepTables | None = None) -> list[dict[str, Any]]:
     """``run_job`` of every job, in order, sharing one step table per replica scenario (``tables``, kept
     by a caller that runs several batches): in process, or as Ray tasks reading the tables from the
-    object store (put there once each)."""
+    object store (see the module docstring)."""
     tables = StepTables() if tables is None else tables
     if backend == "local":
         return [run_job(j, tables) for j in jobs]
-    keys = []
-    for j in jobs:  # fill the tables where each job runs, and note the ones it uses
-        tables.used = set()
-        _simulate(j, tables, min(WARM_REQUESTS, int(j["workload"]["num_requests"])))
-        keys.append(sorted(tables.used))
+    keys, named = [], {}
+    for j in jobs:  # the tables of each (scenario, engine settings), from a simulation of one request
+        deployment = json.dumps([j["scenario"], j["config"]], sort_keys=True, default=str)
+        if deployment not in named:
+            tables.used = set()
+            _simulate(j, tables, 1)
+            named[deployment] = sorted(tables.used)
+        keys.append(named[deployment])
     with ray_session(address) as ray:
-        refs = {key: ray.put((key, tables.timers[key])) for key in sorted(set().union(*keys))}
+        stored = {key: ray.put((key, tables.timers[key])) for key in sorted({k for used in keys for k in used})}
+        filled: dict[str, Any] = {}
+        for i in sorted(range(len(jobs)), key=lambda i: -float(jobs[i]["workload"].get("rate") or 0.0)):
+            new = [k for k in keys[i] if k not in filled]  # filled where the busiest job using them runs
+            if new:
+                refs = _remote(_fill).options(num_returns=len(new)).remote(jobs[i], *(stored[k] for k in new))
+                filled.update(zip(new, refs if len(new) > 1 else [refs]))
         remote = _remote(_run_on_tables)
-        return ray.get([remote.remote(j, *(refs[k] for k in used)) for j, used in zip(jobs, keys)])
+        return ray.get([remote.remote(j, *(filled[k] for k in used)) for j, used in zip(jobs, keys)])
 
 
 def load_curve(deployments: list[tuple[dict, dict]], rates: list[float], prompt_len: int | str, output_len: int | str,

@@ -67,8 +67,9 @@ def local_ray():
 
 @needs_des
 def test_tables_are_put_once_and_tasks_get_references(local_ray, monkeypatch):
-    """``run_jobs`` on Ray puts each table once (two tables for three jobs), passes each task the
-    references of exactly the tables its job uses, and gives the in-process numbers."""
+    """``run_jobs`` on Ray puts each table once (two tables for three jobs), fills each in one task (the
+    busiest job's), passes each job's task the references of exactly the filled tables it uses, and
+    gives the in-process numbers."""
     puts, calls = [], []
     real_put = ray.put
 
@@ -77,21 +78,29 @@ def test_tables_are_put_once_and_tasks_get_references(local_ray, monkeypatch):
         return real_put(value)
 
     class Recorder:
-        def __init__(self, remote):
-            self.inner = remote
+        def __init__(self, fn, remote):
+            self.fn, self.inner = fn, remote
+
+        def options(self, **kwargs):
+            return Recorder(self.fn, self.inner.options(**kwargs))
 
         def remote(self, *args):
-            calls.append(args)
+            calls.append((self.fn.__name__, args))
             return self.inner.remote(*args)
 
     monkeypatch.setattr(ray, "put", put)
-    monkeypatch.setattr(verify, "_remote", lambda fn: Recorder(ray.remote(num_cpus=1)(fn)))
-    remote = run_jobs(_jobs(), "ray")
+    monkeypatch.setattr(verify, "_remote", lambda fn: Recorder(fn, ray.remote(num_cpus=1)(fn)))
+    jobs = _jobs()
+    jobs[1]["workload"]["rate"] = 5.0  # the split is the busiest H100 job: its run fills the H100 table
+    remote = run_jobs(jobs, "ray")
     assert len(puts) == len(set(puts)) == 2
-    assert [len(args) - 1 for args in calls] == [1, 1, 1]  # one table per job (the split's pools share it)
-    assert all(isinstance(ref, ray.ObjectRef) for args in calls for ref in args[1:])
-    assert calls[0][1] == calls[1][1] != calls[2][1]  # the H100 jobs read the same stored table
-    assert remote == run_jobs(_jobs(), "local")
+    fills = [args for name, args in calls if name == "_fill"]
+    runs = [args for name, args in calls if name == "_run_on_tables"]
+    assert [(a[0]["workload"]["rate"], len(a) - 1) for a in fills] == [(5.0, 1), (3.0, 1)]
+    assert [len(a) - 1 for a in runs] == [1, 1, 1]  # one table per job (the split's pools share it)
+    assert all(isinstance(ref, ray.ObjectRef) for a in fills + runs for ref in a[1:])
+    assert runs[0][1] == runs[1][1] != runs[2][1]  # the H100 jobs read the same filled table
+    assert remote == run_jobs(jobs, "local")
 
 
 @needs_des
