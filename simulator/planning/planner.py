@@ -62,7 +62,7 @@ def _runnable(dep: dict[str, Any]) -> dict[str, Any]:
 
 
 def _layout(k) -> str:
-    return f"{k.gpu} tp{k.tp} pp{k.pp} {'+'.join(k.labels())}".strip()
+    return f"{k.gpu} tp{k.tp} pp{k.pp}{f' ep{k.ep}' if k.ep > 1 else ''} {'+'.join(k.labels())}".strip()
 
 
 def _describe(space: Space, rows: Rows, i: int) -> str:
