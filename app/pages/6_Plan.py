@@ -41,11 +41,19 @@ def pareto_figure(result) -> go.Figure:
     return fig
 
 
+def layout(p) -> str:
+    """xPyD for a split, else replicas x TP (x PP), with the nodes a replica spans when more than one."""
+    if p.disaggregate:
+        return p.disaggregate
+    return (f"{p.replicas}x tp{p.tp}" + (f" pp{p.pp}" if p.pp > 1 else "")
+            + (f", {p.nodes} nodes each" if p.nodes > 1 else ""))
+
+
 def plans_table(result) -> pd.DataFrame:
     pct = f"p{result.request.percentile:g}"
     return pd.DataFrame([{
         "GPUs": f"{p.num_gpus}x {p.gpu}" + (f" + {p.decode_gpu}" if p.decode_gpu and p.decode_gpu != p.gpu else ""),
-        "layout": p.disaggregate or f"{p.replicas}x tp{p.tp}", "techniques": ", ".join(p.techniques) or "-",
+        "layout": layout(p), "techniques": ", ".join(p.techniques) or "-",
         "max seqs": p.max_num_seqs, "$/hour": round(p.usd_per_hour, 2), "$/M tokens": round(p.usd_per_million_tokens, 3),
         f"TTFT {pct}": seconds(p.ttft_p90_s), f"TPOT {pct}": seconds(p.tpot_p90_s),
         "DES TTFT": seconds(p.verification.ttft_pct_s) if p.verification else "-",
@@ -64,7 +72,7 @@ def links(p, request: dict) -> str:
              "sv.output": str(request["output_len"]), "sv.seqs": cfg["max_num_seqs"],
              "sv.budget": cfg["max_num_batched_tokens"], "sv.chunked": cfg["chunked_prefill"],
              "sv.ttft": request["slo_ttft_s"], "sv.tpot": request["slo_tpot_s"]}
-    if cfg.get("disaggregate"):
+    if cfg.get("disaggregate") and not cfg.get("decode_overrides"):
         serve["sv.split"] = cfg["disaggregate"]
     serve = {k: v if isinstance(v, str) else json.dumps(v) for k, v in serve.items()}
     return f"[open on the Scenario page](/?{urlencode(scenario)}) · [open on the Serve page](/Serve?{urlencode(serve)})"
@@ -87,7 +95,8 @@ def _whole(value) -> int:
 for key, default, cast in (("pl.model", "llama-3.1-70b", str), ("pl.gpus", DEFAULT_GPUS, _names),
                            ("pl.techniques", [], _names), ("pl.rate", 4.0, float), ("pl.prompt", 2048, _whole),
                            ("pl.output", 256, _whole), ("pl.ttft", 2.0, float), ("pl.tpot", 0.05, float),
-                           ("pl.pct", 90.0, float), ("pl.max_gpus", 64, _whole), ("pl.disagg", True, _flag),
+                           ("pl.pct", 90.0, float), ("pl.max_gpus", 64, _whole), ("pl.max_nodes", 2, _whole),
+                           ("pl.disagg", True, _flag),
                            ("pl.verify", 0, _whole)):
     state.setting(f"w.{key}", key, default, cast)
 
@@ -106,14 +115,16 @@ with st.sidebar:
     gpus = st.multiselect("GPUs", sorted(cheapest_prices()), key="w.pl.gpus")
     techniques = st.multiselect("Techniques allowed", list(SWITCHES), key="w.pl.techniques")
     max_gpus = st.number_input("Max GPUs", min_value=1, max_value=4096, key="w.pl.max_gpus")
+    max_nodes = st.number_input("Max nodes per replica", min_value=1, max_value=64, key="w.pl.max_nodes")
     disagg = st.checkbox("Search prefill/decode splits", key="w.pl.disagg")
     verify = st.number_input("Verify the K cheapest with the DES", min_value=0, max_value=8, key="w.pl.verify")
 state.sync_url({"pl.model": model, "pl.gpus": gpus, "pl.techniques": techniques, "pl.rate": rate,
                 "pl.prompt": prompt, "pl.output": output, "pl.ttft": ttft, "pl.tpot": tpot, "pl.pct": pct,
-                "pl.max_gpus": max_gpus, "pl.disagg": disagg, "pl.verify": verify})
+                "pl.max_gpus": max_gpus, "pl.max_nodes": max_nodes, "pl.disagg": disagg, "pl.verify": verify})
 
 request = {"model": model, "rate": rate, "prompt_len": int(prompt), "output_len": int(output), "slo_ttft_s": ttft,
            "slo_tpot_s": tpot, "percentile": pct, "gpus": gpus or None, "max_gpus": int(max_gpus),
+           "max_nodes": int(max_nodes),
            "techniques": [{"name": t} for t in techniques], "disaggregate": bool(disagg), "verify": int(verify)}
 result = state.or_stop(cached_plan, json.dumps(request, sort_keys=True))
 
@@ -133,10 +144,17 @@ st.plotly_chart(pareto_figure(result), key="fig.pareto")
 st.subheader("Cheapest plans")
 st.dataframe(plans_table(result), hide_index=True)
 st.subheader("The cheapest plan")
-st.markdown(f"**{best.num_gpus}x {best.gpu}** ({best.disaggregate or f'{best.replicas} x tp{best.tp}'}), "
+st.markdown(f"**{best.num_gpus}x {best.gpu}** ({layout(best)}), "
             f"bound by {best.bound}. Cheaper if {best.cheaper_if}.")
 st.markdown(links(best, request))
+if best.serve_config.get("decode_overrides"):
+    st.caption("The Serve page runs one GPU type and layout (here the prefill pool's, co-located); the `roofsim "
+               "serve` command below runs the split as planned.")
 st.caption("vLLM")
 st.code(best.vllm_command, language="bash")
 st.caption("SGLang")
 st.code(best.sglang_command, language="bash")
+st.caption("Simulate it: `roofsim serve` with the plan's scenario saved as scenario.json")
+st.code(best.serve_command, language="bash")
+st.download_button("scenario.json", json.dumps(best.scenario, indent=2), file_name="scenario.json",
+                   mime="application/json", key="dl.scenario")

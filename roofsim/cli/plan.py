@@ -36,6 +36,8 @@ def add_parser(sub) -> None:
     p.add_argument("--percentile", type=float, default=90.0, help="SLO percentile (default 90)")
     p.add_argument("--gpus", help="comma-separated catalog GPUs (default: every one with a price)")
     p.add_argument("--max-gpus", type=int, default=64)
+    p.add_argument("--max-nodes", type=int, default=2,
+                   help="nodes one replica may span (TP over the nodes, or TP in a node x PP; default 2)")
     p.add_argument("--pp", default="1", help="pipeline-parallel degrees to search, e.g. 1,2")
     p.add_argument("--techniques", default="", help="switches the plan may use: fp8_weights,fp8_kv,speculative,prefix_cache")
     p.add_argument("--technique", action="append", default=[], metavar="NAME[:k=v,...]",
@@ -63,6 +65,7 @@ def request_from_args(args) -> dict:
         "model": args.model, "rate": args.rate, "prompt_len": _length("--prompt-len", args.prompt_len),
         "output_len": _length("--output-len", args.output_len), "slo_ttft_s": args.slo_ttft,
         "slo_tpot_s": args.slo_tpot, "percentile": args.percentile, "max_gpus": args.max_gpus,
+        "max_nodes": args.max_nodes,
         "pp_options": [_positive_int("--pp", t) for t in args.pp.split(",") if t.strip()],
         "techniques": techniques, "disaggregate": not args.no_disaggregate, "budget_usd_per_hour": args.budget,
         "power_budget_w": args.power_budget, "power_provisioning": args.power_provisioning, "verify": args.verify,
@@ -97,7 +100,8 @@ def render(result: PlanResult) -> str:
     rows = []
     for p in result.plans:
         layout = p.disaggregate or (f"{p.replicas}x tp{p.tp}" + (f" pp{p.pp}" if p.pp > 1 else "")
-                                    + (f" ep{p.ep}" if p.ep > 1 else ""))
+                                    + (f" ep{p.ep}" if p.ep > 1 else "")
+                                    + (f" ({p.nodes} nodes each)" if p.nodes > 1 else ""))
         des = p.verification
         rows.append([f"{p.num_gpus}x {p.gpu}" + (f"+{p.decode_gpu}" if p.decode_gpu and p.decode_gpu != p.gpu else ""),
                      layout, ",".join(p.techniques) or "-", str(p.max_num_seqs), f"${p.usd_per_hour:,.2f}",
@@ -115,7 +119,8 @@ def render(result: PlanResult) -> str:
               f"${best.usd_per_million_output_tokens:.3f}/M output tokens, {best.joules_per_token:.3f} J/token, "
               f"{best.energy_kwh_per_day:,.0f} kWh/day",
               f"bound by {best.bound}", f"cheaper if {best.cheaper_if}", "", "vLLM:", best.vllm_command, "",
-              "SGLang:", best.sglang_command]
+              "SGLang:", best.sglang_command, "", "simulate it (the plan's scenario saved as scenario.json):",
+              best.serve_command]
     return "\n".join(lines)
 
 

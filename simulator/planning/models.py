@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+)
 
 from hwmodels.errors import InputError, validated
 
@@ -26,7 +33,9 @@ class PlanRequest(BaseModel):
     percentile: float = Field(90.0, gt=0.0, lt=100.0, description="SLO percentile, e.g. 90 for p90")
     gpus: list[str] | None = Field(None, description="catalog accelerators; default every one with a price")
     max_gpus: PositiveInt = Field(64, le=4096)
-    max_tp: PositiveInt = Field(8, le=8, description="largest tensor-parallel degree (inside one node)")
+    max_tp: PositiveInt = Field(8, le=8, description="largest tensor-parallel degree inside one node")
+    max_nodes: PositiveInt = Field(2, le=64, description="nodes one replica may span: TP over n nodes, or TP in a "
+                                   "node x PP n, for n = 2, 4, ... up to this")
     pp_options: list[PositiveInt] = Field(default_factory=lambda: [1])
     batch_caps: list[PositiveInt] = Field(default_factory=lambda: [16, 32, 64, 128, 256, 512])
     techniques: list[dict[str, Any]] = Field(default_factory=list, description="switches the plan may turn on")
@@ -106,6 +115,7 @@ class Plan(BaseModel):
     pp: int
     ep: int = 1
     replicas: int
+    nodes: int = Field(1, description="nodes one (prefill) replica spans")
     disaggregate: str | None = Field(None, description="'xPyD' prefill and decode replicas, else co-located")
     decode_gpu: str | None = None
     decode_tp: int | None = None
@@ -114,6 +124,8 @@ class Plan(BaseModel):
     max_num_seqs: int
     scenario: dict[str, Any] = Field(description="a scenario roofsim serve/predict accept as is")
     serve_config: dict[str, Any] = Field(description="the engine settings the verification ran with")
+    serve_command: str = Field("", description="the verification as a `roofsim serve` command line, the "
+                               "scenario saved as scenario.json")
     ttft_p50_s: float
     tpot_p50_s: float
     ttft_p90_s: float = Field(description="TTFT at the requested percentile (key kept for the JSON contract)")

@@ -11,7 +11,7 @@ import numpy as np
 
 from costmodels.roofline import BOUND_NAMES
 from simulator.planning import verify
-from simulator.planning.commands import sglang_command, vllm_command
+from simulator.planning.commands import serve_command, sglang_command, vllm_command
 from simulator.planning.models import Plan, PlanRequest, PlanResult, Verification
 from simulator.planning.search import Rows, evaluate, pareto_mask
 from simulator.planning.space import Space
@@ -54,6 +54,15 @@ def _bound(req: PlanRequest, space: Space, rows: Rows, i: int) -> str:
     b = int(np.round(np.interp(m["batch_mean"][i] + 1.0, space.tables.grid,
                                space.decode_bound[rows.d_kind[i]].astype(float))))
     return f"{name} ({value:.0%} used); decode steps are bound by {STEP_BOUND[BOUND_NAMES[b]]}"
+
+
+def _runnable(dep: dict[str, Any]) -> dict[str, Any]:
+    """What runs a configuration in the DES as is: its scenario, engine settings and serve command."""
+    return {key: dep[key] for key in ("scenario", "serve_config", "serve_command")}
+
+
+def _layout(k) -> str:
+    return f"{k.gpu} tp{k.tp} pp{k.pp}{f' ep{k.ep}' if k.ep > 1 else ''} {'+'.join(k.labels())}".strip()
 
 
 def _describe(space: Space, rows: Rows, i: int) -> str:
@@ -115,31 +124,56 @@ def _reason(req: PlanRequest, rows: Rows, i: int) -> str:
     return "; ".join(out) or "meets the SLOs in the fast path; not simulated"
 
 
+def _prefix_tokens(req: PlanRequest, techniques: list[str]) -> int:
+    """The shared prompt prefix the verification's workload carries when the plan caches prefixes."""
+    if "prefix_cache" not in techniques:
+        return 0
+    hit = next((float(t.get("hit_rate", 0.5)) for t in req.techniques if t["name"] == "prefix_cache"), 0.0)
+    return int(hit * req.lengths()[0])
+
+
+def _deployment(req: PlanRequest, space: Space, rows: Rows, i: int) -> dict[str, Any]:
+    """A configuration as the DES and ``roofsim serve`` run it: its scenario (x prefill replicas of the
+    prefill layout for a split of two layouts, else every replica), the decode pool's scenario when
+    its layout differs, the engine settings and the ``roofsim serve`` command."""
+    k, d = space.kinds[rows.kind[i]], space.kinds[rows.d_kind[i]]
+    split = rows.d_replicas[i] > 0
+    x, y = int(rows.replicas[i]), int(rows.d_replicas[i])
+    cap = int(rows.cap[i])
+    same = not split or k == d  # a split of one layout runs as P:D replicas of one scenario
+    P, _, O = req.lengths()
+    workload = {"phase": "generate", "batch_size": cap, "prompt_len": max(int(round(P)), 1),
+                "output_len": max(int(round(O)), 1)}
+    scenario = {**k.scenario(req.model, x + y if split and same else x, req.calibration), "workload": workload}
+    serve_config = {"max_num_seqs": cap, "max_num_batched_tokens": max(req.max_num_batched_tokens, cap),
+                    "chunked_prefill": req.chunked_prefill,
+                    "prefix_caching": any(t["name"] == "prefix_cache" for t in scenario["techniques"]),
+                    "slo_ttft_s": req.slo_ttft_s, "slo_tpot_s": req.slo_tpot_s}
+    if split:  # x prefill replicas of the scenario; y decode replicas, of another GPU type or TP if they differ
+        serve_config["disaggregate"] = f"{x}:{y}"
+        if not same:
+            serve_config["decode_overrides"] = k.decode_overrides(d)
+    techniques = sorted(set(k.labels()) | set(d.labels()))
+    return {"scenario": scenario, "serve_config": serve_config, "techniques": techniques,
+            "decode_scenario": None if same else {**d.scenario(req.model, y, req.calibration), "workload": workload},
+            "serve_command": serve_command(serve_config, req.rate, req.prompt_len, req.output_len, req.num_requests,
+                                           req.seed, _prefix_tokens(req, techniques))}
+
+
 def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
     m = rows.m
     k, d = space.kinds[rows.kind[i]], space.kinds[rows.d_kind[i]]
     split = rows.d_replicas[i] > 0
     x, y = int(rows.replicas[i]), int(rows.d_replicas[i])
     cap = int(rows.cap[i])
-    same = not split or k == d  # the DES runs a split of one layout as P:D replicas of one scenario
-    replicas = x + y if split and same else x
     P, _, O = req.lengths()
-    workload = {"phase": "generate", "batch_size": cap, "prompt_len": max(int(round(P)), 1),
-                "output_len": max(int(round(O)), 1)}
-    scenario = {**k.scenario(req.model, replicas, req.calibration), "workload": workload}
-    decode_scenario = None if same else {**d.scenario(req.model, y, req.calibration), "workload": workload}
-    serve_config = {"max_num_seqs": cap, "max_num_batched_tokens": max(req.max_num_batched_tokens, cap),
-                    "chunked_prefill": req.chunked_prefill,
-                    "prefix_caching": any(t["name"] == "prefix_cache" for t in scenario["techniques"]),
-                    "slo_ttft_s": req.slo_ttft_s, "slo_tpot_s": req.slo_tpot_s}
-    if split and same:
-        serve_config["disaggregate"] = f"{x}:{y}"
+    dep = _deployment(req, space, rows, i)
     args = (req.model, d.tp, d.pp, 1 if split else x, cap, req.max_num_batched_tokens, d.weights, d.kv_cache,
-            d.technique_dicts(), None, d.ep)
+            d.technique_dicts(), None, d.ep, d.nodes)
     if split:
         pargs = (req.model, k.tp, k.pp, 1, cap, req.max_num_batched_tokens, k.weights, k.kv_cache, k.technique_dicts(),
-                 "prefill", k.ep)
-        dargs = (*args[:-2], "decode", d.ep)
+                 "prefill", k.ep, k.nodes)
+        dargs = (*args[:-3], "decode", d.ep, d.nodes)
         vllm = (f"# {x} prefill instance(s):\n{vllm_command(*pargs)}\n# {y} decode instance(s):\n"
                 f"{vllm_command(*dargs)}")
         sgl = (f"# {x} prefill instance(s):\n{sglang_command(*pargs)}\n# {y} decode instance(s):\n"
@@ -148,11 +182,13 @@ def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
         vllm, sgl = vllm_command(*args), sglang_command(*args)
     tpot_pct = float(m["tpot_pct_s"][i])
     return Plan(
-        gpu=k.gpu, num_gpus=int(m["num_gpus"][i]), tp=k.tp, pp=k.pp, ep=k.ep, replicas=replicas,
+        gpu=k.gpu, num_gpus=int(m["num_gpus"][i]), tp=k.tp, pp=k.pp, ep=k.ep,
+        replicas=int(dep["scenario"]["hardware"]["num_gpus"]) // k.gpus, nodes=k.nodes,
         disaggregate=f"{x}P{y}D" if split else None, decode_gpu=d.gpu if split else None,
-        decode_tp=d.tp if split else None, decode_scenario=decode_scenario,
-        techniques=sorted(set(k.labels()) | set(d.labels())), max_num_seqs=cap, scenario=scenario,
-        serve_config=serve_config, ttft_p50_s=float(m["ttft_p50_s"][i]), tpot_p50_s=float(m["tpot_p50_s"][i]),
+        decode_tp=d.tp if split else None, decode_scenario=dep["decode_scenario"], techniques=dep["techniques"],
+        max_num_seqs=cap, scenario=dep["scenario"], serve_config=dep["serve_config"],
+        serve_command=dep["serve_command"],
+        ttft_p50_s=float(m["ttft_p50_s"][i]), tpot_p50_s=float(m["tpot_p50_s"][i]),
         ttft_p90_s=float(m["ttft_pct_s"][i]), tpot_p90_s=tpot_pct, percentile=req.percentile,
         load=float(m["load"][i]), batch_mean=float(m["batch_mean"][i]),
         throughput_tokens_per_s=float(m["throughput_tokens_per_s"][i]),
@@ -170,21 +206,19 @@ def _plan(req: PlanRequest, space: Space, rows: Rows, i: int) -> Plan:
 
 
 def _verify(req: PlanRequest, plans: list[Plan]) -> float:
-    """Simulate the plans the DES can run (co-located, or a split of one layout) in price order, ``verify``
-    at a time, until ``verify`` of them meet the SLOs or three rounds have run; sets ``verified``."""
+    """Simulate the plans (co-located and split, of one GPU type or two) in price order, ``verify`` at a
+    time, until ``verify`` of them meet the SLOs or three rounds have run; sets ``verified``."""
     t0 = time.perf_counter()
-    todo = [p for p in plans if p.decode_scenario is None]
-    if req.verify == 0 or not todo or not verify.des_available():
+    if req.verify == 0 or not plans or not verify.des_available():
         return 0.0
-    hit = next((float(t.get("hit_rate", 0.5)) for t in req.techniques if t["name"] == "prefix_cache"), 0.0)
-    passed = 0
-    for start in range(0, min(len(todo), 3 * req.verify), req.verify):
-        batch = todo[start:start + req.verify]
+    passed, tables = 0, verify.StepTables()  # step tables shared by every round
+    for start in range(0, min(len(plans), 3 * req.verify), req.verify):
+        batch = plans[start:start + req.verify]
         jobs = [verify.job(p.scenario, p.serve_config, req.rate, req.prompt_len, req.output_len, req.num_requests,
                            req.seed, req.slo_ttft_s, req.slo_tpot_s, req.percentile,
-                           prefix_tokens=int(hit * req.lengths()[0]) if "prefix_cache" in p.techniques else 0)
+                           prefix_tokens=_prefix_tokens(req, p.techniques))
                 for p in batch]
-        for p, out in zip(batch, verify.run_jobs(jobs, req.backend, req.ray_address)):
+        for p, out in zip(batch, verify.run_jobs(jobs, req.backend, req.ray_address, tables)):
             p.verification = Verification(**out)
             p.verified = out["meets_slo"]
             passed += out["meets_slo"]
@@ -216,7 +250,8 @@ def plan(request: PlanRequest | Mapping[str, Any] | None = None, **fields: Any) 
     below = np.flatnonzero((m["usd_per_hour"] < limit) & m["within_limits"])
     below = _dedupe(space, rows, below[np.argsort(-m["usd_per_hour"][below], kind="stable")])[:5]
     rejected = [{"config": _describe(space, rows, int(i)), "usd_per_hour": float(m["usd_per_hour"][i]),
-                 "reason": _reason(req, rows, int(i))} for i in below]
+                 "reason": _reason(req, rows, int(i)), **_runnable(_deployment(req, space, rows, int(i)))}
+                for i in below]
     simulated = {_key(space, rows, int(i)): p for i, p in zip(candidates, plans) if p.verified is False}
     for i, r in zip(below, rejected):
         if _key(space, rows, int(i)) in simulated:
@@ -226,11 +261,15 @@ def plan(request: PlanRequest | Mapping[str, Any] | None = None, **fields: Any) 
     listed = {_key(space, rows, int(i)) for i in below}
     rejected += [{"config": _describe(space, rows, int(i)), "usd_per_hour": p.usd_per_hour,
                   "reason": (f"the DES misses an SLO: p{req.percentile:g} TTFT {p.verification.ttft_pct_s:.3f} s, "
-                             f"TPOT {p.verification.tpot_pct_s * 1e3:.1f} ms")}
+                             f"TPOT {p.verification.tpot_pct_s * 1e3:.1f} ms"), **_runnable(p.model_dump())}
                  for i, p in zip(candidates, plans)
                  if p.verified is False and p.usd_per_hour < limit and _key(space, rows, int(i)) not in listed]
-    rejected += [{"config": f"{k.gpu} tp{k.tp} pp{k.pp} {'+'.join(k.labels())}".strip(), "usd_per_hour": None,
+    rejected += [{"config": _layout(k), "usd_per_hour": None,
                   "reason": "does not fit: weights and one request's KV exceed memory"} for k in space.unfit]
+    rejected += [{"config": _layout(k), "usd_per_hour": None,
+                  "reason": f"outside the GPU limits: one replica needs {k.gpus} GPUs ({k.nodes} node"
+                            f"{'s' if k.nodes > 1 else ''}), max_gpus is {req.max_gpus}"}
+                 for k in space.kinds if k.gpus > req.max_gpus]
     return PlanResult(request=req, plans=plans, pareto=[_plan(req, space, rows, int(i)) for i in front[:50]],
                       cheapest=cheapest, searched_configs=int(searched), search_time_s=search_time,
                       verify_time_s=verify_time, backend=req.backend, rejected_cheaper=rejected)

@@ -2,7 +2,8 @@
 at once, then costed, powered, constrained and ranked.
 
 Co-located rows are kind x replicas x batch cap. A prefill/decode split (xPyD) is a prefill pool and a
-decode pool; the fast path's TTFT depends only on the prefill pool and its TPOT only on the decode
+decode pool of one pool class (the same PP, dtypes, techniques and EP; GPU type and TP may differ, as in
+Splitwise); the fast path's TTFT depends only on the prefill pool and its TPOT only on the decode
 pool (plus the KV transfer between them), so both pools are evaluated over all their options and the
 product of the cheapest that meet their own SLO is then evaluated whole with the transfer.
 """
@@ -18,7 +19,7 @@ from hwmodels.catalog import get_network
 from hwmodels.costs import cheapest_prices, power_model
 from hwmodels.errors import InputError
 from simulator.planning.models import PlanRequest
-from simulator.planning.space import GPUS_PER_NODE, Space, build
+from simulator.planning.space import Space, build
 from simulator.serving.analytic import colocated, decode_pool, prefill_pool
 
 SCALE_OUT = "ib-ndr-400"  # the KV link between pools on different nodes: one 400 Gb/s NIC per GPU (DGX H100)
@@ -57,6 +58,7 @@ def _per_kind(space: Space, prices: dict) -> dict[str, np.ndarray]:
         "decode_w": np.array([power[k.gpu].decode_w for k in space.kinds]),
         "tdp": np.array([power[k.gpu].tdp_w for k in space.kinds]),
         "link": np.array([get_accelerator(k.gpu).intra_node_link.bandwidth_bytes_per_s for k in space.kinds]),
+        "node_gpus": np.array([k.node_gpus for k in space.kinds], dtype=float),
     }
 
 
@@ -79,6 +81,23 @@ def _colocated_rows(req: PlanRequest, space: Space, pk: dict, P: float, cv2: flo
     return Rows(kind, kind, replicas.astype(float), np.zeros(kind.size), cap, m)
 
 
+def _pairs(space: Space, pkind, p_cost, p_ok, dkind, d_cost, d_ok) -> tuple[np.ndarray, np.ndarray, int]:
+    """Prefill and decode options to evaluate whole, and the number of pairs the search covers: within
+    each pool class (``Kind.pool_class``: the KV moves between pools as it is), the ``KEEP_PREFILL``
+    and ``KEEP_DECODE`` cheapest options that meet their own SLO, combined pairwise."""
+    classes = {}
+    cls = np.array([classes.setdefault(k.pool_class(), len(classes)) for k in space.kinds])
+    i_all, j_all, covered = [], [], 0
+    for c in range(len(classes)):
+        covered += int(np.count_nonzero(cls[pkind] == c)) * int(np.count_nonzero(cls[dkind] == c))
+        pc, dc = p_ok[cls[pkind[p_ok]] == c], d_ok[cls[dkind[d_ok]] == c]
+        pc = pc[np.argsort(p_cost[pc], kind="stable")[:KEEP_PREFILL]]
+        dc = dc[np.argsort(d_cost[dc], kind="stable")[:KEEP_DECODE]]
+        i_all.append(np.repeat(pc, dc.size))
+        j_all.append(np.tile(dc, pc.size))
+    return np.concatenate(i_all), np.concatenate(j_all), covered
+
+
 def _disaggregated_rows(req: PlanRequest, space: Space, pk: dict, P: float, cv2: float, O: float) -> tuple[Rows, int]:
     K = len(space.kinds)
     x = np.arange(1, MAX_POOL_REPLICAS + 1, dtype=float)
@@ -89,20 +108,17 @@ def _disaggregated_rows(req: PlanRequest, space: Space, pk: dict, P: float, cv2:
     drep = np.tile(np.repeat(x, caps.size), K)
     dcap = np.tile(caps, K * x.size)
     d = decode_pool(space.tables, dkind, drep, dcap, req.rate, O)
-    searched = pkind.size * dkind.size
     p_cost = pk["gpus"][pkind] * prep * pk["price"][pkind]
     d_cost = pk["gpus"][dkind] * drep * pk["price"][dkind]
     p_ok = np.flatnonzero(p["ttft_pct_s"] <= req.slo_ttft_s)
     d_ok = np.flatnonzero(d["tpot_pct_s"] <= req.slo_tpot_s)
-    p_ok = p_ok[np.argsort(p_cost[p_ok], kind="stable")[:KEEP_PREFILL]]
-    d_ok = d_ok[np.argsort(d_cost[d_ok], kind="stable")[:KEEP_DECODE]]
-    if p_ok.size == 0 or d_ok.size == 0:
+    i, j, searched = _pairs(space, pkind, p_cost, p_ok, dkind, d_cost, d_ok)
+    if i.size == 0:
         return Rows(*(np.zeros(0) for _ in range(5)), {}), searched
-    i, j = np.repeat(p_ok, d_ok.size), np.tile(d_ok, p_ok.size)
     a, b = pkind[i], dkind[j]
     gp, gd = pk["gpus"][a] * prep[i], pk["gpus"][b] * drep[j]
-    same_node = (a == b) | (np.array([k.gpu for k in space.kinds])[a] == np.array([k.gpu for k in space.kinds])[b])
-    same_node &= gp + gd <= GPUS_PER_NODE
+    gpu_name = np.array([k.gpu for k in space.kinds])
+    same_node = (gpu_name[a] == gpu_name[b]) & (gp + gd <= pk["node_gpus"][a])  # a node holds one GPU type
     link = np.where(same_node, pk["link"][a], get_network(SCALE_OUT).bandwidth_bytes_per_s)
     lanes = np.minimum(pk["gpus"][a], pk["gpus"][b])
     transfer = space.kv_bytes_per_gpu[a] * pk["gpus"][a] / (lanes * link)
@@ -135,7 +151,7 @@ def evaluate(req: PlanRequest) -> tuple[Space, Rows, int]:
     chunk = req.max_num_batched_tokens if req.chunked_prefill else 0
     P, cv2, O = req.lengths()
     space = build(req.model, gpus, req.techniques, P, O, pp_options=tuple(req.pp_options),
-                  max_tp=req.max_tp, chunk_tokens=chunk, calibration=req.calibration)
+                  max_tp=req.max_tp, max_nodes=req.max_nodes, chunk_tokens=chunk, calibration=req.calibration)
     pk = _per_kind(space, prices)
     rows = _colocated_rows(req, space, pk, P, cv2, O)
     searched = len(rows)

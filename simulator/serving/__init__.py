@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
 from simulator.api import as_scenario
 from simulator.scenario import Scenario
 from simulator.serving.config import CascadeConfig, ServeConfig
@@ -21,8 +19,11 @@ from simulator.serving.workload import PrefixGroup, Workload
 
 def serve(scenario: Scenario | Mapping[str, Any] | None, workload: Workload | Mapping[str, Any],
           config: ServeConfig | Mapping[str, Any] | None = None,
-          progress: Callable[[float], None] | None = None) -> ServeResult:
-    """Simulate ``workload`` served on ``scenario``'s GPUs; ``progress`` gets the finished fraction."""
+          progress: Callable[[float], None] | None = None,
+          timers: Callable[[Scenario], StepTimer] | None = None) -> ServeResult:
+    """Simulate ``workload`` served on ``scenario``'s GPUs; ``progress`` gets the finished fraction.
+    ``timers`` gives the ``StepTimer`` of one replica's scenario (default: a new one per replica group);
+    callers that run many simulations of the same replicas pass one that shares prebuilt step tables."""
     from simulator.serving.cluster import Simulation
     from simulator.serving.metrics import summarise
 
@@ -30,7 +31,7 @@ def serve(scenario: Scenario | Mapping[str, Any] | None, workload: Workload | Ma
     wl = workload if isinstance(workload, Workload) else Workload.from_dict(dict(workload))
     cfg = config if isinstance(config, ServeConfig) else ServeConfig.from_dict(dict(config or {}))
     requests = wl.requests()
-    sim = Simulation(sc, requests, cfg, seed=wl.seed, progress=progress)
+    sim = Simulation(sc, requests, cfg, seed=wl.seed, progress=progress, timers=timers or StepTimer)
     sim.run()
     arrivals = requests["arrival_s"]
     span = float(arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0

@@ -78,9 +78,11 @@ def replica_scenario(scenario: Scenario, count: int | None = None) -> tuple[Scen
 
 
 class Simulation:
-    def __init__(self, scenario, requests: np.ndarray, cfg: ServeConfig, seed: int = 0, progress=None):
+    def __init__(self, scenario, requests: np.ndarray, cfg: ServeConfig, seed: int = 0, progress=None,
+                 timers=StepTimer):
         sc = as_scenario(scenario)
         self.cfg = cfg
+        self.timers = timers  # one replica's scenario -> its StepTimer (a caller may share prebuilt ones)
         self.ledger = Ledger(requests)
         self.progress = progress
         self.rng = np.random.default_rng([seed, 0x5E7E])
@@ -97,7 +99,11 @@ class Simulation:
                                  f"tp x pp = {one.hardware.num_gpus} GPUs; the scenario has {count}")
             other = one
             if cfg.decode_overrides:
-                other, _ = replica_scenario(one.with_overrides(**cfg.decode_overrides))
+                other = one.with_overrides(**cfg.decode_overrides)
+                if "hardware.num_gpus" not in cfg.decode_overrides:  # a decode replica of its own tp x pp x cp
+                    par = other.parallelism
+                    other = other.with_overrides(**{"hardware.num_gpus": other.tp * par.pp * par.cp})
+                other, _ = replica_scenario(other)
             self.prefill = self._group("prefill", one, split[0], "prefill")
             self.decode = self._group("decode", other, split[1], "decode")
             if get_model(other.model).name != get_model(one.model).name:
@@ -123,7 +129,7 @@ class Simulation:
 
     def _group(self, name: str, one: Scenario, count: int, role: str) -> Group:
         cfg = self.cfg
-        timer = StepTimer(one)
+        timer = self.timers(one)
         budget = kv_budget(timer.scenario, cfg.block_size, cfg.max_num_seqs, cfg.max_num_batched_tokens)
         host = get_accelerator(one.hardware.gpu).host_link
         first = sum(len(g.replicas) for g in self.built)

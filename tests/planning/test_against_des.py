@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+
 import pytest
 
+from roofsim.cli.main import main
 from simulator.planning import plan
 from simulator.planning.space import build
 from simulator.planning.verify import des_available
@@ -50,25 +54,47 @@ def test_saturation_is_flagged_where_the_queue_grows():
     assert ok_long.ttft_s.p90 < 2.0 * ok_short.ttft_s.p90
 
 
-def test_example_plan_is_verified_and_next_cheaper_fails():
-    """Llama-3.1-70B at 4 req/s (2K / 256), p90 TTFT 2 s, p90 TPOT 50 ms over H100, H200, A100."""
+def _roofsim_serve(entry: dict, tmp_path, capsys) -> dict:
+    """Run a plan's (or a rejected configuration's) ``serve_command`` through the CLI, its scenario saved
+    as scenario.json as the command expects, and return the JSON the CLI prints."""
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(entry["scenario"]))
+    args = shlex.split(entry["serve_command"])
+    assert args[:3] == ["roofsim", "serve", "scenario.json"]
+    capsys.readouterr()
+    assert main(["serve", str(path), *args[3:], "--json", "--quiet"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_example_plan_is_verified_and_next_cheaper_fails(tmp_path, capsys):
+    """Llama-3.1-70B at 4 req/s (2K / 256), p90 TTFT 2 s, p90 TPOT 50 ms over H100, H200, A100: the
+    cheapest verified plan is the cheapest listed, `roofsim serve` of its scenario at that rate meets both
+    SLOs with exactly the verification's numbers, and the next cheaper configuration of the space, served
+    the same way, misses an SLO."""
     result = plan(model="llama-3.1-70b", rate=4.0, prompt_len=2048, output_len=256, slo_ttft_s=2.0, slo_tpot_s=0.05,
                   gpus=["h100-sxm", "h200-sxm", "a100-80gb-sxm"], verify=4, num_requests=1000)
     best = result.cheapest
     assert best is not None and best.verified
     assert best.usd_per_hour == min(p.usd_per_hour for p in result.plans if p.verified)
-    des = _des(best.scenario, 4.0, 2048, 256, 1000, best.serve_config)
-    assert des.ttft_s.p90 <= 2.0 and des.tpot_s.p90 <= 0.05 and des.rejected == 0
-    cheaper = [r for r in result.rejected_cheaper if r["usd_per_hour"] is not None]
-    assert cheaper and not any("not simulated" in r["reason"] for r in cheaper)
-    assert any("DES misses" in r["reason"] for r in cheaper) or all(p.verified for p in result.plans if p.verified is not None)
+    assert all(p.verified is not None for p in result.plans[:4])  # the top K are all simulated
+    out = _roofsim_serve(best.model_dump(), tmp_path, capsys)
+    assert out["ttft_s"]["p90"] <= 2.0 and out["tpot_s"]["p90"] <= 0.05 and out["rejected"] == 0
+    assert out["ttft_s"]["p90"] == best.verification.ttft_pct_s and out["tpot_s"]["p90"] == best.verification.tpot_pct_s
+    priced = [r for r in result.rejected_cheaper if r["usd_per_hour"] is not None]
+    assert priced and not any("not simulated" in r["reason"] for r in priced)
+    assert all(r["usd_per_hour"] < best.usd_per_hour for r in priced)
+    nxt = max(priced, key=lambda r: r["usd_per_hour"])
+    served = _roofsim_serve(nxt, tmp_path, capsys)
+    missed = served["ttft_s"]["p90"] > 2.0 or served["tpot_s"]["p90"] > 0.05 or served["rejected"] > 0
+    assert missed, f"{nxt['config']} ({nxt['reason']}) meets both SLOs in the DES: {served['ttft_s']}, {served['tpot_s']}"
+    assert any("does not fit" in r["reason"] for r in result.rejected_cheaper)  # 70B bf16 on one or two GPUs
 
 
 def test_one_gpu_space_agrees_with_brute_force_des():
     """Every configuration of a small one-GPU space simulated; the planner's cheapest verified plan is the
     cheapest configuration the DES says meets the SLOs."""
-    from simulator.planning.search import evaluate
     from simulator.planning.models import PlanRequest
+    from simulator.planning.search import evaluate
 
     req = PlanRequest(model="llama-3.1-8b", rate=6.0, prompt_len=512, output_len=128, slo_ttft_s=0.5,
                       slo_tpot_s=0.04, gpus=["l40s"], max_gpus=2, batch_caps=[32, 128], verify=8, num_requests=400,

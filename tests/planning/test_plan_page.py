@@ -46,6 +46,7 @@ def test_defaults_show_the_cheapest_plan():
     assert list(table["TPOT p90"]) == [seconds(p.tpot_p90_s) for p in expected.plans]
     codes = [c.value for c in at.code]
     assert codes[0] == expected.cheapest.vllm_command and codes[1] == expected.cheapest.sglang_command
+    assert codes[2] == expected.cheapest.serve_command  # the verification as a `roofsim serve` command
     links = " ".join(m.value for m in at.markdown)
     assert "open on the Scenario page" in links and "/Serve?" in links
 
@@ -87,3 +88,16 @@ def test_serve_link_opens_the_plan_with_its_settings():
     serve_page.run()
     assert not serve_page.exception, [e.value for e in serve_page.exception]
     assert not serve_page.error, [e.value for e in serve_page.error]
+
+
+def test_a_two_node_plan_shows_its_nodes():
+    """Llama-3.1-405B in bf16 on H100s: the cheapest replica spans two nodes, and the table says so."""
+    at = run({"pl.model": "llama-3.1-405b", "pl.gpus": '["h100-sxm"]', "pl.rate": "1.0", "pl.ttft": "3.0",
+              "pl.tpot": "0.1"})
+    assert not at.exception and not at.error
+    expected = plan({**DEFAULT, "model": "llama-3.1-405b", "gpus": ["h100-sxm"], "rate": 1.0, "slo_ttft_s": 3.0,
+                     "slo_tpot_s": 0.1}).cheapest
+    assert expected.nodes == 2
+    layouts = list(at.dataframe[0].value["layout"])
+    assert layouts[0] == f"{expected.replicas}x tp{expected.tp}" + (f" pp{expected.pp}" if expected.pp > 1 else "") \
+        + ", 2 nodes each"
