@@ -58,9 +58,12 @@ OP_KINDS: tuple[str, ...] = ("gemm", "attention_prefill", "attention_decode", "m
 # Training kinds (simulator.training) fall back to the forward kind they resemble: the backward GEMMs to
 # ``gemm``, FlashAttention's backward to ``attention_prefill``, the fused optimizer step and the fp32
 # cross-entropy to ``memory``.
+# A stack's element-wise kernels on PyTorch's non-vectorised strided loop (``strided``) and its atomic
+# scatter-adds (``atomic``, ``index_add_``) take the memory curve, which the stack corrects
+# (simulator.stacks).
 KIND_FALLBACK: dict[str, str] = {"grouped_gemm": "gemm", "gemm_dgrad": "gemm", "gemm_wgrad": "gemm",
                                  "attention_backward": "attention_prefill", "optimizer": "memory",
-                                 "cross_entropy": "memory"}
+                                 "cross_entropy": "memory", "strided": "memory", "atomic": "memory"}
 OPTIONAL_KINDS: tuple[str, ...] = tuple(KIND_FALLBACK)
 # Collectives a profile may hold its own curves for (``measurements.collectives.groups``); a missing one
 # falls back to its own curve at the nearest group size, then all-reduce's, then the ``collective`` kind.

@@ -47,20 +47,29 @@ def add_parser(sub) -> None:
     g.add_argument("--structure", default=None,
                    help="implementation the stack starts from: fused (roofsim's kernels), hf-eager, hf-graph, "
                         "torch-unfused, or a stack JSON (default: the stack's own, else fused)")
+    g.add_argument("--evaluate", metavar="STACK", help="with --from-measurements: predict the CSV's rows with this "
+                                                       "fitted stack profile instead of fitting one (another GPU, "
+                                                       "tensor-parallel rows, other models)")
     g.add_argument("--freeze", action="append", default=[], metavar="PARAM",
                    help="keep this parameter at its prior instead of fitting it (repeatable)")
     g.add_argument("--budget-s", type=float, default=600.0, help="stop timing after this many seconds")
+    g.add_argument("--phases", default="prefill,decode",
+                   help="steps to time, comma-separated: prefill, decode, train (train: a stack whose factory has "
+                        "train(); default prefill,decode)")
+    g.add_argument("--rounds", type=int, default=1,
+                   help="visit the grid this many times, models interleaved, and keep each point's median (for "
+                        "host-bound eager stacks; keeps every model in memory)")
     g.add_argument("--json", action="store_true", help="print the fit report as JSON")
     p.set_defaults(run=run)
 
 
 def _train_kinds(args, raw_path: str) -> int:
     """Fit the training kinds of ``raw_path`` into a profile and say where it went."""
+    import json
+
     from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
     from hwmodels.profile import PROFILE_DIR
     from validation.training.fit import merge_into_profile
-
-    import json
 
     raw = json.loads(read_text_bounded(raw_path, PROFILE_LIMIT_BYTES, "--from-measurements"))
     name = args.device or raw["environment"]["catalog_name"]
@@ -95,6 +104,16 @@ def _fit_and_report(csv_path: str, args, structure: str | None) -> int:
     return 0
 
 
+def _evaluate_and_report(csv_path: str, args) -> int:
+    from simulator.stacks.profile import read_json, stack_from_dict
+    from simulator.stacks.report import evaluate_measurements
+
+    stack = stack_from_dict(read_json(args.evaluate, "--evaluate"), "--evaluate")
+    report = evaluate_measurements(csv_path, stack)
+    print(json.dumps(report.model_dump(mode="json"), indent=2) if args.json else render_report(report))
+    return 0
+
+
 def render_report(report) -> str:
     lines = [f"stack profile {report.stack.name}: {len(report.rows)} rows, {report.nfev} model evaluations", ""]
     rows = [[p.name, f"{p.value:.4g}", f"{p.prior:.4g}", p.unit, p.meaning] for p in report.parameters]
@@ -117,6 +136,8 @@ def run(args) -> int:
 
         refit(args.refit, args.out)
         return 0
+    if args.from_measurements and args.evaluate:
+        return _evaluate_and_report(args.from_measurements, args)
     if args.from_measurements:
         args.out = args.out or "stack.json"
         return _fit_and_report(args.from_measurements, args, args.structure)
@@ -153,8 +174,15 @@ def _measure_stack(args) -> int:
     gpu = envmod.accelerator_name(envmod.environment(), args.device)
     args.out = args.out or "stack.json"
     csv_path = args.measurements or str(Path(args.out).with_suffix(".csv"))
+    phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
+    bad = [p for p in phases if p not in ("prefill", "decode", "train")]
+    if bad or not phases:
+        raise InputError("--phases", f"expected prefill, decode and/or train, got {args.phases!r}")
+    if args.rounds < 1:
+        raise InputError("--rounds", f"expected an integer >= 1, got {args.rounds}")
     result = measure_stack(stack=args.stack, stack_module=args.stack_module, models=args.model, mode=args.mode,
-                           out_csv=csv_path, gpu=gpu, quick=args.quick, budget_s=args.budget_s)
+                           out_csv=csv_path, gpu=gpu, quick=args.quick, budget_s=args.budget_s, phases=phases,
+                           rounds=args.rounds)
     print(f"timed {len(result['rows'])} steps in {result['wall_s']:.1f} s -> {csv_path}", file=sys.stderr)
     structure = args.structure or (f"hf-{args.mode}" if args.stack == "hf" else args.stack)
     return _fit_and_report(csv_path, args, structure)

@@ -13,9 +13,8 @@
 from simulator.stacks.profile import StackProfile, stack_from_dict
 from simulator.stacks.resolve import Calibration, resolve_calibration, transfer_profile
 from simulator.stacks.transform import apply_ops as apply_stack_ops
-from simulator.stacks.transform import corrected_profile
+from simulator.stacks.transform import corrected_profile, train_step_time
 from simulator.stacks.transform import finish_step as finish_stack_step
-from simulator.stacks.transform import train_step_time
 
 __all__ = ["Calibration", "StackProfile", "apply_stack_ops", "corrected_profile", "finish_stack_step",
            "resolve_calibration", "stack_from_dict", "train_step_time", "transfer_profile"]

@@ -126,9 +126,14 @@ def band_arrays(ev, work) -> tuple[dict[str, np.ndarray], str]:
 
 
 def train_band(calibration, gpu_name: str, step_time_s: float) -> tuple[float, float, str]:
-    """A training step's band. No training step has been validated against a measurement here: the band is
-    the profile's prefill band (forward GEMMs and attention, as a training step's are) at twice its width
-    (backward, optimizer and communication are not in those residuals)."""
+    """A training step's band: the stack's training residuals (each model held out) where it was fitted on
+    train rows; otherwise no training step has been validated with this profile, and the band is its
+    prefill band (forward GEMMs and attention, as a training step's are) at twice its width (backward,
+    optimizer and communication are not in those residuals)."""
+    stack = calibration.stack if calibration is not None else None
+    if stack is not None and stack.residuals.phases.get("train"):
+        src = band_source(calibration, gpu_name, "train")
+        return step_time_s * float(np.exp(src["lo"])), step_time_s * float(np.exp(src["hi"])), src["basis"]
     src = band_source(calibration, gpu_name, "prefill")
     lo, hi = step_time_s * float(np.exp(2.0 * src["lo"])), step_time_s * float(np.exp(2.0 * src["hi"]))
     return lo, hi, f"{src['basis']}, doubled: no training step validated"

@@ -27,8 +27,15 @@ from costmodels.roofline import price
 from hwmodels.errors import InputError
 from simulator.stacks.measurements import Measurement
 from simulator.stacks.presets import STRUCTURES
-from simulator.stacks.profile import (CORRECTED_KINDS, REF_LOG10, EfficiencyCorrection, FixedCosts, StackProfile,
-                                      read_json, stack_from_dict)
+from simulator.stacks.profile import (
+    CORRECTED_KINDS,
+    REF_LOG10,
+    EfficiencyCorrection,
+    FixedCosts,
+    StackProfile,
+    read_json,
+    stack_from_dict,
+)
 from simulator.stacks.transform import apply_ops, host_time_s, launches
 
 SIGMA_DATA = 0.02
@@ -50,14 +57,25 @@ class Param:
 # Prior spread of each kind's log efficiency multiplier: GEMMs go to the same vendor library in nearly
 # every stack (cuBLAS; measured engine ratios 1.12-1.18x, docs/validation.md); attention backends differ by
 # up to 1.7x (cuDNN vs SDPA-flash) and far more with an explicit mask; element-wise kernels in between.
-_SCALE_SIGMA = {"gemm": 0.25, "grouped_gemm": 0.5, "attention_prefill": 0.7, "attention_decode": 0.7, "memory": 0.5}
+_SCALE_SIGMA = {"gemm": 0.25, "grouped_gemm": 0.5, "attention_prefill": 0.7, "attention_decode": 0.7, "memory": 0.5,
+                "strided": 0.3, "atomic": 0.3}
+# Prior multipliers of the two kernel classes a stack adds, as measured on the H200 by the census
+# (``python -m validation.stacks.census``; validation/results/stacks/census/*.json, olmoe-1b-7b prefill
+# 1 x 2048, 16 layers), relative to the shipped memory curve at that size (0.831 of 4.8 TB/s at 134 MB):
+# ``strided``: transformers' ``masked_fill`` over 16,384 x 2,048 bf16 rows with a broadcast mask, 134 MB
+# read and written in 92.7 us = 1.45 TB/s, 0.363 of the curve; ``atomic``: ``index_add_`` of 16,384 x
+# 2,048 bf16 rows into 2,048 (2 bytes read + 2 updated per element, 134 MB) in 265.6 us = 0.505 TB/s,
+# 0.127 of the curve.
+_SCALE_PRIOR = {"strided": float(np.log(0.363)), "atomic": float(np.log(0.127))}
+# Kinds only some implementations launch: held at their prior when no row has them.
+_OPTIONAL_KINDS = ("strided", "atomic")
 
 
 def parameters(execution: str) -> list[Param]:
     out = []
     for kind in CORRECTED_KINDS:
         out.append(Param(f"{kind}.scale", "x", f"{kind} efficiency multiplier at the reference size (fitted as log)",
-                         0.0, _SCALE_SIGMA[kind], np.log(0.02), np.log(5.0)))
+                         _SCALE_PRIOR.get(kind, 0.0), _SCALE_SIGMA[kind], np.log(0.02), np.log(5.0)))
         out.append(Param(f"{kind}.slope", "per decade", f"log10 change of the {kind} multiplier per decade of size",
                          0.0, 0.15, -0.5, 0.5))
     out.append(Param("launch_overhead_s", "s", "GPU time added to every kernel launch", 0.0, 5.0, 0.0, 200.0))
@@ -66,7 +84,9 @@ def parameters(execution: str) -> list[Param]:
                 Param("host_layer_s", "s", "host time per layer beyond its launches", 0.0, 50.0, 0.0, 5000.0),
                 Param("host_step_s", "s", "host time per step (model entry, inputs, sampling)", 0.0, 500.0, 0.0,
                       1e5)]
-    out.append(Param("step_s", "s", "fixed time per step (synchronisation, graph launch)", 0.0, 2000.0, 0.0, 1e5))
+    # a graph replay or the final synchronisation: microseconds (a CUDA graph launch costs a few, NVIDIA's
+    # CUDA Programming Guide, "CUDA Graphs"); a wide prior let it absorb what per-launch terms should carry
+    out.append(Param("step_s", "s", "fixed time per step (synchronisation, graph launch)", 0.0, 20.0, 0.0, 1e5))
     return out
 
 
@@ -223,6 +243,8 @@ def _free(params: list[Param], groups, stack, n, freeze) -> tuple[list[Param], d
         moved = np.max(np.abs(np.log(predict_groups(groups, build_stack(stack, params, theta, {}), n) / base)))
         if moved >= SENSITIVITY:
             free.append(p)
+        elif p.name.split(".")[0] in _OPTIONAL_KINDS:
+            notes.append(f"{p.name} held at its prior (no rows with {p.name.split('.')[0]} kernels)")
         elif p.name.startswith("grouped_gemm."):
             tied[p.name] = p.name.replace("grouped_gemm.", "gemm.")
             notes.append(f"{p.name} follows {tied[p.name]} (no rows with routed experts)")

@@ -40,7 +40,7 @@ STACK_SCHEMA_VERSION = 1
 # Reference launch size of the slope per kind, log10 FLOPs (compute curve) and log10 bytes (memory curve):
 # about the middle of what a step's launches span (the grids of validation/sweeps.py).
 REF_LOG10 = {"compute": 9.0, "memory": 7.0}
-CORRECTED_KINDS = ("gemm", "grouped_gemm", "attention_prefill", "attention_decode", "memory")
+CORRECTED_KINDS = ("gemm", "grouped_gemm", "attention_prefill", "attention_decode", "memory", "strided", "atomic")
 
 
 class _Strict(BaseModel):
@@ -60,6 +60,37 @@ class Elementwise(_Strict):
     bytes_per_element: float | None = Field(None, gt=0.0, le=512.0)
 
 
+class RowPass(_Strict):
+    """One element-wise pass a stack's MoE layer makes over a tensor of ``rows`` x ``width``: the routed
+    (token, expert) rows or the tokens, times the hidden size, the expert intermediate size or twice it;
+    ``bytes_per_element`` read and written in all (at bf16 activations; scaled for others); ``kind``:
+    ``memory`` (a vectorised kernel), ``strided`` (PyTorch's non-vectorised loop: a broadcast mask, mixed
+    dtypes) or ``atomic`` (a scatter-add by atomics, ``index_add_``)."""
+
+    name: str
+    rows: Literal["routed", "tokens"] = "routed"
+    width: Literal["hidden", "expert_intermediate", "expert_gate_up"] = "hidden"
+    bytes_per_element: float = Field(gt=0.0, le=64.0)
+    kind: Literal["memory", "strided", "atomic"] = "memory"
+
+
+class MoEImplementation(_Strict):
+    """A routed-expert layer as the stack's code runs it (read off the code; launches counted by
+    ``python -m validation.stacks.census``). ``extra_launches_*``: kernels per MoE layer beyond the ones
+    roofsim prices (router GEMM, route, sort, permute, grouped GEMMs, activation, combine), with the sort of
+    the routed rows in one block (PyTorch sorts up to 4,096 keys in place) or by a multi-pass radix sort
+    (more: ATen's ``should_use_small_sort``, aten/src/ATen/native/cuda/Sort.h); they are priced as
+    launches. ``passes``: the stack's extra element-wise passes; ``replaces_combine``: its passes include
+    the weighted sum back to token order, so roofsim's fused ``moe.unpermute`` is dropped."""
+
+    extra_launches_small_sort: float = Field(0.0, ge=0.0, le=1000.0)
+    extra_launches_radix_sort: float = Field(0.0, ge=0.0, le=1000.0)
+    train_extra_launches: float = Field(0.0, ge=0.0, le=2000.0,
+                                        description="a training step's kernels per MoE layer beyond the priced ones")
+    passes: list[RowPass] = Field(default_factory=list)
+    replaces_combine: bool = False
+
+
 class Implementation(_Strict):
     norm: Elementwise = Elementwise()
     rotary: Elementwise = Elementwise()
@@ -75,6 +106,17 @@ class Implementation(_Strict):
     kv_append: Literal["in_place", "concat"] = Field(
         "in_place", description="concat: each step copies every layer's whole K/V cache (torch.cat)")
     moe_routing_launches: float = Field(1.0, ge=1.0, le=64.0, description="launches of the route and sort ops")
+    layer_extra_launches: float = Field(0.0, ge=0.0, le=1000.0,
+                                        description="kernels per layer beyond the priced ones (census), as launches")
+    moe: MoEImplementation | None = None
+    train_layer_extra_launches: float = Field(0.0, ge=0.0, le=2000.0, description=(
+        "a training step's kernels per layer beyond the priced forward and backward ones (census): autograd's"))
+    train_saved_hidden_bytes: float = Field(0.0, ge=0.0, le=256.0, description=(
+        "activation bytes saved for backward per token, layer and hidden element beyond the fused kernels'"))
+    train_saved_intermediate_bytes: float = Field(0.0, ge=0.0, le=256.0, description=(
+        "the same per MLP intermediate element (MoE: per element of the k routed rows' expert width)"))
+    train_saved_routed_bytes: float = Field(0.0, ge=0.0, le=256.0, description=(
+        "the same per hidden element of each of a MoE token's k routed rows"))
 
 
 class FixedCosts(_Strict):
@@ -87,11 +129,15 @@ class FixedCosts(_Strict):
 
 
 class TrainCorrections(_Strict):
-    """Training counterparts: backward GEMM/attention time relative to forward's (the stack's forward
-    corrections apply to it too), the optimizer's time relative to the priced one, fixed cost per step."""
+    """Training counterparts: the backward's time relative to its priced time (the stack's forward
+    corrections apply to it too), the optimizer's relative to the priced one, the host's time per kernel
+    relative to inference's, a fixed cost per step."""
 
     backward_scale: float = Field(1.0, gt=0.0, le=10.0)
     optimizer_scale: float = Field(1.0, gt=0.0, le=10.0)
+    host_launch_scale: float = Field(1.0, gt=0.0, le=10.0, description=(
+        "host time per kernel of a training step relative to inference's host_launch_s (autograd's engine "
+        "issues the backward kernels)"))
     step_s: float = Field(0.0, ge=0.0, le=10.0)
 
 

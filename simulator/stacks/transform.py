@@ -21,8 +21,9 @@ from hwmodels.profile import Curve, KindEfficiency, Profile
 from simulator.stacks.profile import CORRECTED_KINDS, REF_LOG10, StackProfile
 
 _GRID = np.round(np.arange(0.0, 15.0001, 0.05), 4)
-_KERNEL_KINDS = ("gemm", "grouped_gemm", "attention_prefill", "attention_decode", "memory")
+_KERNEL_KINDS = ("gemm", "grouped_gemm", "attention_prefill", "attention_decode", "memory", "strided", "atomic")
 _NORMS = ("attn_norm", "mlp_norm", "moe_norm", "final_norm")
+SMALL_SORT_KEYS = 4096  # PyTorch sorts up to this many keys in place in one kernel (ATen cuda/Sort.h)
 
 
 def correction_factor(log10_size, scale: float, slope: float, side: str) -> np.ndarray:
@@ -41,7 +42,7 @@ def _corrected_curve(curve: Curve, scale: float, slope: float, side: str) -> Cur
 def corrected_profile(base: Profile, stack: StackProfile) -> Profile:
     """The base profile as the stack's kernels reach it (a new profile; the base is not changed)."""
     kinds = {}
-    for kind in [*base.kinds, *[k for k in ("grouped_gemm",) if k not in base.kinds]]:
+    for kind in [*base.kinds, *[k for k in ("grouped_gemm", "strided", "atomic") if k not in base.kinds]]:
         eff = base.kind(kind)
         corr = stack.correction(kind) if kind in CORRECTED_KINDS else None
         overhead = eff.overhead_s + (stack.fixed.launch_overhead_s if kind in _KERNEL_KINDS else 0.0)
@@ -129,7 +130,9 @@ def apply_ops(stack: StackProfile, ops: list, shape, dep) -> list:
             if _phase_on(impl.gqa_expand_kv, phase) and np.any(group > 1) and not m.mla:
                 kv_read = np.asarray(op.kv_read_bytes, dtype=float)
                 expand = np.where(group > 1, unfused.kv_expand_bytes(kv_read, group), 0.0)
-                out.append(_memory_op(op, op.name.replace("attention.", "attn.repeat_kv.", 1), op.count, expand))
+                # expand + reshape: a copy of a broadcast view, PyTorch's non-vectorised strided loop
+                out.append(replace(_memory_op(op, op.name.replace("attention.", "attn.repeat_kv.", 1), op.count,
+                                              expand), kind="strided"))
                 att = replace(att, hbm_bytes=np.asarray(att.hbm_bytes) + kv_read * (group - 1.0),
                               kv_read_bytes=kv_read * group)
             if _phase_on(impl.materialized_mask, phase):
@@ -145,7 +148,39 @@ def apply_ops(stack: StackProfile, ops: list, shape, dep) -> list:
                 out.append(_memory_op(op, op.name.replace("attention.", "attn.output_copy.", 1), op.count, nbytes))
         else:
             out.append(op)
+    if impl.moe is not None:
+        out = _moe_layer(impl.moe, out, act, m.moe.top_k if m.moe is not None else 1)
+    if impl.layer_extra_launches:
+        layer = next((op for op in out if _base(op.name) == "attn.o_proj"), None)  # one launch per layer
+        if layer is not None:
+            out.append(_memory_op(layer, "layer.extra_launches", layer.count * impl.layer_extra_launches,
+                                  0.0 * np.asarray(layer.hbm_bytes)))
     return out
+
+
+def _moe_layer(moe, ops: list, act_bytes, top_k: int) -> list:
+    """The MoE layers' operators as the stack runs them: its element-wise passes over the routed rows
+    (or tokens), its own combine in place of roofsim's fused unpermute, and its other launches."""
+    down = next((op for op in ops if _base(op.name) == "moe.expert.down_proj"), None)
+    combine = next((op for op in ops if _base(op.name) == "moe.unpermute"), None)
+    if down is None or combine is None:
+        return ops
+    routed = np.asarray(down.rows, dtype=float)
+    inter = np.asarray(down.input_elems, dtype=float) / np.maximum(routed, 1e-30)
+    hidden = (np.asarray(down.hbm_bytes, dtype=float) - np.asarray(down.input_elems, dtype=float) * act_bytes
+              - np.asarray(down.weight_bytes, dtype=float)) / act_bytes / np.maximum(routed, 1e-30)
+    tokens = routed / top_k
+    rows = {"routed": routed, "tokens": tokens}
+    widths = {"hidden": hidden, "expert_intermediate": inter, "expert_gate_up": 2.0 * inter}
+    extra = []
+    for p in moe.passes:
+        nbytes = rows[p.rows] * widths[p.width] * p.bytes_per_element * np.asarray(act_bytes, dtype=float) / 2.0
+        extra.append(replace(_memory_op(combine, f"moe.{p.name}", combine.count, nbytes), kind=p.kind))
+    launches = np.where(routed <= SMALL_SORT_KEYS, moe.extra_launches_small_sort, moe.extra_launches_radix_sort)
+    extra.append(_memory_op(combine, "moe.extra_launches", combine.count * launches, 0.0 * routed))
+    out = [op for op in ops if not (moe.replaces_combine and op is combine)]
+    at = out.index(down) + 1
+    return out[:at] + extra + out[at:]
 
 
 def launches(ops: list, times: list) -> np.ndarray | float:
@@ -173,11 +208,37 @@ def finish_step(stack: StackProfile, ops: list, times: list, latency, overhead, 
     return new, overhead + (new - latency)
 
 
-def train_step_time(stack: StackProfile, forward_s, backward_s, optimizer_s, n_launches, n_layers):
-    """A training step under ``stack`` (for ``simulator.training``): forward, backward x ``backward_scale``
-    and optimizer x ``optimizer_scale`` (each already priced with the corrected profile), paced by the
-    host for eager stacks, plus the per-step costs."""
+def train_step_time(stack: StackProfile, step_s, backward_s, optimizer_s, n_launches, n_layers):
+    """A training step under ``stack`` (for ``simulator.training``): the step as priced with the corrected
+    profile (``step_s``, of which ``backward_s`` is backward and ``optimizer_s`` the optimizer), its backward
+    scaled by ``backward_scale`` and its optimizer by ``optimizer_scale``, paced by the host for eager stacks
+    (``n_launches`` kernels), plus the per-step costs."""
     t = stack.train
-    gpu = np.asarray(forward_s) + t.backward_scale * np.asarray(backward_s) + t.optimizer_scale * np.asarray(optimizer_s)
-    host = host_time_s(stack, n_launches, n_layers)
+    host_stack = stack.model_copy(update={"fixed": stack.fixed.model_copy(
+        update={"host_launch_s": stack.fixed.host_launch_s * t.host_launch_scale})})
+    gpu = (np.asarray(step_s) + (t.backward_scale - 1.0) * np.asarray(backward_s)
+           + (t.optimizer_scale - 1.0) * np.asarray(optimizer_s))
+    host = host_time_s(host_stack, n_launches, n_layers)
     return np.maximum(gpu, host) + stack.fixed.step_s + t.step_s
+
+
+def train_extra_launches(stack: StackProfile, model) -> float:
+    """Kernels of one training micro-batch beyond those of roofsim's forward and backward operators."""
+    impl = stack.implementation
+    moe_layers = sum(1 for k in model.mlp_kinds() if k == "moe") if model.moe is not None else 0
+    moe = impl.moe.train_extra_launches if impl.moe is not None else 0.0
+    return impl.train_layer_extra_launches * model.num_layers + moe * moe_layers
+
+
+def train_saved_extra_bytes(stack: StackProfile, model) -> float:
+    """Activation bytes per token and layer the stack's implementation saves for backward beyond what
+    roofsim's fused kernels save (``Implementation.train_saved_*``): per hidden element, per intermediate
+    element of the MLP (a MoE layer's k routed rows of the expert width), per hidden element of each routed row."""
+    impl = stack.implementation
+    if model.moe is not None:
+        inter = model.moe.top_k * model.moe.expert_intermediate_size
+        routed = model.moe.top_k * model.hidden_size
+    else:
+        inter, routed = model.intermediate_size or 0, 0.0
+    return (impl.train_saved_hidden_bytes * model.hidden_size + impl.train_saved_intermediate_bytes * inter
+            + impl.train_saved_routed_bytes * routed)

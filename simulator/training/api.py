@@ -102,7 +102,8 @@ def train_sweep(scenario: TrainScenario | Mapping[str, Any] | None = None, **axe
     ax = _axes(axes)
     out = evaluate(sc, ax)
     shape = np.broadcast_shapes(*(np.shape(v) for v in ax.values())) if ax else ()
-    flat = {k: v for k, v in out.items() if k not in ("ops", "breakdown", "memory", "calibration", "price_source")}
+    flat = {k: v for k, v in out.items()
+            if k not in ("ops", "breakdown", "memory", "calibration", "price_source", "stack_terms")}
     flat.update({f"memory.{k}": v for k, v in out["memory"].items()})
     flat.update({f"breakdown.{k}": v for k, v in out["breakdown"].items()})
     res = TrainSweep({k: np.broadcast_to(np.asarray(v), np.broadcast_shapes(shape, np.shape(v))) for k, v in flat.items()})

@@ -32,7 +32,7 @@ import numpy as np
 from costmodels.collectives import collective_cost
 from costmodels.offload import cpu_adam_time_s, offload_step_time_s
 from costmodels.optimizer import optimizer_step
-from costmodels.pipeline import pipeline_slots
+from costmodels.pipeline import inflight_microbatches, pipeline_slots
 from costmodels.roofline import OpCost, price
 from costmodels.training_flops import palm_flops_per_token
 from hwmodels import InputError, get_accelerator, get_network, get_node, list_nodes
@@ -41,7 +41,9 @@ from simulator.deployment import Deployment
 from simulator.models import get_model
 from simulator.parallel import GENERIC_NETWORK
 from simulator.parallel.placement import span
+from simulator.stacks import apply_stack_ops, train_step_time
 from simulator.stacks.resolve import resolve_calibration
+from simulator.stacks.transform import train_extra_launches, train_saved_extra_bytes
 from simulator.training.memory import (
     local_param_counts,
     lora_params,
@@ -79,6 +81,7 @@ class Setup:
     microbatches: Any
     gpus_per_node: int
     lora_p: Any = None
+    stack: Any = None  # a stack profile's implementation and host pace (simulator.stacks), or None
 
     def __getattr__(self, name):  # scenario fields not overridden by knobs
         return getattr(self.sc, name)
@@ -124,7 +127,8 @@ def gpus_per_node(sc: TrainScenario) -> int:
 
 def resolve(sc: TrainScenario, knobs: dict[str, Any]) -> Setup:
     gpu = get_accelerator(sc.gpu, "gpu")
-    profile = resolve_calibration(sc.calibration, gpu).profile  # a stack profile's corrections apply too
+    calibration = resolve_calibration(sc.calibration, gpu)  # a stack profile's corrections apply too
+    profile = calibration.profile
     model = get_model(sc.model)
     node = _node(sc, gpu)
     per_node = sc.gpus_per_node or (node.accelerators_per_node if node else 8)
@@ -154,7 +158,8 @@ def resolve(sc: TrainScenario, knobs: dict[str, Any]) -> Setup:
     m = np.asarray(gb) / (np.asarray(mb) * dp)
     if np.any(m < 1) or np.any(m != np.round(m)):
         raise InputError("global_batch", "global_batch must be a multiple of micro_batch x data-parallel degree")
-    s = Setup(sc, model, gpu, profile, node, tp, pp, cp, ep, dp, mb, seq, rc, zero, gpus, gb, m, per_node)
+    s = Setup(sc, model, gpu, profile, node, tp, pp, cp, ep, dp, mb, seq, rc, zero, gpus, gb, m, per_node,
+              stack=calibration.stack)
     if sc.lora_rank is not None:
         s.lora_p = lora_params(model, sc.lora_rank, sc.lora_targets, tp, pp)
     if sc.offload == "nvme" and sc.nvme_bandwidth_bytes_per_s is None:
@@ -259,6 +264,8 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
                        sp=sc.sequence_parallel & (u_tp > 1), recompute=u_rc, prec=prec,
                        microbatches=np.where(u_acc, 2, 1), lora_rank=sc.lora_rank, lora_targets=tuple(sc.lora_targets),
                        bf16_peak=bf16_peak, flash=sc.flash_attention,
+                       forward_transform=None if s.stack is None else (
+                           lambda fwd, shape: apply_stack_ops(s.stack, fwd, shape, dep)),
                        comm=lambda name, coll, count, msg, group: _group_op(
                            s, name, coll, count, msg, *({"cp": (u_cp, u_tp), "ep": (u_ep, u_tp * u_cp)}[group])))
 
@@ -363,10 +370,38 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
         offload_s = step - gpu_s
         optimizer_s = 0.0 * optimizer_s
 
+    stack_s = 0.0 * step
+    if s.stack is not None:  # the stack's backward and optimizer corrections, host pace and step costs
+        kernels = sum((t.op.count for t in ops if t.op.kind not in ("collective", "host_transfer")), 0.0)
+        # every micro-batch's kernels (the priced ones and the stack's others) and the fused optimizer step
+        launches = (back(kernels) + train_extra_launches(s.stack, s.model) / pp) * m + 1.0
+        backward_s = back(sums_backward(sums)) * slots / pp
+        layers = s.model.num_layers / pp
+        terms = {"gpu_step_s": step, "backward_s": backward_s, "optimizer_s": optimizer_s, "launches": launches,
+                 "layers": layers}
+        paced = train_step_time(s.stack, step, backward_s, optimizer_s, launches, layers)
+        stack_s, step = paced - step, paced
     out = _report(s, prec, sc, cats, m, bubble, dp_exposed, optimizer_s, offload_s, step, per_op)
+    out["breakdown"]["stack"] = stack_s
+    if s.stack is not None:
+        out["stack_terms"] = terms  # what simulator.stacks.train fits the training corrections on
     out["memory"] = training_memory(s, (total_p, layer_p, vocab_p), prec, state_elems)
+    if s.stack is not None:  # what the stack's unfused kernels save for backward beyond the fused ones'
+        mem = out["memory"]
+        tokens = np.asarray(s.micro_batch, dtype=float) * s.seq_len / s.cp
+        inflight = inflight_microbatches(sc.schedule, s.pp_arr, s.microbatches, sc.virtual_stages)
+        extra = (tokens * train_saved_extra_bytes(s.stack, s.model) * s.model.num_layers / s.pp_arr * inflight
+                 * (np.asarray(s.recompute) != 2))
+        mem["activation_bytes"] = mem["activation_bytes"] + extra
+        mem["total_bytes"] = mem["total_bytes"] + extra
+        mem["fits"] = mem["total_bytes"] + mem["workspace_bytes"] <= mem["capacity_bytes"]
     out["params_per_gpu"] = total_p + 0.0 * step
     return out
+
+
+def sums_backward(sums: dict[tuple, Any]):
+    """Backward (and recompute) time of one micro-batch over every part, from ``evaluate``'s sums."""
+    return sum((time for (_, _, is_forward), time in sums.items() if not is_forward), 0.0)
 
 
 def _price(sc: TrainScenario, gpu: str):

@@ -49,6 +49,11 @@ class TrainOp:
 def _role(name: str, gated: bool) -> str:
     if name.endswith(".softmax"):
         return "softmax"
+    if name.endswith("extra_launches"):  # a stack's launch-only operators (simulator.stacks): no gradient bytes
+        return "sort"
+    if ".output_copy." in name or ".repeat_kv." in name or (name.startswith("moe.") and not name.startswith(
+            ("moe.route", "moe.sort", "moe.permute", "moe.unpermute", "moe.expert."))):
+        return "permute"  # a stack's copies and MoE passes: the gradient makes the same pass back
     leaf = name.rsplit(".", 1)[-1]
     for role in ("route", "sort", "unpermute", "permute"):
         if name.endswith("moe." + role):
@@ -161,13 +166,17 @@ def _with_unfused_softmax(fwd, micro_batch, seq_len, cp, dep):
 
 
 def training_ops(dep, *, micro_batch, seq_len, cp, ep, sp, recompute, prec, microbatches, lora_rank=None,
-                 lora_targets=(), bf16_peak, comm=None, flash=True):
+                 lora_targets=(), bf16_peak, comm=None, flash=True, forward_transform=None):
     """Every operator of one micro-batch's forward, backward and recompute on one GPU, tagged. ``comm(name,
-    collective, count, message_bytes, group)`` makes the context- and expert-parallel collectives' operators."""
+    collective, count, message_bytes, group)`` makes the context- and expert-parallel collectives' operators;
+    ``forward_transform(ops, shape)`` rewrites the forward first (a stack profile's implementation,
+    ``simulator.stacks.apply_stack_ops``), so its backward follows what the stack runs."""
     m = dep.model
     gated = m.gated_mlp
     lora = lora_rank is not None
     fwd, shape = forward_ops(dep, micro_batch, seq_len, cp, sp)
+    if forward_transform is not None:
+        fwd = forward_transform(fwd, shape)
     fwd = [replace(op, peak_flops_per_s=bf16_peak) if op.kind.startswith("attention") else op for op in fwd]
     rc = np.asarray(recompute)
     grad_bytes = 2.0 if prec.cast_weights else prec.grad_bytes  # amp: bf16 wgrad, cast to fp32 below

@@ -46,3 +46,19 @@ def test_a_malformed_csv_is_one_line_with_exit_2(tmp_path):
 def test_gpu_stack_commands_need_a_gpu():
     res = _roofsim("calibrate", "--stack", "hf", "--model", "llama-3.2-1b")
     assert res.returncode == 2 and "needs a CUDA GPU" in res.stderr
+
+
+def test_a_fitted_stack_evaluates_other_rows_without_a_fit(tmp_path):
+    """``--evaluate``: the rows predicted by a stack fitted elsewhere (here on the other models' rows)."""
+    rows = CSV.read_text().splitlines()
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text("\n".join([rows[0]] + [r for r in rows[1:] if r.startswith(("llama-3.2-1b", "qwen2.5-7b"))]))
+    test.write_text("\n".join([rows[0]] + [r for r in rows[1:] if r.startswith("llama-3.2-3b")]))
+    out = tmp_path / "stack.json"
+    assert _roofsim("calibrate", "--from-measurements", str(train), "--structure", "torch-unfused",
+                    "--out", str(out)).returncode == 0
+    res = _roofsim("calibrate", "--from-measurements", str(test), "--evaluate", str(out), "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert len(report["rows"]) == 11 and {s["phase"] for s in report["errors"]} == {"prefill", "decode"}
+    assert all(abs(r["error"]) < 0.25 for r in report["rows"])

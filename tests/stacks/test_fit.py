@@ -80,12 +80,49 @@ def test_the_fit_prices_steps_as_predict_does():
     assert np.allclose(got, [r.latency_s for r in rows], rtol=1e-3)
 
 
-@pytest.mark.parametrize("csv, structure, prefill_median, decode_median", [
-    ("torch-unfused-graph", "torch-unfused", 0.10, 0.10), ("hf-graph", "hf-graph", 0.10, 0.10),
-    ("torch-unfused-eager", "torch-unfused", 0.10, 0.10)])
-def test_shipped_measurements_held_out_models(csv, structure, prefill_median, decode_median):
-    """Leave one model out on the H200 steps (docs/validation.md#stacks): medians within the targets."""
+@pytest.mark.parametrize("csv, structure", [("torch-unfused-graph", "torch-unfused"), ("torch-unfused-eager", "torch-unfused"),
+                                             ("hf-graph", "hf-graph"), ("hf-eager", "hf-eager")])
+def test_shipped_measurements_held_out_models(csv, structure):
+    """Leave one model out on the H200 steps (docs/calibration.md#measured-out-of-sample-errors), recomputed
+    from the committed CSVs: within the issue's targets, median 10% and p90 20%, prefill and decode, and the
+    MoE model (olmoe-1b-7b) held out within a median 10%. The previous structure (no MoE implementation,
+    20-50 launches per MoE layer missing, a per-step cost free to absorb per-launch terms) missed a p90 bound
+    on every one of these CSVs (20.6% to 58.6%)."""
     report = fit_measurements(RESULTS / f"{csv}.csv", structure=structure, name=csv)
     stats = {(s.label, s.phase): s for s in report.errors}
-    assert stats[("model held out", "prefill")].median_abs <= prefill_median
-    assert stats[("model held out", "decode")].median_abs <= decode_median
+    for phase in ("prefill", "decode"):
+        held = stats[("model held out", phase)]
+        assert held.median_abs <= 0.10 and held.p90_abs <= 0.20, (phase, held)
+        moe = [abs(r.held_out_error) for r in report.rows if r.model == "olmoe-1b-7b" and r.phase == phase]
+        assert float(np.median(moe)) <= 0.10, (phase, moe)
+
+
+def test_shipped_training_rows_held_out_and_their_peak_memory():
+    """Training steps of the torch-unfused stack (AdamW, bf16, no recompute) on the H200: with each model
+    held out, step time within the 12% median target (p90 20%), and peak memory, which is not fitted,
+    within 10% on every row."""
+    report = fit_measurements(RESULTS / "torch-unfused-eager.csv", structure="torch-unfused", name="tu")
+    stats = {(s.label, s.phase): s for s in report.errors}
+    held = stats[("model held out", "train")]
+    assert held.rows == 20 and held.median_abs <= 0.12 and held.p90_abs <= 0.20
+    assert stats[("peak memory", "train")].max_abs <= 0.10
+    assert {p.name for p in report.parameters} >= {"train.backward_scale", "train.host_launch_scale"}
+    assert report.stack.residuals.held_out["train"]
+
+
+def test_a_fit_on_synthetic_training_steps_recovers_the_training_corrections():
+    from simulator.stacks.profile import TrainCorrections
+    from simulator.stacks.train import fit_train, predict_train, train_terms
+
+    stack = _truth("eager")
+    shapes = [(1, 512), (1, 1024), (2, 4096), (4, 4096)]
+    rows = [Measurement(row=i + 1, model="llama-3.2-1b", gpu="h200-sxm", phase="train", batch=b, seq_len=n,
+                        precision="bf16", recompute="none", latency_s=1.0) for i, (b, n) in enumerate(shapes)]
+    terms = train_terms(rows, stack)
+    truth = stack.model_copy(update={"train": TrainCorrections(backward_scale=1.3, host_launch_scale=1.6)})
+    measured = predict_train(terms, truth)
+    rows = [r.model_copy(update={"latency_s": float(t)}) for r, t in zip(rows, measured)]
+    fitted, log_err, _, free, _ = fit_train(rows, stack, terms)
+    assert fitted.train.backward_scale == pytest.approx(1.3, rel=0.03)
+    assert fitted.train.host_launch_scale == pytest.approx(1.6, rel=0.03)
+    assert np.max(np.abs(log_err)) < 0.01 and "train.backward_scale" in free

@@ -20,8 +20,9 @@ MOE = dict(DENSE, moe=dict(num_experts=4, top_k=2, expert_intermediate_size=32))
 def _factories():
     out = [("unfused", lambda s: unfused.factory(s, "cpu", torch.float32))]
     try:
-        from validation.stacks import hf  # noqa: F401
         import transformers  # noqa: F401
+
+        from validation.stacks import hf  # noqa: F401
 
         out += [(f"hf-{m}", lambda s, m=m: hf.factory(s, "cpu", torch.float32, m)) for m in ("eager", "graph")]
     except ImportError:
@@ -71,3 +72,23 @@ def test_measure_writes_the_documented_csv(tmp_path):
         from simulator.stacks import fit_measurements
 
         fit_measurements(read_measurements(out))
+
+
+def test_training_steps_learn_and_rounds_pool_their_samples(tmp_path):
+    """``train`` runs forward, fp32 loss, backward and AdamW (the loss falls on repeated data); with
+    ``rounds=2`` every point is visited twice and its row pools both rounds' samples."""
+    torch.manual_seed(0)
+    st = unfused.factory(DENSE, "cpu", torch.float32)
+    step = st.train(2, 16)
+    losses = [float(step.run()) for _ in range(3)]
+    assert losses[-1] < losses[0]
+    step.release()
+    out = tmp_path / "t.csv"
+    rows = measure.measure(lambda s: unfused.factory(s, "cpu", torch.float32), {"tiny": DENSE}, gpu="h200-sxm",
+                           mode="eager", out=out, quick=True, device="cpu", precision="fp32",
+                           phases=("prefill", "train"), rounds=2)
+    train_rows = [r for r in rows if r["phase"] == "train"]
+    assert len(rows) == 4 and len(train_rows) == 1
+    assert train_rows[0]["seq_len"] == 1024 and train_rows[0]["recompute"] == "none"
+    assert all(int(r["repeats"]) >= 10 for r in rows)  # at least 5 per round, two rounds
+    assert [m.phase for m in read_measurements(out)].count("train") == 1

@@ -11,8 +11,10 @@ a ``MixtralConfig`` (routed MoE; transformers 5 runs its experts through ``torch
   Under capture transformers cannot check the mask on the host, so it materialises the causal mask and,
   with a mask, expands K/V to every query head (``repeat_kv``) before SDPA.
 
-The decode step of ``eager`` crops the cache back to ``context_len`` after each run (``reset``, outside
-the timed region); that of ``graph`` rewinds the static cache's length counters.
+The decode step of ``eager`` crops the cache back to ``context_len`` after each run and copies it to
+contiguous tensors (``reset``, outside the timed region: in generation each step's ``torch.cat`` reads
+the contiguous result of the previous one, and a cropped view would send the copy down PyTorch's
+slower strided path); that of ``graph`` rewinds the static cache's length counters.
 """
 
 from __future__ import annotations
@@ -91,7 +93,9 @@ class HFStack:
             if cache is None:
                 return
             if self.mode == "eager":
-                cache.crop(-new)
+                cache.crop(-new)  # a view of the first context_len positions: copied to a contiguous tensor, as
+                for layer in cache.layers:  # the cache generate() grows by torch.cat always is
+                    layer.keys, layer.values = layer.keys.contiguous(), layer.values.contiguous()
             else:
                 for layer in cache.layers:
                     layer.cumulative_length.fill_(past)

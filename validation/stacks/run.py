@@ -31,8 +31,24 @@ def load_factory(target: str) -> Callable:
     return factory
 
 
+def factory_for(stack: str | None, stack_module: str | None, mode: str, device, dtype) -> Callable[[dict], object]:
+    """``spec -> stack object`` for ``--stack`` / ``--stack-module``."""
+    if stack_module:
+        factory = load_factory(stack_module)
+        return lambda spec: factory(spec, device, dtype)
+    if stack == "hf":
+        from validation.stacks import hf
+
+        return lambda spec: hf.factory(spec, device, dtype, mode)
+    if stack == "torch-unfused":
+        from validation.stacks import unfused
+
+        return lambda spec: unfused.factory(spec, device, dtype)
+    raise InputError("--stack", f"unknown stack {stack!r}; choose hf or torch-unfused, or pass --stack-module")
+
+
 def run(*, stack: str | None, stack_module: str | None, models: list[str], mode: str, out_csv: str | Path,
-        gpu: str, quick: bool = False, budget_s: float = 600.0) -> dict:
+        gpu: str, quick: bool = False, budget_s: float = 600.0, phases=("prefill", "decode"), rounds: int = 1) -> dict:
     """Measure every model; returns the CSV path, the rows and the wall time."""
     import torch
 
@@ -41,24 +57,9 @@ def run(*, stack: str | None, stack_module: str | None, models: list[str], mode:
     specs = {name: get_model(name, "--model").model_dump(mode="json") for name in models}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    if stack_module:
-        factory = load_factory(stack_module)
-
-        def make(spec):
-            return factory(spec, device, dtype)
-    elif stack == "hf":
-        from validation.stacks import hf
-
-        def make(spec):
-            return hf.factory(spec, device, dtype, mode)
-    elif stack == "torch-unfused":
-        from validation.stacks import unfused
-
-        def make(spec):
-            return unfused.factory(spec, device, dtype)
-    else:
-        raise InputError("--stack", f"unknown stack {stack!r}; choose hf or torch-unfused, or pass --stack-module")
+    make = factory_for(stack, stack_module, mode, device, dtype)
     t0 = time.perf_counter()
     rows = measure.measure(make, specs, gpu=gpu, mode=mode, out=out_csv, quick=quick, device=device,
-                           precision="bf16" if dtype == torch.bfloat16 else "fp32", budget_s=budget_s)
+                           precision="bf16" if dtype == torch.bfloat16 else "fp32", budget_s=budget_s,
+                           phases=phases, rounds=rounds)
     return {"csv": str(out_csv), "rows": rows, "wall_s": time.perf_counter() - t0}

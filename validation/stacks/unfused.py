@@ -9,6 +9,8 @@ Llama modelling code, written out here so that every launch is known):
 * a static KV cache written with ``index_copy_``; attention through SDPA with ``enable_gqa`` (no K/V
   expanded, no mask: ``is_causal`` for prefill, the cache's first ``context + 1`` positions for decode);
 * SiLU and the gate multiply as two launches; residual adds;
+* a training step (``train``): the same layers over the whole sequence with logits at every position,
+  the fp32 loss, backward and a fused AdamW step;
 * MoE layers: router GEMM, softmax in fp32, ``topk``, renormalise, a sort by expert, ``bincount`` +
   ``cumsum`` for the offsets, a gather, ``torch._grouped_mm`` for the experts (a per-expert loop where
   it is missing, e.g. on a CPU) and an ``index_add_`` back.
@@ -78,9 +80,10 @@ class Layer(nn.Module):
         v = self.v(hn).view(B, S, self.Hkv, self.D).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        kc.index_copy_(2, pos, k)
-        vc.index_copy_(2, pos, v)
-        if phase == "prefill":
+        if kc is not None:  # a training step keeps no cache
+            kc.index_copy_(2, pos, k)
+            vc.index_copy_(2, pos, v)
+        if phase in ("prefill", "train"):
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.Hkv != self.H)
         else:
             n = past + S
@@ -123,6 +126,8 @@ class UnfusedDecoder(nn.Module):
         self.layers = nn.ModuleList(Layer(s) for _ in range(s["num_layers"]))
         self.norm = RMSNorm(s["hidden_size"])
         self.lm_head = nn.Linear(s["hidden_size"], s["vocab_size"], bias=False)
+        if s.get("tie_word_embeddings"):  # one matrix for both, as the model has (Llama 3.2 1B and 3B)
+            self.lm_head.weight = self.embed.weight
         D = s["head_dim"]
         self.register_buffer("inv_freq", 1.0 / (500000.0 ** (torch.arange(0, D, 2).float() / D)), persistent=False)
 
@@ -134,8 +139,11 @@ class UnfusedDecoder(nn.Module):
     def forward(self, ids, pos, caches, past: int, phase: str):
         x = self.embed(ids)
         cos, sin = self.rope(pos)
-        for layer, (kc, vc) in zip(self.layers, caches):
+        for i, layer in enumerate(self.layers):
+            kc, vc = caches[i] if caches else (None, None)
             x = layer(x, cos, sin, kc, vc, pos, past, phase)
+        if phase == "train":  # logits at every position
+            return self.lm_head(self.norm(x))
         return self.lm_head(self.norm(x)[:, -1])
 
 
@@ -171,6 +179,32 @@ class UnfusedStack:
 
     def decode(self, batch: int, context_len: int) -> Step:
         return self._step(batch, 1, context_len, "decode")
+
+    def train(self, batch: int, seq_len: int) -> Step:
+        """One optimizer step on ``batch`` sequences of ``seq_len`` tokens: ``zero_grad(set_to_none=True)``,
+        forward with logits at every position, the loss on fp32 logits (``cross_entropy(logits.float())``,
+        as transformers' causal-LM loss), backward, and ``torch.optim.AdamW(fused=True)``. Parameters,
+        gradients and AdamW states are in the module's dtype (bf16 on a GPU: roofsim's ``bf16`` training
+        precision, 2 + 2 + 4 bytes per parameter); no recomputation."""
+        ids = torch.randint(0, self.spec["vocab_size"], (batch, seq_len + 1), device=self.device)
+        inputs, targets = ids[:, :-1], ids[:, 1:].reshape(-1)
+        pos = torch.arange(seq_len, device=self.device)
+        module = self.module
+        opt = torch.optim.AdamW(module.parameters(), lr=1e-6, fused=self.device.type == "cuda")
+
+        def run():
+            opt.zero_grad(set_to_none=True)
+            logits = module(inputs, pos, None, 0, "train")
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets)
+            loss.backward()
+            opt.step()
+            return loss.detach()
+
+        def release():
+            opt.zero_grad(set_to_none=True)
+            opt.state.clear()
+
+        return Step(run=run, capturable=False, release=release)
 
 
 def factory(spec: dict, device="cuda", dtype=torch.bfloat16) -> UnfusedStack:
