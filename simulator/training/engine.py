@@ -206,9 +206,6 @@ def _group_op(s: Setup, name, collective, count, message, size, stride):
     operator, priced by inference's ``price_collective`` (ring, tree or hierarchical and the network
     protocol, whichever is fastest)."""
     per_node, _ = span(size, stride, s.gpus_per_node)
-    if np.ndim(message) == 0 and np.ndim(size) == 0 and np.ndim(per_node) == 0:
-        cost, overhead = price_collective(s.profile, collective, message, size, per_node, s.intra, s.inter)
-        return OpCost(name, "collective", count, **link_terms(cost, overhead))
     # layouts repeat a few group shapes and messages: price each distinct one once
     (u_message, u_size, u_per_node), index, shape = factorize(message, size, per_node)
     terms = link_terms(*price_collective(s.profile, collective, u_message, u_size, u_per_node, s.intra, s.inter))
