@@ -41,29 +41,60 @@ def price_collective(profile, collective: str, message_bytes, size, per_node, in
     this collective at the group size nearest its ranks in a node, the network at its own protocols."""
     ranks = curve_ranks(size, per_node)
     if type(ranks) is int:
-        return _priced(profile, collective, message_bytes, size, per_node, intra, inter, algorithm, int(ranks))
-    # a sweep over degrees: each distinct in-node group size at its own curve, merged point by point
-    costs = {int(r): _priced(profile, collective, message_bytes, size, per_node, intra, inter, algorithm, int(r))
-             for r in np.unique(ranks)}
+        eff = profile.collective_efficiency(collective, ranks)
+        curve = _scale_up_curve(eff)
+        one_node = not isinstance(size, np.ndarray) and not isinstance(per_node, np.ndarray) and per_node >= size
+        return _priced(collective, message_bytes, size, per_node, intra, inter, algorithm, curve, eff.overhead_s,
+                       one_node), eff.overhead_s
+    # a sweep over degrees: each point on the curve and launch overhead of its own in-node group size
+    values, index = np.unique(ranks, return_inverse=True)
+    effs = [profile.collective_efficiency(collective, int(r)) for r in values]
+    distinct = list({id(e): e for e in effs}.values())  # group sizes that share a measured curve share it here
+    if len(distinct) == 1:
+        curve, overhead = _scale_up_curve(distinct[0]), distinct[0].overhead_s
+    else:
+        index = np.array([distinct.index(e) for e in effs])[index].reshape(np.shape(ranks))
+        curve = _CurvePerPoint([e.memory for e in distinct], index)
+        overhead = np.array([e.overhead_s for e in distinct])[index]
+    return _priced(collective, message_bytes, size, per_node, intra, inter, algorithm, curve, overhead,
+                   False), overhead
 
-    def merged(field):
-        return sum(np.where(ranks == r, np.asarray(getattr(c, field), dtype=float), 0.0) for r, (c, _) in costs.items())
 
-    cost = CollectiveCost(merged("traffic_bytes"), merged("latency_s"), merged("wire_s"),
-                          merged("algorithm").astype(int), merged("crosses_network").astype(bool),
-                          merged("achieved_wire_s"), merged("protocol").astype(int))
-    return cost, sum(np.where(ranks == r, e, 0.0) for r, (_, e) in costs.items())
+def _scale_up_curve(eff):
+    """The curve of a collective's scale-up stages; None at the links' peak (a flat 1)."""
+    return eff.memory if len(eff.memory.efficiency) > 1 or eff.memory.efficiency[0] != 1.0 else None
 
 
-def _priced(profile, collective, message_bytes, size, per_node, intra, inter, algorithm, ranks):
-    eff = profile.collective_efficiency(collective, ranks)
-    curve = eff.memory if len(eff.memory.efficiency) > 1 or eff.memory.efficiency[0] != 1.0 else None
-    one_node = not isinstance(size, np.ndarray) and not isinstance(per_node, np.ndarray) and per_node >= size
-    cost = collective_cost(collective, message_bytes, size, per_node, intra.bandwidth_bytes_per_s, intra.latency_s,
+class _CurvePerPoint:
+    """Scale-up efficiency curves chosen point by point: ``curves[index]`` at each point of a sweep
+    (``Curve``-like for ``collective_cost``, which calls it on arrays of bytes)."""
+
+    __slots__ = ("curves", "index")
+
+    def __init__(self, curves, index):
+        self.curves, self.index = curves, index
+
+    def __call__(self, nbytes):
+        out = self.curves[0](nbytes)
+        for i, curve in enumerate(self.curves[1:], 1):
+            out = np.where(self.index == i, curve(nbytes), out)
+        return out
+
+
+def _priced(collective, message_bytes, size, per_node, intra, inter, algorithm, curve, overhead_s, one_node):
+    return collective_cost(collective, message_bytes, size, per_node, intra.bandwidth_bytes_per_s, intra.latency_s,
                            inter.bandwidth_bytes_per_s, inter.latency_s, algorithm, intra_efficiency=curve,
                            net_protocols=() if one_node else protocol_terms(inter),
-                           net_message_overhead_s=inter.message_overhead_s, launch_overhead_s=eff.overhead_s)
-    return cost, eff.overhead_s
+                           net_message_overhead_s=inter.message_overhead_s, launch_overhead_s=overhead_s)
+
+
+def link_terms(cost: CollectiveCost, overhead) -> dict:
+    """The link fields of a collective's operator (``costmodels.roofline.OpCost``) from its priced cost:
+    per-GPU traffic, alpha terms, the peak bandwidth the traffic moves at and the share of it achieved, the
+    launch overhead; ``costmodels.roofline.price`` then gives alpha + achieved wire time + overhead."""
+    bw = np.where(cost.wire_s > 0, cost.bandwidth_bytes_per_s, 1.0)
+    return {"link_bytes": cost.traffic_bytes, "link_latency_s": cost.latency_s, "link_bandwidth_bytes_per_s": bw,
+            "link_efficiency": cost.efficiency, "link_overhead_s": overhead}
 
 
 def group_cost(dep, group: str, collective: str, message_bytes, ranks=None, per_node=None):

@@ -16,9 +16,10 @@ except its last bucket (PyTorch DDP, Li et al. 2020, arXiv 2006.15704, §3.2.3),
 gathers behind each micro-batch's compute (FSDP prefetching); ``none`` exposes everything.
 
 Process groups are placed as Megatron-Core orders them for training (``tp-cp-ep-dp-pp``: tp innermost, ep
-within dp, pp outermost), and each collective is priced by the parallel package's two-level model
-(``costmodels.collectives.collective_cost`` over the node's scale-up link and the network's NIC), whose
-network bandwidth C4's congestion term (``comm_inflation``, Dong et al. 2024, arXiv 2406.04594) reduces.
+within dp, pp outermost), and each collective is priced as inference prices it
+(``simulator.parallel.comm.price_collective``: the profile's measured curve for that collective and group
+size on the node's scale-up link, the network's own protocol model on its NIC), the network's bandwidth
+reduced by C4's congestion term (``comm_inflation``, Dong et al. 2024, arXiv 2406.04594).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from costmodels.collectives import collective_cost
 from costmodels.offload import cpu_adam_time_s, offload_step_time_s
 from costmodels.optimizer import optimizer_step
 from costmodels.pipeline import inflight_microbatches, pipeline_slots
@@ -40,6 +40,7 @@ from hwmodels.costs import cheapest_prices
 from simulator.deployment import Deployment
 from simulator.models import get_model
 from simulator.parallel import GENERIC_NETWORK
+from simulator.parallel.comm import link_terms, price_collective
 from simulator.parallel.placement import span
 from simulator.stacks import apply_stack_ops, train_step_time
 from simulator.stacks.resolve import resolve_calibration
@@ -80,6 +81,8 @@ class Setup:
     global_batch: Any
     microbatches: Any
     gpus_per_node: int
+    intra: Any = None  # the scale-up link (``hwmodels.Link``)
+    inter: Any = None  # the scale-out network's per-GPU link, as training's collectives see it
     lora_p: Any = None
     stack: Any = None  # a stack profile's implementation and host pace (simulator.stacks), or None
 
@@ -159,7 +162,7 @@ def resolve(sc: TrainScenario, knobs: dict[str, Any]) -> Setup:
     if np.any(m < 1) or np.any(m != np.round(m)):
         raise InputError("global_batch", "global_batch must be a multiple of micro_batch x data-parallel degree")
     s = Setup(sc, model, gpu, profile, node, tp, pp, cp, ep, dp, mb, seq, rc, zero, gpus, gb, m, per_node,
-              stack=calibration.stack)
+              *_links(sc, gpu, node), stack=calibration.stack)
     if sc.lora_rank is not None:
         s.lora_p = lora_params(model, sc.lora_rank, sc.lora_targets, tp, pp)
     if sc.offload == "nvme" and sc.nvme_bandwidth_bytes_per_s is None:
@@ -186,29 +189,32 @@ def factorize(*arrays):
     return [u[i] for u, i in zip(values, picks)], np.ravel(inverse), shape
 
 
-def _links(s: Setup):
-    """(scale-up link, scale-out link) of the cluster: the node's NVLink domain (else the GPU's own link)
-    and its network's per-GPU NIC (the scenario's ``network``, else the node's, else InfiniBand NDR),
-    whose bandwidth C4's congestion term divides by ``1 + comm_inflation``."""
-    intra = (s.node.scale_up_link if s.node is not None and s.node.scale_up_link else None) or s.gpu.intra_node_link
-    net = get_network(s.sc.network or (s.node.network if s.node is not None else None) or GENERIC_NETWORK,
+def _links(sc: TrainScenario, gpu, node):
+    """(scale-up link, scale-out link) of the cluster, as inference's ``simulator.parallel.cluster_links``
+    finds them: the node's NVLink domain (else the GPU's own link) and its network's per-GPU link (the
+    scenario's ``network``, else the node's, else InfiniBand NDR) with its protocols and message overhead;
+    ``inter_node_bandwidth_bytes_per_s`` replaces the NIC's bandwidth, and C4's congestion term divides it
+    by ``1 + comm_inflation``."""
+    intra = (node.scale_up_link if node is not None and node.scale_up_link else None) or gpu.intra_node_link
+    net = get_network(sc.network or (node.network if node is not None else None) or GENERIC_NETWORK,
                       "network").link()
-    bw = s.sc.inter_node_bandwidth_bytes_per_s or net.bandwidth_bytes_per_s
-    return intra, (bw / (1.0 + s.sc.comm_inflation), net.latency_s)
+    bw = sc.inter_node_bandwidth_bytes_per_s or net.bandwidth_bytes_per_s
+    if bw != net.bandwidth_bytes_per_s or sc.comm_inflation:
+        net = net.model_copy(update={"bandwidth_bytes_per_s": bw / (1.0 + sc.comm_inflation)})
+    return intra, net
 
 
 def _group_op(s: Setup, name, collective, count, message, size, stride):
     """One collective of a group of ``size`` ranks ``stride`` apart (Megatron-Core's order tp-cp-ep-dp-pp:
-    the group's ranks per node follow from the stride, ``simulator.parallel.placement.span``), priced by
-    ``costmodels.collectives.collective_cost`` (ring, tree or hierarchical, whichever is fastest) as an
-    operator for the profile's collective efficiency."""
-    intra, (net_bw, net_lat) = _links(s)
+    the group's ranks per node follow from the stride, ``simulator.parallel.placement.span``) as an
+    operator, priced by inference's ``price_collective`` (ring, tree or hierarchical and the network
+    protocol, whichever is fastest)."""
     per_node, _ = span(size, stride, s.gpus_per_node)
-    cost = collective_cost(collective, message, size, per_node, intra.bandwidth_bytes_per_s, intra.latency_s,
-                           net_bw, net_lat)
-    bw = np.where(np.isfinite(cost.bandwidth_bytes_per_s), cost.bandwidth_bytes_per_s, 1.0)
-    return OpCost(name, "collective", count, link_bytes=cost.traffic_bytes, link_latency_s=cost.latency_s,
-                  link_bandwidth_bytes_per_s=bw)
+    # layouts repeat a few group shapes and messages: price each distinct one once
+    (u_message, u_size, u_per_node), index, shape = factorize(message, size, per_node)
+    terms = link_terms(*price_collective(s.profile, collective, u_message, u_size, u_per_node, s.intra, s.inter))
+    return OpCost(name, "collective", count, **{k: np.broadcast_to(np.asarray(v), u_message.shape)[index].reshape(shape)
+                                                for k, v in terms.items()})
 
 
 def _collective_s(s, collective, message, size, stride):
@@ -229,21 +235,21 @@ def _comm_terms(s: Setup, prec) -> dict[str, Any]:
     trainable = lora_params(s.model, s.sc.lora_rank, s.sc.lora_targets, tp, pp) if s.lora_p is not None else total_p
     grad_msg = trainable * (2.0 if prec.cast_weights else prec.grad_bytes)
     param_msg = total_p * prec.param_bytes
-    if s.sc.hsdp:
-        shard = np.minimum(dp, np.maximum(s.gpus_per_node // (tp * cp), 1))
-    else:
-        shard = dp
     tp_cp = tp * cp
     p2p_msg = mb * seq / cp * s.model.hidden_size * 2.0 / tp
     terms = {
         "p2p": _collective_s(s, "send_recv", p2p_msg, 2, tp_cp * dp),
-        "shard_reduce_scatter": _collective_s(s, "reduce_scatter", grad_msg, shard, tp_cp),
-        "shard_all_gather": _collective_s(s, "all_gather", param_msg, shard, tp_cp),
         "dp_all_reduce": _collective_s(s, "all_reduce", grad_msg, dp, tp_cp),
         "dp_reduce_scatter": _collective_s(s, "reduce_scatter", grad_msg, dp, tp_cp),
         "dp_all_gather": _collective_s(s, "all_gather", param_msg, dp, tp_cp),
-        "replica_all_reduce": _collective_s(s, "all_reduce", grad_msg / shard, dp / shard, tp_cp * shard),
     }
+    if s.sc.hsdp:  # ZeRO shards within a node; each shard's replicas across nodes all-reduce it
+        shard = np.minimum(dp, np.maximum(s.gpus_per_node // tp_cp, 1))
+        terms.update(shard_reduce_scatter=_collective_s(s, "reduce_scatter", grad_msg, shard, tp_cp),
+                     shard_all_gather=_collective_s(s, "all_gather", param_msg, shard, tp_cp),
+                     replica_all_reduce=_collective_s(s, "all_reduce", grad_msg / shard, dp / shard, tp_cp * shard))
+    else:  # ZeRO shards over the data-parallel group itself
+        terms.update(shard_reduce_scatter=terms["dp_reduce_scatter"], shard_all_gather=terms["dp_all_gather"])
     return {k: np.broadcast_to(np.asarray(v, dtype=float), tp.shape)[inverse].reshape(shape) for k, v in terms.items()}
 
 

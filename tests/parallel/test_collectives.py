@@ -1,5 +1,6 @@
 """Collective cost models: nccl-tests conventions, hand-computed hierarchies, the measured H200 curve."""
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -144,6 +145,26 @@ def test_curves_fall_back_to_the_nearest_group_then_to_all_reduce_then_the_kind(
             _with_groups(groups)
         assert info.value.field == "calibration" and "\n" not in str(info.value)
         assert "measurements.collectives.groups" in str(info.value)
+
+
+def test_a_sweep_prices_each_point_on_its_own_group_sizes_curve():
+    """Arrays of group shapes (a training planner's layouts) cost, point by point, what each shape costs
+    alone: the curve and launch overhead of its own in-node group size, the network's protocols."""
+    ag = H200.measurements["collectives"]["groups"]["all_gather"]["2"]
+    eff = ag["efficiency"]
+    slow = {**ag, "efficiency": {**eff, "overhead_s": 9e-6, "memory": {
+        "log10_size": eff["memory"]["log10_size"], "efficiency": [e / 2 for e in eff["memory"]["efficiency"]]}}}
+    prof = _with_groups({"all_gather": {"2": ag, "8": slow}})
+    sizes = np.array([2, 8, 16, 4, 32, 2])
+    per_node = np.array([2, 8, 8, 1, 4, 1])
+    message = np.array([4e3, 1e6, 3e8, 1e9, 5e7, 2e5])
+    cost, overhead = price_collective(prof, "all_gather", message, sizes, per_node, NVLINK, NDR)
+    for i in range(sizes.size):
+        alone, alone_overhead = price_collective(prof, "all_gather", float(message[i]), int(sizes[i]),
+                                                 int(per_node[i]), NVLINK, NDR)
+        assert float(cost.achieved_time_s[i] + overhead[i]) == pytest.approx(
+            alone.achieved_time_s + alone_overhead, rel=1e-12), i
+    assert overhead.tolist() == [eff["overhead_s"], 9e-6, 9e-6, eff["overhead_s"], 9e-6, eff["overhead_s"]]
 
 
 def test_a_different_all_to_all_curve_changes_only_the_all_to_all_rows():
