@@ -184,63 +184,89 @@ def _step_parts(tables: StepTables, kind, u):
 
 def _marginal(tables: StepTables, kind, u, m):
     """Delta: the step time one request's prompt adds to the steps it rides on, with m prompts per step
-    on average (chunked: E[X(n)] / m for n the Poisson prompt tokens of a step; prefill-first: S_p)."""
+    on average (chunked: E[X(n)] / m for n the Poisson prompt tokens of a step; prefill-first: S_p).
+    ``u`` is the batch of the lane a request runs in. With pipeline lanes a step is the pipeline's cycle,
+    which waits for its slowest batch: E[max_l X(n_l)] over the lanes' batches, each holding Poisson(m / p)
+    prompts (a prompt longer than a batch's room, a >= 1, keeps its lane's batches full a of its steps)."""
     _, xc, xt = _step_parts(tables, kind, u)
     C = np.maximum(tables.chunk_tokens[kind], 1.0)
     T = tables.budget_tokens[kind]
     P = tables.new_prompt_tokens[kind]
+    p = tables.lane_count()[kind]
     s1 = xc / C
     s2 = np.where(T > C, (xt - xc) / np.maximum(T - C, 1.0), s1)
-    room = np.maximum(T - (u - 1.0) * tables.tokens_per_step[kind], 1.0) / np.maximum(P, 1.0)  # prompts per step
+    c = np.maximum(T - (u - 1.0) * tables.tokens_per_step[kind], 1.0)
+    room = c / np.maximum(P, 1.0)  # prompts per step (per lane batch)
     m = np.maximum(m, 0.0)
-    # E[(min(K, room) - 1)^+] / m = sum_{j >= 2} P(K >= j) min(1, room - (j - 1))^+ / m, K ~ Poisson(m)
+
+    def X(n):
+        return s1 * np.minimum(n, C) + s2 * np.maximum(n - C, 0.0)
+
+    # one server: E[(min(K, room) - 1)^+] / m = sum_{j >= 2} P(K >= j) min(1, room - (j - 1))^+ / m
     shared = np.zeros(np.shape(m))
-    if np.any((P < T) & (room > 1.0)):
+    lanes = np.zeros(np.shape(m))  # pipeline: E[max_l X(min(K_l, room) P)] = sum_k dX_k (1 - F(k)^p)
+    piped = p > 1
+    if np.any((P < T) & (room > 1.0)) or np.any(piped):
         top = int(min(64.0, np.ceil(np.max(np.where(P < T, room, 1.0), initial=1.0))))
-        pmf = np.exp(-m)  # P(K = 0)
-        below = pmf.copy()  # P(K <= j - 1)
+        mu = m / p
+        pmf, pmf_l = np.exp(-m), np.exp(-mu)  # P(K = 0)
+        below, below_l = pmf.copy(), pmf_l.copy()  # P(K <= j - 1)
         for j in range(1, top + 1):
-            pmf = pmf * m / j
+            lanes = lanes + (X(np.minimum(j, room) * P) - X(np.minimum(j - 1.0, room) * P)) * (1.0 - below_l**p)
+            pmf, pmf_l = pmf * m / j, pmf_l * mu / j
             if j >= 2:
                 shared = shared + (1.0 - below) * np.clip(room - (j - 1.0), 0.0, 1.0)
-            below = below + pmf
+            below, below_l = below + pmf, below_l + pmf_l
         shared = np.where(m > 0, shared / np.maximum(m, 1e-300), 0.0)
-    chunked = s1 * P + np.where(P < T, (s2 - s1) * P * shared, 0.0)
+    busy = np.minimum(m / p * P / c, 1.0)  # a >= 1: share of a lane's batches that carry its prompt work
+    lanes = np.where(P >= c, X(c) * (1.0 - (1.0 - busy) ** p), lanes)
+    chunked = np.where(piped, np.where(m > 0, lanes / np.maximum(m, 1e-300), s1 * P),
+                       s1 * P + np.where(P < T, (s2 - s1) * P * shared, 0.0))
     return np.where(tables.chunk_tokens[kind] > 0, chunked, tables.prefill_s[kind])
 
 
+def _lane_batch(tables: StepTables, kind, u):
+    """The batch of the lane a request runs in when u - 1 sequences run in all (1 + (u - 1) / lanes)."""
+    return 1.0 + (u - 1.0) / tables.lane_count()[kind]
+
+
 def _steady(tables: StepTables, kind, lam, steps):
-    """u, the mean step tau, Delta and 1 - lambda Delta at arrival rate ``lam`` (see the docstring)."""
+    """u, the mean step tau, Delta and 1 - lambda Delta at arrival rate ``lam`` (see the docstring). With
+    lanes the step is the pipeline's cycle, its decode part a lane batch's trip: v = 1 + (u - 1) / p solves
+    v = 1 + (kappa / p) t_d(v)."""
+    p = tables.lane_count()[kind]
+    d = tables.derived()
     delta = _marginal(tables, kind, np.ones_like(lam), np.zeros_like(lam))
     for _ in range(3):
         free = np.maximum(1.0 - lam * delta, 1e-12)
-        u = _solve_batch(tables, kind, lam * steps / free)
-        ok = np.isfinite(u)
-        tau = np.where(ok, _interp(tables.derived(), "d", kind, np.where(ok, u, 1.0)), np.inf) / free
-        delta = _marginal(tables, kind, np.where(ok, u, 1.0), np.where(ok, lam * tau, 0.0))
+        v = _solve_batch(tables, kind, lam * steps / (free * p))
+        ok = np.isfinite(v)
+        tau = np.where(ok, _interp(d, "d", kind, np.where(ok, v, 1.0)), np.inf) / free
+        delta = _marginal(tables, kind, np.where(ok, v, 1.0), np.where(ok, lam * tau, 0.0))
     free = 1.0 - lam * delta
-    u = _solve_batch(tables, kind, lam * steps / np.maximum(free, 1e-12))
-    ok = np.isfinite(u) & (free > 0)
-    tau = np.where(ok, _interp(tables.derived(), "d", kind, np.where(ok, u, 1.0)) / np.where(ok, free, 1.0), np.inf)
-    return np.where(ok, u, np.inf), tau, delta, free
+    v = _solve_batch(tables, kind, lam * steps / (np.maximum(free, 1e-12) * p))
+    ok = np.isfinite(v) & (free > 0)
+    tau = np.where(ok, _interp(d, "d", kind, np.where(ok, v, 1.0)) / np.where(ok, free, 1.0), np.inf)
+    return np.where(ok, 1.0 + p * (v - 1.0), np.inf), tau, delta, free
 
 
 def _capacity(tables: StepTables, kind, cap, steps):
-    """Requests/s one lane serves with ``cap`` sequences running (0 where cap < 1); ``steps`` is the
-    decode steps per request, (O - 1) / k."""
+    """Requests/s a replica serves with ``cap`` sequences running in each lane (0 where cap < 1);
+    ``steps`` is the decode steps per request, (O - 1) / k."""
     P = np.maximum(tables.new_prompt_tokens[kind], 1.0)
     k = tables.tokens_per_step[kind]
     T = tables.budget_tokens[kind]
+    p = tables.lane_count()[kind]
     chunked = tables.chunk_tokens[kind] > 0
     decodes = steps > 0
     run = np.maximum(steps, 1e-300)
     M = np.maximum(np.minimum(cap, np.where(chunked & decodes, T / (P / run + k), np.inf)), 1.0)  # B_T
     t_d, xc, xt = _step_parts(tables, kind, M)
-    m = M / run
+    m = p * M / run
     tau = t_d + m * _marginal(tables, kind, M, np.where(decodes, m, 0.0))
-    prompts_only = np.where(chunked, T / (P * (t_d + np.where(tables.chunk_tokens[kind] >= T, xc, xt))),
-                            1.0 / tables.prefill_s[kind])  # one output token: prompts in full steps
-    return np.where(cap >= 1.0, np.where(decodes, M / (run * tau), prompts_only), 0.0)
+    prompts_only = np.where(chunked, p * T / (P * (t_d + np.where(tables.chunk_tokens[kind] >= T, xc, xt))),
+                            p / tables.prefill_s[kind])  # one output token: prompts in full steps
+    return np.where(cap >= 1.0, np.where(decodes, p * M / (run * tau), prompts_only), 0.0)
 
 
 def _capacities(tables: StepTables, O: float) -> np.ndarray:
@@ -253,7 +279,7 @@ def _capacities(tables: StepTables, O: float) -> np.ndarray:
 
 
 def _model(tables: StepTables, kind, lam, P: float, O: float, percentile: float, cv2: float) -> dict[str, np.ndarray]:
-    """The steady state, TTFT and TPOT of one lane of ``kind`` at arrival rate ``lam`` (per point;
+    """The steady state, TTFT and TPOT of one replica of ``kind`` at arrival rate ``lam`` (per point;
     inf where the uncapped batch or the prefill queue has no steady state)."""
     steps = max(O - 1.0, 0.0)
     step_k = steps / tables.tokens_per_step[kind]
@@ -262,6 +288,8 @@ def _model(tables: StepTables, kind, lam, P: float, O: float, percentile: float,
     u1 = np.where(ok, u, 1.0)
     B = u1 - 1.0
     k = tables.tokens_per_step[kind]
+    p = tables.lane_count()[kind]
+    d = tables.derived()
     chunked = tables.chunk_tokens[kind] > 0
     s_p = tables.prefill_s[kind]
     p50, pct, mean = (np.full(lam.size, np.inf) for _ in range(3))
@@ -270,11 +298,12 @@ def _model(tables: StepTables, kind, lam, P: float, O: float, percentile: float,
     if np.any(on):
         i = np.flatnonzero(on)
         kk = kind[i]
-        t_d, xc, xt = _step_parts(tables, kk, np.maximum(B[i], 1.0))
+        b = B[i] / p[i]  # a lane's batch: the pipeline's lanes each a server of lambda / p
+        t_d, xc, xt = _step_parts(tables, kk, np.maximum(b, 1.0))
         T = tables.budget_tokens[kk]
-        (q50, qp), m, q = chunked_ttft(lam[i], t_d, xc, xt, np.maximum(tables.chunk_tokens[kk], 1.0), T,
-                                       T - B[i] * k[i], tables.new_prompt_tokens[kk], s_p[i], B[i],
-                                       [0.5, percentile], cv2)
+        (q50, qp), m, q = chunked_ttft(lam[i] / p[i], t_d, xc, xt, np.maximum(tables.chunk_tokens[kk], 1.0), T,
+                                       T - b * k[i], tables.new_prompt_tokens[kk], s_p[i], b,
+                                       [0.5, percentile], cv2, residual_share=1.0 / p[i])
         bad = np.where(q["rho"] < 1.0, 0.0, np.inf)
         p50[i], pct[i], mean[i] = q50 + bad, qp + bad, m + bad
         # A request starts decoding as its prefill ends, when the prompts left behind are prefilled in
@@ -292,7 +321,7 @@ def _model(tables: StepTables, kind, lam, P: float, O: float, percentile: float,
         i = np.flatnonzero(off)
         rho = lam[i] * s_p[i]
         mean_wait = rho * s_p[i] * (1.0 + cv2) / (2.0 * np.maximum(1.0 - rho, 1e-12))
-        residual = (1.0 - np.exp(-B[i])) * (1.0 - rho) * _interp(tables.derived(), "d", kind[i], u1[i]) / 2.0
+        residual = (1.0 - np.exp(-B[i])) * (1.0 - rho) * _interp(d, "d", kind[i], _lane_batch(tables, kind[i], u1[i])) / 2.0
         bad = np.where(rho < 1.0, 0.0, np.inf)
         p50[i] = residual + s_p[i] + _wait_percentile(mean_wait, rho, 0.5) + bad
         pct[i] = residual + _mixture_quantile(percentile, 0.0, s_p[i], s_p[i], mean_wait, rho) + bad
@@ -300,9 +329,9 @@ def _model(tables: StepTables, kind, lam, P: float, O: float, percentile: float,
     # the running batch follows the mean TPOT (Little): u = 1 + lambda (O - 1) (tau / k + extra / (O - 1))
     per_token = 1.0 / max(O - 1.0, 1.0)
     for _ in range(3):
-        u1 = np.where(ok, 1.0 + lam * step_k * (_interp(tables.derived(), "d", kind, u1) / np.maximum(free, 1e-12)
-                                               + k * extra[0] * per_token), 1.0)
-    tau = np.where(ok, _interp(tables.derived(), "d", kind, u1) / np.maximum(free, 1e-12), np.inf)
+        lane = _interp(d, "d", kind, _lane_batch(tables, kind, u1))
+        u1 = np.where(ok, 1.0 + lam * step_k * (lane / np.maximum(free, 1e-12) + k * extra[0] * per_token), 1.0)
+    tau = np.where(ok, _interp(d, "d", kind, _lane_batch(tables, kind, u1)) / np.maximum(free, 1e-12), np.inf)
     B = u1 - 1.0
     tpot = np.where(ok, tau / k, np.inf)
     z = float(ndtri(percentile))
@@ -354,8 +383,8 @@ def colocated(tables: StepTables, kind, replicas, max_batch, rate, prompt_len, o
                                                          np.asarray(max_batch, float), np.asarray(rate, float))
     P, O = float(prompt_len), float(output_len)
     lanes = tables.lane_count()[kind]
-    lam = rate / (replicas * lanes)  # per lane
-    cap = np.maximum(np.minimum(max_batch, tables.kv_capacity[kind] / lanes), 0.0)
+    lam = rate / replicas
+    cap = np.maximum(np.minimum(max_batch, tables.kv_capacity[kind] / lanes), 0.0)  # per lane batch
     names = ("u", "tpot", "tpot_pct", "ttft_p50", "ttft_pct", "ttft_mean", "prefill_fraction", "busy")
     if kind.size <= EXACT_POINTS:  # few configurations: the model at their own rates and caps
         lam_max = _capacity(tables, kind, cap, max(O - 1.0, 0.0) / tables.tokens_per_step[kind])
@@ -379,16 +408,16 @@ def colocated(tables: StepTables, kind, replicas, max_batch, rate, prompt_len, o
     prefill_fraction = np.where(saturated, 1.0, at["prefill_fraction"])
     return {
         "rate_per_replica": rate / replicas,
-        "capacity_req_per_s": lam_max * lanes * replicas,
+        "capacity_req_per_s": lam_max * replicas,
         "load": load,
         "saturated": saturated,
-        "batch_mean": lanes * np.where(saturated, cap, at["u"] - 1.0),
+        "batch_mean": np.where(saturated, lanes * cap, at["u"] - 1.0),
         "ttft_p50_s": at["ttft_p50"] + inf,
         "ttft_pct_s": at["ttft_pct"] + inf,
         "ttft_mean_s": at["ttft_mean"] + inf,
         "tpot_p50_s": at["tpot"] + inf,
         "tpot_pct_s": at["tpot_pct"] + inf,
-        "throughput_tokens_per_s": np.where(saturated, lam_max * lanes * replicas, rate) * (P + O),
+        "throughput_tokens_per_s": np.where(saturated, lam_max * replicas, rate) * (P + O),
         "prefill_fraction": prefill_fraction,
         "decode_fraction": np.where(saturated, 0.0, at["busy"] * (1.0 - prefill_fraction)),
     }
