@@ -32,9 +32,11 @@ through the tables' points X(C) (one prompt's chunk C = min(P, T)) and X(T) (a f
   when those prompts overflow the budget (m P > T - M k) the batch is limited to B_T = T / (P k / (O - 1) + k).
   load = lambda / lambda_max; saturated at load >= 1 or where the prefill queue is unstable.
 * **Pipeline lanes** (``StepTables.lanes``): a pp-stage replica keeps pp batches in flight (vLLM V1's
-  batch queue, ``EngineCore.step_with_batch_queue``), each scheduled on its own budgets and taking one
-  trip through all stages; its tables then hold one batch's trip, and the replica is priced as pp lanes
-  sharing the rate (TPOT = the trip of a lane's batch, capacity pp lanes', TTFT a lane's).
+  batch queue, ``EngineCore.step_with_batch_queue``; ``simulator.serving.lanes``), each scheduled on its
+  own budgets and taking one trip through all stages; its tables then hold one batch's trip. The
+  replica is one server whose step is the pipeline's cycle: each lane's batch holds B / p decodes and
+  Poisson(m / p) prompts and the cycle waits for the slowest (E[max_l X(n_l)] in ``_marginal``); a
+  prompt joins the next lane to form, one stage slot away, and its TTFT is its lane's.
 
 TTFT and TPOT depend on a configuration only through its kind and lambda (the cap only sets where it
 saturates), so they are evaluated once per kind on a grid of lambda up to the kind's largest capacity
@@ -370,7 +372,9 @@ def _along(curves: dict, names, kind, s):
     for name in names:
         v = curves[name].ravel()
         lo, hi = v[i], v[i + 1]
-        out[name] = np.where(np.isfinite(lo) & np.isfinite(hi), lo + w * (hi - lo), np.where(w <= 0.0, lo, np.inf))
+        both = np.isfinite(lo) & np.isfinite(hi)
+        lo_f, hi_f = np.where(both, lo, 0.0), np.where(both, hi, 0.0)
+        out[name] = np.where(both, lo_f + w * (hi_f - lo_f), np.where(w <= 0.0, lo, np.inf))
     return out
 
 

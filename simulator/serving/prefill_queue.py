@@ -36,7 +36,7 @@ What V is depends on the step in progress:
     a tau_f (rho = lambda a tau_f of the time the steps are full). V = H + a N_q: H = a - h, the rest of
     the prompt in progress after its h-th full step (h uniform over its floor(a) full steps), and N_q
     the prompts waiting, with P(N_q >= 1) = 1 - (1 - rho)(e^rho - 1)/rho (M/D/1 queue-length law,
-    P(N = 1) = (1 - rho)(e^rho - 1); Gross & Harris, Fundamentals of Queueing Theory, sec. 5.1.2) and a
+    P(N = 1) = (1 - rho)(e^rho - 1); Gross & Harris, Fundamentals of Queueing Theory, the M/D/1 queue) and a
     geometric tail of ratio e^{-theta a} (the same decay).
 * **idle** (no decodes running, probability e^{-B} of the open decode-only time: the running count is
   Poisson(B), the M/G/inf property): the prompt is prefilled alone, TTFT = S_p.
