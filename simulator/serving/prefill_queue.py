@@ -52,7 +52,7 @@ against the simulation are in docs/serving.md.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaincc, lambertw
+from scipy.special import gammainc, lambertw
 
 J_OPEN = 6  # open steps of 0..J_OPEN prompts (an open step of more is beyond the chain)
 J_ARR = 6  # arrivals ahead / behind: 0..J_ARR - 1 and a last node for J_ARR or more
@@ -72,8 +72,8 @@ def _pois(mean: np.ndarray, n: int) -> np.ndarray:
 
 
 def _sf(mean: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """P(X > k) for X ~ Poisson(mean), k >= 0 integer (regularised lower gamma)."""
-    return np.where(mean > 0, 1.0 - gammaincc(k + 1.0, np.maximum(mean, 1e-300)), 0.0)
+    """P(X > k) for X ~ Poisson(mean), k >= 0 integer: the regularised lower gamma P(k + 1, mean)."""
+    return np.where(mean > 0, gammainc(k + 1.0, np.maximum(mean, 1e-300)), 0.0)
 
 
 def spill_decay(rho: np.ndarray) -> np.ndarray:

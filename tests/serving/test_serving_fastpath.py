@@ -6,10 +6,12 @@ docs/serving.md has the theory and the full table (benchmarks/serve_fastpath.py)
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from simulator import serve
 from simulator.serving.analytic import colocated
+from simulator.serving.prefill_queue import _quantiles, spill_decay
 from simulator.serving.tables import step_tables
 
 # (model, GPU, tp, prompt tokens, output tokens); a = prompt / (budget - batch) from 0.06 to 2
@@ -65,3 +67,25 @@ def test_saturation_is_flagged_where_the_simulated_queue_grows(model, gpu, tp, P
         fast = colocated(tables, 0, 1, 256, load * capacity, P, O)
         assert bool(fast["saturated"][()]) is expected
         assert _run(sc, load * capacity, P, O, 1500).saturated is expected, load
+
+
+def test_spill_decay_solves_the_cramer_lundberg_equation():
+    """y = theta a solves e^y - 1 = y / rho (lambda tau_f (e^{theta a} - 1) = theta), and tends to Kingman's
+    heavy-traffic 2 (1 - rho) / rho as rho -> 1."""
+    rho = np.array([0.1, 0.3, 0.5, 0.8, 0.95, 0.995])
+    y = spill_decay(rho)
+    assert np.all(y > 0)
+    np.testing.assert_allclose(np.expm1(y), y / rho, rtol=1e-9)
+    assert y[-1] == pytest.approx(2 * (1 - rho[-1]) / rho[-1], rel=0.01)
+
+
+def test_ramp_mixture_quantiles_match_sampling():
+    """The exact quantiles of a mixture of uniform ramps (what the TTFT law is) against 400,000 draws."""
+    rng = np.random.default_rng(4)
+    starts, widths, weights = rng.uniform(0, 3, (1, 7)), rng.uniform(0.01, 2, (1, 7)), rng.uniform(0, 1, (1, 7))
+    weights /= weights.sum()
+    pick = rng.choice(7, 400_000, p=weights[0])
+    draws = starts[0, pick] + rng.random(400_000) * widths[0, pick]
+    for p, got in zip((0.1, 0.5, 0.9, 0.99), _quantiles(starts, widths, weights, (0.1, 0.5, 0.9, 0.99))):
+        lo, hi = np.quantile(draws, [p - 0.003, p + 0.003])
+        assert lo <= got[0] <= hi
