@@ -2,37 +2,45 @@
 at a request rate, from step-time tables and queueing approximations, vectorised over millions of
 configurations (numpy arrays over a configuration axis; no Python loop per configuration).
 
-Notation (per replica): lambda the arrival rate, P and O the prompt and output tokens, k the tokens a
-decode step commits per sequence (speculative decoding), t_d(b) one decode step of b sequences,
-t_m(b) the same step carrying a prefill chunk of C tokens, S_p one prompt's prefill alone.
+Notation (per replica): lambda the arrival rate, P and O the prompt and output tokens (P the new ones
+prefill computes), k the tokens a decode step commits per sequence (speculative decoding), T the token
+budget of a step (vLLM max_num_batched_tokens), t_d(b) a decode step of b sequences, X(n) the extra time
+of n prompt tokens riding on it (chunked prefill, Sarathi-Serve arXiv 2403.02310), piecewise linear in n
+through the tables' points X(C) (one prompt's chunk C = min(P, T)) and X(T) (a full budget of prompts).
 
-* Decode batch from Little's law (Little 1961): B = lambda (O - 1) TPOT. Arrivals are Poisson and each
-  request stays a while, so the others in the batch are Poisson(B) (the M/G/inf property) and a request
-  shares its steps with u = 1 + B sequences on average.
-* Prefill work interleaves with decode steps. Prefill-first scheduling stops decoding for S_p per
-  request; chunked prefill (Sarathi-Serve, arXiv 2403.02310) rides prompt chunks on decode steps, a
-  step's extra time t_m - t_d being linear in its chunk tokens, so a request adds Delta = (P / C)
-  (t_m - t_d). With Delta that marginal prefill time per request, the mean step a
-  decoding request sees is tau = t_d(u) / (1 - lambda Delta), so TPOT = tau / k and u = 1 + lambda (O-1)
-  tau / k; the fixed point is solved exactly on the piecewise-linear t_d table (two passes refresh Delta).
-* TTFT = R + W + S_eff. Prefill is a FCFS stream of work: S_w = P (x / C + t_d / c) per request under
-  chunked prefill (each of a step's c = budget - B k prompt tokens costs x / C of t_m - t_d = x and its
-  share of the step's t_d), S_p under prefill-first; rho = lambda S_w. W is the M/G/1 wait
-  (Pollaczek-Khinchine, Kleinrock 1975, Queueing Systems I eq. 5.105): E[W] = rho S_w (1 + c_s^2) /
-  (2 (1 - rho)); for percentiles a delayed request's wait is taken as exponential with mean E[W] / rho
-  (the heavy-traffic limit, Kingman 1962): W_p = E[W] / rho * ln(rho / (1 - p)) when rho > 1 - p, else 0.
-  S is the prompt's own steps: n_c = ceil(P / c), the last carrying its remaining tokens (S_short) or,
-  when another prompt has arrived meanwhile (probability q = 1 - exp(-lambda (R + E[W] + (n_c - 1)
-  step))), filled up with that one's (S_long); S_p when nothing is decoding. The TTFT percentile is that
-  of the two-branch mixture (``_mixture_quantile``); the median takes the last step's mean fill,
-  S_short + rho (S_long - S_short), with the wait's median (the mixture's median jumps between branches
-  where the DES's does not). R = (1 - rho) t_d / 2 is the rest of the decode step in progress at arrival.
-* TPOT percentiles: a request's decode time D is its (O-1)/k steps plus the prefill work of the
-  Poisson(lambda D) arrivals it overlaps, so Var D = lambda D Delta^2 (compound Poisson) and
-  TPOT_p = TPOT + z_p sqrt(Var D) / (O - 1).
-* Capacity: with the batch cap M (min of max_num_seqs and the sequences whose KV fits) full, a replica
-  completes lambda_max = M / ((O - 1) t_d(M) / k + M Delta) requests/s; load = lambda / lambda_max and
-  the point is saturated at load >= 1 (the queue then grows without bound: no steady state).
+* **Steps and the decode batch.** Steps run back to back; prompts arrive at m = lambda tau prompts per
+  step of mean duration tau, a step carrying a Poisson(m) number of them up to its capacity c = T - B k.
+  Its expected extra time is E[X(n)] = s1 m P + (s2 - s1) P E[(min(K, c / P) - 1)^+] (s1, s2 the slopes
+  of X below and above C, K ~ Poisson(m)), i.e. Delta(m) = E[X] / m per request: prompts sharing a step
+  cost the steeper slope of X (a step's extra time is convex in its prompt tokens: the first ride on the
+  decode step's weight reads, the next are compute-bound). tau = t_d(u) + m Delta, and Little's law
+  (Little 1961) gives the running batch B = lambda (O - 1) tau / k; a request shares its steps with
+  u = 1 + B sequences (Poisson occupancy, the M/G/inf property). The fixed point u = 1 + kappa t_d(u),
+  kappa = lambda (O - 1) / (k (1 - lambda Delta)), is solved exactly on the piecewise-linear t_d table,
+  Delta refreshed three times. TPOT = tau / k.
+* **TTFT.** Chunked prefill: ``simulator.serving.prefill_queue`` (the queue of prompt tokens that steps
+  serve: the step in progress, the prompts ahead, the steps a prompt spans, the prompts that join its
+  last step), whose quantiles are exact for its piecewise-linear CDF. Prefill-first scheduling (vLLM V0
+  without chunked prefill): prompts are an M/G/1 queue of service S_p (a prompt prefilled alone) with
+  the Pollaczek-Khinchine mean wait E[W] = rho S_p (1 + c_s^2) / (2 (1 - rho)) (Kleinrock 1975, Queueing
+  Systems I eq. 5.105), a delayed request's wait exponential with mean E[W] / rho (Kingman 1962), plus
+  R = (1 - rho) t_d / 2, the rest of the decode step in progress.
+* **TPOT percentiles**: a request's decode time D gains the prefill work of the Poisson(lambda D)
+  arrivals it overlaps: Var D = lambda D Delta^2 (compound Poisson), TPOT_p = TPOT + z_p sqrt(Var D) / (O - 1).
+* **Capacity**: with the batch cap M (min of max_num_seqs and the sequences whose KV fits) full, each
+  step admits m = M k / (O - 1) prompts, so lambda_max = M / ((O - 1) tau_M / k), tau_M = t_d(M) + m Delta(m);
+  when those prompts overflow the budget (m P > T - M k) the batch is limited to B_T = T / (P k / (O - 1) + k).
+  load = lambda / lambda_max; saturated at load >= 1 or where the prefill queue is unstable.
+* **Pipeline lanes** (``StepTables.lanes``): a pp-stage replica keeps pp batches in flight (vLLM V1's
+  batch queue, ``EngineCore.step_with_batch_queue``; ``simulator.serving.lanes``), each scheduled on its
+  own budgets and taking one trip through all stages; its tables then hold one batch's trip. The
+  replica is one server whose step is the pipeline's cycle: each lane's batch holds B / p decodes and
+  Poisson(m / p) prompts and the cycle waits for the slowest (E[max_l X(n_l)] in ``_marginal``); a
+  prompt joins the next lane to form, one stage slot away, and its TTFT is its lane's.
+
+TTFT and TPOT depend on a configuration only through its kind and lambda (the cap only sets where it
+saturates), so they are evaluated once per kind on a grid of lambda up to the kind's largest capacity
+(``_curves``, 40 points dense near saturation) and interpolated per configuration.
 """
 
 from __future__ import annotations
@@ -42,11 +50,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import ndtri
 
+from simulator.serving.prefill_queue import ttft as chunked_ttft
+
 # Batch sizes the step tables are evaluated at: 1 .. 1024 in half-octaves (2^(j/2)), so a batch's
 # segment is found arithmetically, j = floor(2 log2 b); between grid points t_d is linear.
 BATCH_GRID = 2.0 ** (np.arange(21) / 2.0)
 _PER_OCTAVE = 2.0
 _WIDTH = 32  # bisection width (a power of two above the grid size)
+LOAD_POINTS = 40  # lambda grid per kind: s_g = 1 - (1 - g / G)^2 of the kind's largest capacity
+EXACT_POINTS = 4096  # up to this many configurations the model is evaluated at their own rates
 
 
 @dataclass
@@ -60,7 +72,10 @@ class StepTables:
     KV cache fits at the full context P + O; ``chunk_tokens[k]``: the prefill chunk ``mixed_s`` carries (0:
     prefill-first); ``budget_tokens[k]``: tokens per step (vLLM max_num_batched_tokens), decodes first;
     ``new_prompt_tokens[k]``: prompt tokens prefill computes (fewer than P with a prefix-cache hit).
-    ``grid`` must be ``BATCH_GRID``.
+    Optional: ``full_s[k, j]``, the decode step carrying ``budget_tokens[k]`` prompt tokens (prompts
+    merged as the simulator prices them; ``simulator.serving.tables``), without which X is taken
+    linear in the prompt tokens; ``lanes[k]``, batches in flight (pipeline stages; default 1), the other
+    tables then being one batch's trip through all stages. ``grid`` must be ``BATCH_GRID``.
     """
 
     grid: np.ndarray
@@ -72,21 +87,31 @@ class StepTables:
     chunk_tokens: np.ndarray
     budget_tokens: np.ndarray
     new_prompt_tokens: np.ndarray
+    full_s: np.ndarray | None = None
+    lanes: np.ndarray | None = None
     _derived: dict | None = field(default=None, init=False, repr=False, compare=False)
+    _curves: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def kinds(self) -> int:
         return self.decode_s.shape[0]
 
+    def lane_count(self) -> np.ndarray:
+        return np.ones(self.kinds) if self.lanes is None else np.asarray(self.lanes, dtype=float)
+
     def derived(self) -> dict[str, np.ndarray]:
-        """Flat per-segment intercepts and slopes of t_d and of t_m - t_d, and the bisection keys
-        r = (g - 1) / t_d(g) padded with +inf (computed once per table)."""
+        """Flat per-segment intercepts and slopes of t_d, of X(C) = t_m - t_d and of X(T), and the
+        bisection keys r = (g - 1) / t_d(g) padded with +inf (computed once per table)."""
         if self._derived is None:
             if self.grid.shape != BATCH_GRID.shape or not np.allclose(self.grid, BATCH_GRID):
                 raise ValueError("step tables must be evaluated on BATCH_GRID")
             g = self.grid
+            chunk = np.maximum(self.chunk_tokens, 1.0)[:, None]
+            extra = self.mixed_s - self.decode_s
+            full = (self.full_s - self.decode_s) if self.full_s is not None \
+                else extra * np.asarray(self.budget_tokens, dtype=float)[:, None] / chunk
             out = {}
-            for name, t in (("d", self.decode_s), ("x", self.mixed_s - self.decode_s)):
+            for name, t in (("d", self.decode_s), ("x", extra), ("f", full)):
                 slope = np.diff(t, axis=1) / np.diff(g)
                 out[name + "_s"] = slope.ravel()
                 out[name + "_a"] = (t[:, :-1] - slope * g[:-1]).ravel()
@@ -104,7 +129,7 @@ def _segment(b: np.ndarray) -> np.ndarray:
 
 
 def _interp(d: dict, name: str, kind: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The table ``name`` ("d": t_d, "x": t_m - t_d) of ``kind`` at batch ``b``, element-wise."""
+    """The table ``name`` ("d": t_d, "x": X(C), "f": X(T)) of ``kind`` at batch ``b``, element-wise."""
     i = kind * (BATCH_GRID.size - 1) + _segment(b)
     return d[name + "_a"][i] + d[name + "_s"][i] * b
 
@@ -152,6 +177,207 @@ def _mixture_quantile(p: float, q, s_short, s_long, mean_wait, rho):
                     np.where(p < before, between, np.where(p <= before + q * (1.0 - rho), s_long, above)))
 
 
+def _step_parts(tables: StepTables, kind, u):
+    """t_d(u), X(C)(u) and X(T)(u), the extra times at least 0."""
+    d = tables.derived()
+    return (_interp(d, "d", kind, u), np.maximum(_interp(d, "x", kind, u), 0.0),
+            np.maximum(_interp(d, "f", kind, u), 0.0))
+
+
+def _marginal(tables: StepTables, kind, u, m):
+    """Delta: the step time one request's prompt adds to the steps it rides on, with m prompts per step
+    on average (chunked: E[X(n)] / m for n the Poisson prompt tokens of a step; prefill-first: S_p).
+    ``u`` is the batch of the lane a request runs in. With pipeline lanes a step is the pipeline's cycle,
+    which waits for its slowest batch: E[max_l X(n_l)] over the lanes' batches, each holding Poisson(m / p)
+    prompts (a prompt longer than a batch's room, a >= 1, keeps its lane's batches full a of its steps)."""
+    _, xc, xt = _step_parts(tables, kind, u)
+    C = np.maximum(tables.chunk_tokens[kind], 1.0)
+    T = tables.budget_tokens[kind]
+    P = tables.new_prompt_tokens[kind]
+    p = tables.lane_count()[kind]
+    s1 = xc / C
+    s2 = np.where(T > C, (xt - xc) / np.maximum(T - C, 1.0), s1)
+    c = np.maximum(T - (u - 1.0) * tables.tokens_per_step[kind], 1.0)
+    room = c / np.maximum(P, 1.0)  # prompts per step (per lane batch)
+    m = np.maximum(m, 0.0)
+
+    def X(n):
+        return s1 * np.minimum(n, C) + s2 * np.maximum(n - C, 0.0)
+
+    # one server: E[(min(K, room) - 1)^+] / m = sum_{j >= 2} P(K >= j) min(1, room - (j - 1))^+ / m
+    shared = np.zeros(np.shape(m))
+    lanes = np.zeros(np.shape(m))  # pipeline: E[max_l X(min(K_l, room) P)] = sum_k dX_k (1 - F(k)^p)
+    piped = p > 1
+    if np.any((P < T) & (room > 1.0)) or np.any(piped):
+        top = int(min(64.0, np.ceil(np.max(np.where(P < T, room, 1.0), initial=1.0))))
+        mu = m / p
+        pmf, pmf_l = np.exp(-m), np.exp(-mu)  # P(K = 0)
+        below, below_l = pmf.copy(), pmf_l.copy()  # P(K <= j - 1)
+        for j in range(1, top + 1):
+            lanes = lanes + (X(np.minimum(j, room) * P) - X(np.minimum(j - 1.0, room) * P)) * (1.0 - below_l**p)
+            pmf, pmf_l = pmf * m / j, pmf_l * mu / j
+            if j >= 2:
+                shared = shared + (1.0 - below) * np.clip(room - (j - 1.0), 0.0, 1.0)
+            below, below_l = below + pmf, below_l + pmf_l
+        shared = np.where(m > 0, shared / np.maximum(m, 1e-300), 0.0)
+    busy = np.minimum(m / p * P / c, 1.0)  # a >= 1: share of a lane's batches that carry its prompt work
+    lanes = np.where(P >= c, X(c) * (1.0 - (1.0 - busy) ** p), lanes)
+    chunked = np.where(piped, np.where(m > 0, lanes / np.maximum(m, 1e-300), s1 * P),
+                       s1 * P + np.where(P < T, (s2 - s1) * P * shared, 0.0))
+    return np.where(tables.chunk_tokens[kind] > 0, chunked, tables.prefill_s[kind])
+
+
+def _lane_batch(tables: StepTables, kind, u):
+    """The batch of the lane a request runs in when u - 1 sequences run in all (1 + (u - 1) / lanes)."""
+    return 1.0 + (u - 1.0) / tables.lane_count()[kind]
+
+
+def _steady(tables: StepTables, kind, lam, steps):
+    """u, the mean step tau, Delta and 1 - lambda Delta at arrival rate ``lam`` (see the docstring). With
+    lanes the step is the pipeline's cycle, its decode part a lane batch's trip: v = 1 + (u - 1) / p solves
+    v = 1 + (kappa / p) t_d(v)."""
+    p = tables.lane_count()[kind]
+    d = tables.derived()
+    delta = _marginal(tables, kind, np.ones_like(lam), np.zeros_like(lam))
+    for _ in range(3):
+        free = np.maximum(1.0 - lam * delta, 1e-12)
+        v = _solve_batch(tables, kind, lam * steps / (free * p))
+        ok = np.isfinite(v)
+        tau = np.where(ok, _interp(d, "d", kind, np.where(ok, v, 1.0)), np.inf) / free
+        delta = _marginal(tables, kind, np.where(ok, v, 1.0), np.where(ok, lam * tau, 0.0))
+    free = 1.0 - lam * delta
+    v = _solve_batch(tables, kind, lam * steps / (np.maximum(free, 1e-12) * p))
+    ok = np.isfinite(v) & (free > 0)
+    tau = np.where(ok, _interp(d, "d", kind, np.where(ok, v, 1.0)) / np.where(ok, free, 1.0), np.inf)
+    return np.where(ok, 1.0 + p * (v - 1.0), np.inf), tau, delta, free
+
+
+def _capacity(tables: StepTables, kind, cap, steps):
+    """Requests/s a replica serves with ``cap`` sequences running in each lane (0 where cap < 1);
+    ``steps`` is the decode steps per request, (O - 1) / k."""
+    P = np.maximum(tables.new_prompt_tokens[kind], 1.0)
+    k = tables.tokens_per_step[kind]
+    T = tables.budget_tokens[kind]
+    p = tables.lane_count()[kind]
+    chunked = tables.chunk_tokens[kind] > 0
+    decodes = steps > 0
+    run = np.maximum(steps, 1e-300)
+    M = np.maximum(np.minimum(cap, np.where(chunked & decodes, T / (P / run + k), np.inf)), 1.0)  # B_T
+    t_d, xc, xt = _step_parts(tables, kind, M)
+    m = p * M / run
+    tau = t_d + m * _marginal(tables, kind, M, np.where(decodes, m, 0.0))
+    prompts_only = np.where(chunked, p * T / (P * (t_d + np.where(tables.chunk_tokens[kind] >= T, xc, xt))),
+                            p / tables.prefill_s[kind])  # one output token: prompts in full steps
+    return np.where(cap >= 1.0, np.where(decodes, p * M / (run * tau), prompts_only), 0.0)
+
+
+def _capacities(tables: StepTables, O: float) -> np.ndarray:
+    """(K, len(BATCH_GRID)): requests/s a lane serves at each batch cap of the grid (KV-limited)."""
+    K = tables.kinds
+    kind = np.repeat(np.arange(K), BATCH_GRID.size)
+    kv = np.repeat(tables.kv_capacity / tables.lane_count(), BATCH_GRID.size)
+    steps = max(O - 1.0, 0.0) / np.repeat(tables.tokens_per_step, BATCH_GRID.size)
+    return _capacity(tables, kind, np.minimum(np.tile(BATCH_GRID, K), kv), steps).reshape(K, -1)
+
+
+def _model(tables: StepTables, kind, lam, P: float, O: float, percentile: float, cv2: float) -> dict[str, np.ndarray]:
+    """The steady state, TTFT and TPOT of one replica of ``kind`` at arrival rate ``lam`` (per point;
+    inf where the uncapped batch or the prefill queue has no steady state)."""
+    steps = max(O - 1.0, 0.0)
+    step_k = steps / tables.tokens_per_step[kind]
+    u, tau, delta, free = _steady(tables, kind, lam, step_k)
+    ok = np.isfinite(u)
+    u1 = np.where(ok, u, 1.0)
+    B = u1 - 1.0
+    k = tables.tokens_per_step[kind]
+    p = tables.lane_count()[kind]
+    d = tables.derived()
+    chunked = tables.chunk_tokens[kind] > 0
+    s_p = tables.prefill_s[kind]
+    p50, pct, mean = (np.full(lam.size, np.inf) for _ in range(3))
+    extra = [np.zeros(lam.size) for _ in range(3)]  # decode time the prefill left behind adds: mean, p50, pct
+    on = ok & chunked
+    if np.any(on):
+        i = np.flatnonzero(on)
+        kk = kind[i]
+        b = B[i] / p[i]  # a lane's batch: the pipeline's lanes each a server of lambda / p
+        t_d, xc, xt = _step_parts(tables, kk, np.maximum(b, 1.0))
+        T = tables.budget_tokens[kk]
+        (q50, qp), m, q = chunked_ttft(lam[i] / p[i], t_d, xc, xt, np.maximum(tables.chunk_tokens[kk], 1.0), T,
+                                       T - b * k[i], tables.new_prompt_tokens[kk], s_p[i], b,
+                                       [0.5, percentile], cv2, residual_share=1.0 / p[i])
+        bad = np.where(q["rho"] < 1.0, 0.0, np.inf)
+        p50[i], pct[i], mean[i] = q50 + bad, qp + bad, m + bad
+        # A request starts decoding as its prefill ends, when the prompts left behind are prefilled in
+        # full steps: more than a random start sees. Left behind by an M/G/1 departure is rho S (1 - cv2) / 2
+        # more work than at a random time (departures see the arrivals' queue length), which keeps
+        # the steps full 1 / (1 - rho) as long, each costing its decodes 1 - t_d / tau_f of the time.
+        rho_q = np.clip(q["phi"], 0.0, 1.0 - 1e-9)
+        work = rho_q * q["a"] * q["tau_f"] * max(1.0 - cv2, 0.0) / 2.0
+        scale = np.maximum(1.0 - t_d / q["tau_f"], 0.0) / np.maximum(free[i], 1e-12)
+        excess = work / (1.0 - rho_q)  # mean busy time it adds; 0 w.p. 1 - rho_q, else exponential
+        for e, value in zip(extra, (excess, _wait_percentile(excess, rho_q, 0.5), _wait_percentile(excess, rho_q, percentile))):
+            e[i] = value * scale
+    off = ok & ~chunked
+    if np.any(off):  # prefill-first: M/G/1 of whole prompts between decode steps
+        i = np.flatnonzero(off)
+        rho = lam[i] * s_p[i]
+        mean_wait = rho * s_p[i] * (1.0 + cv2) / (2.0 * np.maximum(1.0 - rho, 1e-12))
+        residual = (1.0 - np.exp(-B[i])) * (1.0 - rho) * _interp(d, "d", kind[i], _lane_batch(tables, kind[i], u1[i])) / 2.0
+        bad = np.where(rho < 1.0, 0.0, np.inf)
+        p50[i] = residual + s_p[i] + _wait_percentile(mean_wait, rho, 0.5) + bad
+        pct[i] = residual + _mixture_quantile(percentile, 0.0, s_p[i], s_p[i], mean_wait, rho) + bad
+        mean[i] = residual + mean_wait + s_p[i] + bad
+    # the running batch follows the mean TPOT (Little): u = 1 + lambda (O - 1) (tau / k + extra / (O - 1))
+    per_token = 1.0 / max(O - 1.0, 1.0)
+    for _ in range(3):
+        lane = _interp(d, "d", kind, _lane_batch(tables, kind, u1))
+        u1 = np.where(ok, 1.0 + lam * step_k * (lane / np.maximum(free, 1e-12) + k * extra[0] * per_token), 1.0)
+    tau = np.where(ok, _interp(d, "d", kind, _lane_batch(tables, kind, u1)) / np.maximum(free, 1e-12), np.inf)
+    B = u1 - 1.0
+    tpot = np.where(ok, tau / k, np.inf)
+    z = float(ndtri(percentile))
+    spread = np.sqrt(lam * np.maximum(step_k * np.where(ok, tau, 0.0), 0.0) * delta**2) / max(O - 1.0, 1.0)
+    return {"u": np.where(ok, u1, np.inf), "tpot": tpot + extra[1] * per_token,
+            "tpot_pct": tpot + extra[2] * per_token + max(z, 0.0) * spread,
+            "prefill_fraction": np.where(ok, np.minimum(lam * delta, 1.0), 1.0),
+            "busy": np.where(ok, 1.0 - np.exp(-B), 1.0), "ttft_p50": p50, "ttft_pct": pct, "ttft_mean": mean}
+
+
+def _curves(tables: StepTables, P: float, O: float, percentile: float, cv2: float) -> dict[str, np.ndarray]:
+    """``_model`` per kind (rows) over a grid of lambda (columns) up to the kind's largest capacity
+    ``top``, and the capacities at the batch grid ``lam`` (cached per table and workload)."""
+    key = (P, O, percentile, cv2)
+    if key not in tables._curves:
+        K, G = tables.kinds, LOAD_POINTS
+        lam_grid = _capacities(tables, O)
+        top = np.maximum(lam_grid.max(axis=1), 1e-300)
+        s = 1.0 - (1.0 - np.arange(G) / G) ** 2
+        lam = (top[:, None] * np.maximum(s, 1e-6)[None, :]).ravel()
+        out = {name: v.reshape(K, G) for name, v in
+               _model(tables, np.repeat(np.arange(K), G), lam, P, O, percentile, cv2).items()}
+        tables._curves[key] = out | {"lam": lam_grid, "top": top}
+    return tables._curves[key]
+
+
+def _along(curves: dict, names, kind, s):
+    """Curves ``names`` at load fractions ``s`` of each kind's top rate (linear between grid points)."""
+    G = LOAD_POINTS
+    g = np.clip(np.floor(G * (1.0 - np.sqrt(np.clip(1.0 - s, 0.0, 1.0)))), 0, G - 2).astype(np.int64)
+    s0 = 1.0 - (1.0 - g / G) ** 2
+    s1 = 1.0 - (1.0 - (g + 1) / G) ** 2
+    w = np.clip((s - s0) / (s1 - s0), 0.0, 1.0)
+    i = kind * G + g
+    out = {}
+    for name in names:
+        v = curves[name].ravel()
+        lo, hi = v[i], v[i + 1]
+        both = np.isfinite(lo) & np.isfinite(hi)
+        lo_f, hi_f = np.where(both, lo, 0.0), np.where(both, hi, 0.0)
+        out[name] = np.where(both, lo_f + w * (hi_f - lo_f), np.where(w <= 0.0, lo, np.inf))
+    return out
+
+
 def colocated(tables: StepTables, kind, replicas, max_batch, rate, prompt_len, output_len, *,
               percentile: float = 0.9, prompt_cv2: float = 0.0) -> dict[str, np.ndarray]:
     """Steady state of ``replicas`` identical replicas of ``kind`` behind a balanced router, all
@@ -160,79 +386,44 @@ def colocated(tables: StepTables, kind, replicas, max_batch, rate, prompt_len, o
     kind, replicas, max_batch, rate = np.broadcast_arrays(np.asarray(kind, dtype=np.int64), np.asarray(replicas, float),
                                                          np.asarray(max_batch, float), np.asarray(rate, float))
     P, O = float(prompt_len), float(output_len)
+    lanes = tables.lane_count()[kind]
     lam = rate / replicas
-    k = tables.tokens_per_step[kind]
-    s_p = tables.prefill_s[kind]
-    chunk = tables.chunk_tokens[kind]
-    chunked = chunk > 0
-    new = tables.new_prompt_tokens[kind]
-    share = new / np.maximum(chunk, 1.0)  # prompt tokens in units of the table's chunk
-    steps = max(O - 1.0, 0.0) / k  # decode steps per request
-
-    d = tables.derived()
-
-    def marginal(u):
-        """Prefill time per request that decode steps pay: S_p, or its tokens' share of t_m - t_d
-        (a mixed step's extra time is linear in its chunk tokens) when chunked."""
-        return np.where(chunked, share * np.maximum(_interp(d, "x", kind, u), 0.0), s_p)
-
-    delta = marginal(np.ones_like(lam))
-    for _ in range(2):
-        free = np.maximum(1.0 - lam * delta, 1e-12)
-        kappa = lam * steps / free
-        u = _solve_batch(tables, kind, kappa)
-        delta = marginal(np.where(np.isfinite(u), u, 1.0))
-    free = 1.0 - lam * delta
-    cap = np.maximum(np.minimum(max_batch, tables.kv_capacity[kind]), 0.0)
-    cap1 = np.maximum(cap, 1.0)
-    lam_max = np.where(cap >= 1.0, cap / (steps * _interp(d, "d", kind, cap1) + cap * marginal(cap1)), 0.0)
+    cap = np.maximum(np.minimum(max_batch, tables.kv_capacity[kind] / lanes), 0.0)  # per lane batch
+    names = ("u", "tpot", "tpot_pct", "ttft_p50", "ttft_pct", "ttft_mean", "prefill_fraction", "busy")
+    if kind.size <= EXACT_POINTS:  # few configurations: the model at their own rates and caps
+        lam_max = _capacity(tables, kind, cap, max(O - 1.0, 0.0) / tables.tokens_per_step[kind])
+        pairs, back = np.unique(np.stack([kind.ravel().astype(float), lam.ravel()]), axis=1, return_inverse=True)
+        one = _model(tables, pairs[0].astype(np.int64), pairs[1], P, O, float(percentile), float(prompt_cv2))
+        at = {name: one[name][back.ravel()].reshape(kind.shape) for name in names}
+        beyond = np.zeros(kind.shape, dtype=bool)
+    else:  # the per-kind curves, linear in lambda and in the cap between their grid points
+        curves = _curves(tables, P, O, float(percentile), float(prompt_cv2))
+        j = _segment(np.maximum(cap, 1.0))
+        row = curves["lam"].ravel()
+        i = kind * BATCH_GRID.size + j
+        w = np.clip((np.maximum(cap, 1.0) - BATCH_GRID[j]) / (BATCH_GRID[j + 1] - BATCH_GRID[j]), 0.0, None)
+        lam_max = np.where(cap >= 1.0, np.minimum(row[i] + w * (row[i + 1] - row[i]), curves["top"][kind]), 0.0)
+        s = lam / curves["top"][kind]
+        at = _along(curves, names, kind, s)
+        beyond = s >= 1.0 - 1.0 / LOAD_POINTS**2
     load = np.where(lam_max > 0, lam / np.maximum(lam_max, 1e-300), np.inf)
-    saturated = (load >= 1.0) | ~np.isfinite(u) | (free <= 0.0)
-    u_ok = np.where(saturated, 1.0, u)
-    batch = u_ok - 1.0  # mean sequences decoding (Little)
-    t_d = _interp(d, "d", kind, u_ok)
-    free_ok = np.where(saturated, 1.0, free)
-    tpot = t_d / (k * free_ok)
-    busy = 1.0 - np.exp(-batch)  # P(someone is decoding), Poisson occupancy
-    # Chunked: decodes take their tokens of the budget first, so a step has c = budget - B k prompt
-    # tokens and each costs x / C (x = t_m - t_d, C the table's chunk) besides the step's own t_d. The
-    # prompt spreads over n_c = ceil(P / c) steps; its last step carries its remaining r tokens and, when
-    # a prompt waits (probability rho), fills up with that one's. Prefill-first: one step of S_p.
-    per_tok = np.maximum(_interp(d, "x", kind, u_ok), 0.0) / np.maximum(chunk, 1.0)
-    c = np.maximum(tables.budget_tokens[kind] - batch * k, 1.0)
-    n_c = np.ceil(new / c)
-    remaining = new - (n_c - 1.0) * c
-    s_w = np.where(chunked, new * (per_tok + t_d / c), s_p)  # prefill work per request
-    rho = lam * s_w
-    full = t_d + per_tok * c
-    s_short = np.where(chunked, busy * ((n_c - 1.0) * full + t_d + per_tok * remaining) + (1.0 - busy) * s_p, s_p)
-    s_long = np.where(chunked, busy * n_c * full + (1.0 - busy) * s_p, s_p)  # last step filled by a waiting prompt
-    mean_wait = rho * s_w * (1.0 + prompt_cv2) / (2.0 * np.maximum(1.0 - rho, 1e-12))
-    residual = busy * (1.0 - rho) * t_d / 2.0
-    # another prompt is waiting when the last step forms if one arrived since this one did (Poisson)
-    q = np.where(chunked, 1.0 - np.exp(-lam * (residual + mean_wait + (n_c - 1.0) * full)), 0.0)
-    rho_last = np.where(chunked, np.minimum(rho, 1.0), 0.0)  # the median takes the mean fill of the last step
-    ttft_mean = residual + mean_wait + s_short + q * (s_long - s_short)
-    decode_time = steps * tpot * k
-    z = float(ndtri(percentile))
-    spread = np.sqrt(lam * np.maximum(decode_time, 0.0) * delta**2) / max(O - 1.0, 1.0)
-    prefill_fraction = np.where(saturated, 1.0, lam * delta)
-    saturated = saturated | (rho >= 1.0)
+    saturated = (load >= 1.0) | beyond | ~np.isfinite(at["u"]) | ~np.isfinite(at["ttft_p50"])
     inf = np.where(saturated, np.inf, 0.0)
+    prefill_fraction = np.where(saturated, 1.0, at["prefill_fraction"])
     return {
-        "rate_per_replica": lam,
+        "rate_per_replica": rate / replicas,
         "capacity_req_per_s": lam_max * replicas,
         "load": load,
         "saturated": saturated,
-        "batch_mean": np.where(saturated, cap, batch),
-        "ttft_p50_s": residual + s_short + rho_last * (s_long - s_short) + _wait_percentile(mean_wait, rho, 0.5) + inf,
-        "ttft_pct_s": residual + _mixture_quantile(percentile, q, s_short, s_long, mean_wait, rho) + inf,
-        "ttft_mean_s": ttft_mean + inf,
-        "tpot_p50_s": tpot + inf,
-        "tpot_pct_s": tpot + max(z, 0.0) * spread + inf,
-        "throughput_tokens_per_s": np.where(saturated, lam_max * replicas * (P + O), rate * (P + O)),
-        "prefill_fraction": np.minimum(prefill_fraction, 1.0),
-        "decode_fraction": np.where(saturated, 0.0, busy * (1.0 - np.minimum(prefill_fraction, 1.0))),
+        "batch_mean": np.where(saturated, lanes * cap, at["u"] - 1.0),
+        "ttft_p50_s": at["ttft_p50"] + inf,
+        "ttft_pct_s": at["ttft_pct"] + inf,
+        "ttft_mean_s": at["ttft_mean"] + inf,
+        "tpot_p50_s": at["tpot"] + inf,
+        "tpot_pct_s": at["tpot_pct"] + inf,
+        "throughput_tokens_per_s": np.where(saturated, lam_max * replicas, rate) * (P + O),
+        "prefill_fraction": prefill_fraction,
+        "decode_fraction": np.where(saturated, 0.0, at["busy"] * (1.0 - prefill_fraction)),
     }
 
 
@@ -243,10 +434,11 @@ def prefill_pool(tables: StepTables, kind, replicas, rate, *, percentile: float 
     kind, replicas, rate = np.broadcast_arrays(np.asarray(kind, dtype=np.int64), np.asarray(replicas, float),
                                                np.asarray(rate, float))
     s_p = tables.prefill_s[kind]
-    rho = rate / replicas * s_p
+    lanes = tables.lane_count()[kind]
+    rho = rate / (replicas * lanes) * s_p
     mean_wait = rho * s_p * (1.0 + prompt_cv2) / (2.0 * np.maximum(1.0 - rho, 1e-12))
     inf = np.where(rho >= 1.0, np.inf, 0.0)
-    return {"saturated": rho >= 1.0, "busy_fraction": np.minimum(rho, 1.0), "capacity_req_per_s": replicas / s_p,
+    return {"saturated": rho >= 1.0, "busy_fraction": np.minimum(rho, 1.0), "capacity_req_per_s": replicas * lanes / s_p,
             "ttft_p50_s": s_p + _wait_percentile(mean_wait, rho, 0.5) + inf,
             "ttft_pct_s": s_p + _wait_percentile(mean_wait, rho, percentile) + inf,
             "ttft_mean_s": s_p + mean_wait + inf}
@@ -260,19 +452,21 @@ def decode_pool(tables: StepTables, kind, replicas, max_batch, rate, output_len,
         np.asarray(kind, dtype=np.int64), np.asarray(replicas, float), np.asarray(max_batch, float),
         np.asarray(rate, float), np.asarray(kv_transfer_s, float))
     O = float(output_len)
-    lam = rate / replicas
+    lanes = tables.lane_count()[kind]
+    lam = rate / (replicas * lanes)
     k = tables.tokens_per_step[kind]
     steps = max(O - 1.0, 0.0) / k
     u = _solve_batch(tables, kind, lam * steps)
     d = tables.derived()
-    cap = np.maximum(np.minimum(max_batch, tables.kv_capacity[kind]), 0.0)
+    cap = np.maximum(np.minimum(max_batch, tables.kv_capacity[kind] / lanes), 0.0)
     t_cap = _interp(d, "d", kind, np.maximum(cap, 1.0))
     lam_max = np.where(cap >= 1.0, cap / np.maximum(steps * t_cap, 1e-300), 0.0)
     saturated = (lam >= lam_max) | ~np.isfinite(u)
     u_ok = np.where(saturated, 1.0, u)
     tpot = _interp(d, "d", kind, u_ok) / k + transfer / max(O - 1.0, 1.0)
     tpot = tpot + np.where(saturated, np.inf, 0.0)
-    return {"saturated": saturated, "capacity_req_per_s": lam_max * replicas, "batch_mean": np.where(saturated, cap, u_ok - 1.0),
+    return {"saturated": saturated, "capacity_req_per_s": lam_max * replicas * lanes,
+            "batch_mean": lanes * np.where(saturated, cap, u_ok - 1.0),
             "busy_fraction": np.where(saturated, 1.0, 1.0 - np.exp(-(u_ok - 1.0))), "tpot_p50_s": tpot, "tpot_pct_s": tpot}
 
 

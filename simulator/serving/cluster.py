@@ -43,6 +43,7 @@ from simulator.models import get_model
 from simulator.scenario import Scenario
 from simulator.serving.config import ServeConfig
 from simulator.serving.kvcache import BlockPool, KVBudget, kv_budget
+from simulator.serving.lanes import Pipeline, lanes_of
 from simulator.serving.ledger import Ledger
 from simulator.serving.replica import Replica
 from simulator.serving.steptime import StepTimer
@@ -59,9 +60,12 @@ class Group:
     scenario: Scenario
     timer: StepTimer
     budget: KVBudget
-    replicas: list[Replica]
+    replicas: list  # Replica, or Pipeline (its lanes) with pp > 1
     gpus_per_replica: int
     tdp_w: float
+
+    def lanes(self) -> list[Replica]:
+        return [lane for rep in self.replicas for lane in lanes_of(rep)]
 
 
 def replica_scenario(scenario: Scenario, count: int | None = None) -> tuple[Scenario, int]:
@@ -122,20 +126,29 @@ class Simulation:
                 small = sc.with_overrides(**{"model": cfg.cascade.small_model, "hardware.num_gpus": 1,
                                              "parallelism.tp": 1, "parallelism.pp": 1})
                 self.small = self._group("small", small, cfg.cascade.small_gpus, "both")
-                for rep in self.small.replicas:
+                for rep in self.small.lanes():
                     rep.on_complete = self._escalate
                 self.front, self.groups = self.small, [self.small, self.main]
         self.max_model_len = cfg.max_model_len or get_model(one.model).max_position_embeddings or (1 << 40)
 
     def _group(self, name: str, one: Scenario, count: int, role: str) -> Group:
+        """``count`` replicas of ``one``; with pp > 1 each is a ``Pipeline`` of pp lanes whose batches are
+        priced as one micro-batch through all stages (``simulator.serving.lanes``)."""
         cfg = self.cfg
-        timer = self.timers(one)
+        pp = one.parallelism.pp
+        timer = self.timers(one.with_overrides(**{"parallelism.microbatches": 1}) if pp > 1 else one)
         budget = kv_budget(timer.scenario, cfg.block_size, cfg.max_num_seqs, cfg.max_num_batched_tokens)
         host = get_accelerator(one.hardware.gpu).host_link
         first = sum(len(g.replicas) for g in self.built)
-        reps = [Replica(first + i, timer, BlockPool(budget.blocks, cfg.block_size, cfg.prefix_caching), cfg,
-                        self.ledger, role, self._prefilled, budget.kv_bytes_per_token / host.bandwidth_bytes_per_s,
-                        host.latency_s) for i in range(count)]
+        reps = []
+        for i in range(count):
+            pool = BlockPool(budget.blocks, cfg.block_size, cfg.prefix_caching)
+            lanes: list[Replica] = []
+            for _ in range(pp):
+                lanes.append(Replica(first + i, timer, pool, cfg, self.ledger, role, self._prefilled,
+                                     budget.kv_bytes_per_token / host.bandwidth_bytes_per_s, host.latency_s,
+                                     share=lanes[0] if lanes else None))
+            reps.append(Pipeline(lanes) if pp > 1 else lanes[0])
         group = Group(name, one, timer, budget, reps, one.hardware.num_gpus, get_accelerator(one.hardware.gpu).tdp_w)
         self.built.append(group)
         return group
@@ -164,12 +177,8 @@ class Simulation:
         self.seq += 1
         heapq.heappush(self.events, (t, self.seq, kind, payload))
 
-    def _kick(self, rep: Replica, now: float) -> None:
-        if rep.batch is not None:
-            return
-        end = rep.start_step(now)
-        if end is not None:
-            self._push(end, "step", rep)
+    def _kick(self, rep, now: float) -> None:
+        rep.front.kick(now, self._push)
 
     def _prefilled(self, rep: Replica, rid: int, end: float) -> None:
         """A prefill replica finished ``rid``'s prompt: send its KV to a decode replica."""
@@ -247,6 +256,8 @@ class Simulation:
             t, _, kind, payload = heapq.heappop(self.events)
             if kind == "step":
                 payload.finish_step()
+                self._kick(payload, t)
+            elif kind == "stage":  # a pipeline's first stage is free for the next batch
                 self._kick(payload, t)
             elif kind == "kv":
                 src, rid = payload

@@ -7,6 +7,7 @@ from collections import Counter
 import numpy as np
 
 from simulator.serving.cluster import Simulation
+from simulator.serving.lanes import lanes_of
 from simulator.serving.replica import Replica
 from simulator.serving.result import ReplicaReport, ServeResult, Stats
 
@@ -60,8 +61,8 @@ def summarise(sim: Simulation, request_rate: float) -> ServeResult:
     multi = done & (out > 1)
     tpot = np.where(multi, (e2e - ttft) / np.maximum(out - 1, 1), np.nan)
     queue = rec["first_scheduled_s"] - arrival
-    reps = [r for g in sim.groups for r in g.replicas]
-    itl = np.concatenate([itl_samples(r) for r in reps] + [np.asarray(led.resume_gaps, dtype=float)])
+    lanes = [lane for g in sim.groups for lane in g.lanes()]
+    itl = np.concatenate([itl_samples(r) for r in lanes] + [np.asarray(led.resume_gaps, dtype=float)])
     start = float(arrival.min()) if len(arrival) else 0.0
     end = float(rec["finish_s"][done].max()) if done.any() else start
     duration = max(end - start, 1e-12)
@@ -79,28 +80,35 @@ def summarise(sim: Simulation, request_rate: float) -> ServeResult:
     energy = 0.0
     for group in sim.groups:
         for r in group.replicas:
-            steps = len(r.t_dur)
-            dur = np.asarray(r.t_dur)
-            busy = float(dur.sum())
-            blocks = np.asarray(r.t_blocks, dtype=float)
-            weight = dur / busy if busy > 0 else dur
+            ls = lanes_of(r)  # a pipeline-parallel replica reports its lanes' steps together
+            col = {name: np.concatenate([np.asarray(getattr(lane, name), dtype=float) for lane in ls])
+                   for name in ("t_start", "t_dur", "t_decode", "t_chunk", "t_blocks", "t_waiting", "t_running",
+                                "t_tokens")}
+            steps = len(col["t_dur"])
+            dur = col["t_dur"]
+            busy = float(sum(lane.busy_s for lane in ls))
+            blocks = col["t_blocks"]
+            # each lane's time-average running count, summed over lanes (they run at once)
+            running = sum(float(np.sum(np.asarray(lane.t_running) * np.asarray(lane.t_dur)) / max(sum(lane.t_dur), 1e-300))
+                          for lane in ls if lane.t_dur)
+            weight = dur / dur.sum() if steps and dur.sum() > 0 else dur
             rows.append(ReplicaReport(
                 index=r.index, group=group.name, model=r.timer.dep.model.name, gpu=r.timer.dep.gpu.name,
                 gpus=group.gpus_per_replica, kv_blocks=r.pool.total, steps=steps, busy_s=busy,
-                mean_batch_size=float(np.sum(np.asarray(r.t_running) * weight)) if steps else 0.0,
+                mean_batch_size=running if steps else 0.0,
                 mean_kv_occupancy=float(np.sum(blocks * weight) / r.pool.total) if steps else 0.0,
-                preemptions=r.preemptions, energy_j=busy * group.gpus_per_replica * group.tdp_w))
+                preemptions=sum(lane.preemptions for lane in ls), energy_j=busy * group.gpus_per_replica * group.tdp_w))
             energy += busy * group.gpus_per_replica * group.tdp_w
             timeline["replica"].append(np.full(steps, r.index))
-            timeline["start_s"].append(np.asarray(r.t_start))
+            timeline["start_s"].append(col["t_start"])
             timeline["duration_s"].append(dur)
-            timeline["decode"].append(np.asarray(r.t_decode))
-            timeline["chunk_tokens"].append(np.asarray(r.t_chunk))
+            timeline["decode"].append(col["t_decode"].astype(np.int64))
+            timeline["chunk_tokens"].append(col["t_chunk"].astype(np.int64))
             timeline["kv_blocks_used"].append(blocks)
             timeline["kv_occupancy"].append(blocks / r.pool.total)
-            timeline["waiting"].append(np.asarray(r.t_waiting))
-            timeline["running"].append(np.asarray(r.t_running))
-            timeline["tokens_out"].append(np.asarray(r.t_tokens, dtype=float))
+            timeline["waiting"].append(col["t_waiting"].astype(np.int64))
+            timeline["running"].append(col["t_running"].astype(np.int64))
+            timeline["tokens_out"].append(col["t_tokens"])
     timeline = {k: np.concatenate(v) if v else np.zeros(0) for k, v in timeline.items()}
     saturated = is_saturated(arrival, out, timeline["start_s"] + timeline["duration_s"], timeline["tokens_out"])
     busy_total = sum(r.busy_s for r in rows)

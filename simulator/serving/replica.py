@@ -35,24 +35,34 @@ from simulator.serving.steptime import StepTimer, chunk_pairs
 
 
 class Replica:
-    """A replica's queue, running set, KV blocks and clock. ``role``: "both", "prefill" or "decode"."""
+    """A replica's queue, running set, KV blocks and clock. ``role``: "both", "prefill" or "decode".
+
+    With ``share`` (another lane of the same pipeline-parallel replica, ``simulator.serving.lanes``) the
+    waiting queue and the per-request scheduling state are that lane's: any lane admits a waiting
+    request, and a request's blocks live in the one pool."""
 
     def __init__(self, index: int, timer: StepTimer, pool: BlockPool, cfg: ServeConfig, ledger: Ledger,
-                 role: str = "both", on_prefilled=None, swap_s_per_token: float = 0.0, swap_latency_s: float = 0.0):
+                 role: str = "both", on_prefilled=None, swap_s_per_token: float = 0.0, swap_latency_s: float = 0.0,
+                 share: "Replica | None" = None):
         self.index, self.timer, self.pool, self.cfg, self.ledger, self.role = index, timer, pool, cfg, ledger, role
         self.on_prefilled = on_prefilled
         self.on_complete = None  # cascade hook: returns True when the request goes on elsewhere
         self.swap_s_per_token, self.swap_latency_s = swap_s_per_token, swap_latency_s
         self.tps = timer.tokens_per_step
-        self.waiting: deque[int] = deque()
+        self.front = self  # what the router sees and the event loop kicks (a pipeline for its lanes)
         self.running: dict[int, None] = {}
         self.prefilling: dict[int, None] = {}
-        self.resume: dict[int, str] = {}  # rid -> "swap" | "kv": KV ready, no prefill needed
-        self.ready_ctx: dict[int, float] = {}
-        self.target: dict[int, int] = {}
-        self.computed: dict[int, int] = {}
-        self.blocks: dict[int, int] = {}
-        self.shared: dict[int, int] = {}
+        if share is None:
+            self.waiting: deque[int] = deque()
+            self.resume: dict[int, str] = {}  # rid -> "swap" | "kv": KV ready, no prefill needed
+            self.ready_ctx: dict[int, float] = {}
+            self.target: dict[int, int] = {}
+            self.computed: dict[int, int] = {}
+            self.blocks: dict[int, int] = {}
+            self.shared: dict[int, int] = {}
+        else:
+            self.waiting, self.resume, self.ready_ctx = share.waiting, share.resume, share.ready_ctx
+            self.target, self.computed, self.blocks, self.shared = share.target, share.computed, share.blocks, share.shared
         # decode pool: every member decodes in every decode step
         self.k = 0  # decode steps run so far
         self.pool_b = 0
@@ -63,6 +73,7 @@ class Replica:
         self.cross_heap: list[tuple[int, int, int]] = []
         self.busy_s = 0.0
         self.batch: tuple | None = None
+        self.last_busy = 0.0  # seconds the step in flight keeps the replica's GPUs busy (a lane: one stage's)
         self.preemptions = 0
         self.cached_tokens = 0
         self.pending_gap = 0.0
@@ -169,6 +180,13 @@ class Replica:
 
     # --- a step ------------------------------------------------------------------------------------
 
+    def kick(self, now: float, push) -> None:
+        """Start the next step at ``now`` if none is in flight; ``push(end, "step", self)`` schedules its end."""
+        if self.batch is None:
+            end = self.start_step(now)
+            if end is not None:
+                push(end, "step", self)
+
     def start_step(self, now: float) -> float | None:
         """Form and time the next step from ``now``; its end time, or None when there is nothing to run."""
         self.preempted = False
@@ -196,6 +214,7 @@ class Replica:
         pairs = sum(chunk_pairs(c[1], c[2]) for c in chunks)
         dur = self.timer.seconds(b, context, n, pairs, len(chunks)) + self.extra_s
         self.batch = (now, dur, b, chunks)
+        self.last_busy = dur
         return now + dur
 
     def _crossings(self, now: float) -> None:
@@ -291,7 +310,7 @@ class Replica:
         now, dur, b, chunks = self.batch
         end = now + dur
         led = self.ledger
-        self.busy_s += dur
+        self.busy_s += self.last_busy
         self.t_start.append(now)
         self.t_dur.append(dur)
         self.t_decode.append(b)

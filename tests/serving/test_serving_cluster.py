@@ -107,3 +107,21 @@ def test_cascade_escalates_the_configured_share_and_counts_energy():
     assert res.energy_j == pytest.approx(sum(r.busy_s * r.gpus * tdp for r in res.replicas), rel=1e-9)
     e2e = rec["finish_s"] - rec["arrival_s"]
     assert e2e[rec["escalated"]].mean() > e2e[~rec["escalated"]].mean()
+
+
+def test_decodes_pay_for_the_prompt_chunk_they_share_a_step_with(colocated):
+    """Co-located, a decode step that carries a prompt chunk is priced as that whole mixed batch: it lasts
+    longer than a decode-only step of the same decodes at the longest context they can have, and every
+    decode in it waits for all of it (its inter-token gap is the mixed step's duration)."""
+    from simulator.serving import StepTimer
+
+    tl = colocated.timeline
+    mixed = (tl["decode"] > 0) & (tl["chunk_tokens"] > 0)
+    alone = (tl["decode"] > 0) & (tl["chunk_tokens"] == 0)
+    assert mixed.sum() > 50 and alone.sum() > 50
+    timer = StepTimer({**TWO_H100, "hardware": {"gpu": "h100-sxm", "num_gpus": 1}})
+    for i in np.flatnonzero(mixed):
+        b = int(tl["decode"][i])
+        assert tl["duration_s"][i] > timer.seconds(b, b * (8192.0 + 256.0))
+    # each decode's gap is its step's duration, so the slowest gaps are mixed steps'
+    assert colocated.itl_s.p99 > np.max(tl["duration_s"][alone])

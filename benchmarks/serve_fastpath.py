@@ -1,0 +1,78 @@
+"""The analytical fast path against the request-level simulation (the table in docs/serving.md).
+
+For each deployment (model, GPU, tp, prompt / output tokens; vLLM defaults: chunked prefill, 2,048-token
+budget, 256 sequences) and each load (a fraction of the fast path's capacity): p50 TTFT, p50 TPOT,
+throughput, p90 TTFT and p90 TPOT of ``simulator.serving.analytic.colocated`` against the mean of two
+seeds of ``simulator.serve`` with 3,000 Poisson requests, as the fast path's relative error.
+
+Run: ``python benchmarks/serve_fastpath.py`` (a few minutes on one core); ``--markdown`` prints the table.
+"""
+
+from __future__ import annotations
+
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from simulator import serve  # noqa: E402
+from simulator.serving.analytic import colocated  # noqa: E402
+from simulator.serving.tables import step_tables  # noqa: E402
+
+CASES = [
+    ("llama-3.1-8b", "h100-sxm", 1, 1024, 256),
+    ("llama-3.1-70b", "h100-sxm", 4, 2048, 256),
+    ("llama-3.1-8b", "l40s", 1, 512, 128),
+    ("qwen2.5-32b", "h200-sxm", 2, 4096, 128),
+    ("qwen3-30b-a3b", "h100-sxm", 1, 256, 512),
+    ("llama-3.1-8b", "a100-80gb-sxm", 1, 128, 1024),
+]
+LOADS = (0.1, 0.2, 0.35, 0.5, 0.65, 0.8)
+SEEDS = (0, 1)
+REQUESTS = 3000
+METRICS = ("TTFT p50", "TPOT p50", "throughput", "TTFT p90", "TPOT p90")
+
+
+def compare(model, gpu, tp, P, O, loads=LOADS):
+    sc = {"model": model, "hardware": {"gpu": gpu, "num_gpus": tp}, "parallelism": {"tp": tp}}
+    tables = step_tables(sc, P, O)
+    capacity = colocated(tables, 0, 1, 256, 1e-3, P, O)["capacity_req_per_s"][()]
+    for load in loads:
+        rate = load * capacity
+        f = colocated(tables, 0, 1, 256, rate, P, O)
+        runs = [serve(sc, {"rate": rate, "num_requests": REQUESTS, "prompt_len": P, "output_len": O, "seed": s},
+                      {"max_num_seqs": 256}) for s in SEEDS]
+        des = [np.mean([getattr(r, a).p50 if a != "tput" else r.throughput_tokens_per_s for r in runs])
+               for a in ("ttft_s", "tpot_s", "tput")]
+        des += [np.mean([r.ttft_s.p90 for r in runs]), np.mean([r.tpot_s.p90 for r in runs])]
+        fast = [f[k][()] for k in ("ttft_p50_s", "tpot_p50_s", "throughput_tokens_per_s", "ttft_pct_s", "tpot_pct_s")]
+        yield load, rate, fast, des
+
+
+def main(markdown: bool = False) -> None:
+    worst = dict.fromkeys(METRICS, 0.0)
+    if markdown:
+        print("| model / GPU | prompt / output | load | " + " | ".join(METRICS) + " |")
+        print("|---" * (3 + len(METRICS)) + "|")
+    for model, gpu, tp, P, O in CASES:
+        name = f"{model} / {'' if tp == 1 else f'{tp}x '}{gpu}{'' if tp == 1 else f' TP{tp}'}"
+        for n, (load, rate, fast, des) in enumerate(compare(model, gpu, tp, P, O)):
+            err = [(a / b - 1.0) * 100.0 for a, b in zip(fast, des)]
+            for m, e in zip(METRICS, err):
+                worst[m] = max(worst[m], abs(e))
+            if markdown:
+                head = f"| {name} | {P} / {O} |" if n == 0 else "| | |"
+                print(f"{head} {load:.2f} | " + " | ".join(f"{e:+.1f}%" for e in err) + " |")
+            else:
+                print(f"{name:34s} {P:5d}/{O:<5d} load {load:.2f} ({rate:6.2f} req/s): "
+                      + "  ".join(f"{m} {a * (1e3 if m[0] == 'T' and m[1] != 'h' else 1):.4g} vs {b * (1e3 if m[0] == 'T' and m[1] != 'h' else 1):.4g} ({e:+.1f}%)"
+                                  for m, a, b, e in zip(METRICS, fast, des, err)), flush=True)
+    print("worst |error|: " + ", ".join(f"{m} {v:.1f}%" for m, v in worst.items()))
+
+
+if __name__ == "__main__":
+    main("--markdown" in sys.argv)
