@@ -69,7 +69,8 @@ class StepTables:
     ``mixed_s[k, j]``: the same step carrying one prefill chunk of ``chunk_tokens[k]`` tokens (equal to
     ``decode_s`` under prefill-first scheduling); ``prefill_s[k]``: one prompt's prefill alone;
     ``tokens_per_step[k]``: tokens a decode step commits per sequence; ``kv_capacity[k]``: sequences whose
-    KV cache fits at the full context P + O; ``chunk_tokens[k]``: the prefill chunk ``mixed_s`` carries (0:
+    KV blocks fit in the steady state (P + O/2 tokens each, ``simulator.serving.tables.kv_sequences``);
+    ``chunk_tokens[k]``: the prefill chunk ``mixed_s`` carries (0:
     prefill-first); ``budget_tokens[k]``: tokens per step (vLLM max_num_batched_tokens), decodes first;
     ``new_prompt_tokens[k]``: prompt tokens prefill computes (fewer than P with a prefix-cache hit).
     Optional: ``full_s[k, j]``, the decode step carrying ``budget_tokens[k]`` prompt tokens (prompts
