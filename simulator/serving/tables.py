@@ -60,16 +60,16 @@ def price(dep, overlap: str, prompt_len: float, output_len: float, new_prompt: f
     c = min(float(chunk_tokens), new_prompt)
     past = P - new_prompt + (new_prompt - c) / 2.0
 
-    def mixed(tokens, prompt_past):
-        shape = StepShape(g, 1.0, ctx, "decode", chunk_tokens=tokens, chunk_past=prompt_past)
-        return run_step(dep, dep.transform_shape(shape), overlap).latency_s
-
     T = float(budget_tokens)
     pairs = T / c * float(attended_pairs(c, past))  # T / C chunks like the table's one
     full_past = max(0.0, (pairs - T * (T + 1.0) / 2.0) / T)
+    # one chunk and a full budget in one call, along a leading axis of two
+    tokens = np.array([c, T]).reshape((2,) + (1,) * g.ndim)
+    prompt_past = np.array([past, full_past]).reshape(tokens.shape)
+    shape = StepShape(g[None], 1.0, ctx, "decode", chunk_tokens=tokens, chunk_past=prompt_past)
+    mixed = run_step(dep, dep.transform_shape(shape), overlap).latency_s
     alone = np.ceil(new_prompt / c) * run_step(dep, StepShape(1.0, c, past, "prefill"), overlap).latency_s
-    return {"decode": decode, "bound": step.bound, "mixed": mixed(c, past), "full": mixed(T, full_past),
-            "prefill": alone}
+    return {"decode": decode, "bound": step.bound, "mixed": mixed[0], "full": mixed[1], "prefill": alone}
 
 
 def kv_sequences(blocks, prompt_len: float, output_len: float, block_size: int) -> np.ndarray:
