@@ -55,7 +55,7 @@ import numpy as np
 from scipy import sparse
 from scipy.special import gammaincc
 
-from simulator.serving.prefill_queue import _pois, _quantiles
+from simulator.serving.prefill_queue import N_NODES, _pois, _quantiles, _sf, spill_decay
 
 J_LANE = 8  # prompts per lane batch the cycle chain follows (the last state: that many or more)
 Q_MAX = 6  # waiting prompts the busy-lane chain follows
@@ -241,47 +241,93 @@ def ttft(chains: Chains, solved, lam, t_d, c, ps):
     return quantiles, mean
 
 
+def _slots(cyc, t_d, p):
+    """The stage slots of a cycle whose fullest batch has the extra time X = cyc - t_d over the others
+    (the proportionate flow shop): stage 1 takes it for (t_d + X) / p, the p - 2 batches behind it for
+    t_d / p each, and the slot before its lane's next batch waits for it to leave, (t_d + (p - 1) X) / p.
+    Returns the slots (m, S, 3), how many of each (3,) per cycle, and whether the fullest batch is still
+    ahead of the batch that forms at the slot's end (it is not at the last)."""
+    X = cyc - t_d[:, None]
+    d = t_d[:, None, None] / p[:, None, None]
+    slots = d + np.stack([X, np.zeros_like(X), (p[:, None] - 1.0) * X], axis=2) / p[:, None, None]
+    count = np.stack([np.ones_like(p), p - 2.0, np.ones_like(p)], axis=1)[:, None, :]
+    return slots, count, np.array([True, True, False])
+
+
 def _ttft_open(chains, key, i, cyc, pi, lam, t_d, c):
     """Ramps of TTFT with several prompts per batch (a < 1): (starts, widths, weights) lists of (m, .)."""
     m, S = cyc.shape
     p, P = chains.p[i], chains.P[i]
-    land = pi * cyc
-    land = land / np.maximum(land.sum(axis=1, keepdims=True), 1e-300)  # the cycle an arrival lands in
-    slot = cyc / p[:, None]
+    slots, count, behind_long = _slots(cyc, t_d, p)  # (m, S, 3)
+    a = P / np.maximum(c, 1.0)
+    k_open = np.ceil(1.0 / np.maximum(a, 1e-12) - 1e-9) - 1.0  # the most prompts of a batch with room left
+    is_open = (np.arange(S)[None, :] <= k_open[:, None]).astype(float)[:, :, None]  # cycles with no batch full
+    land = pi[:, :, None] * count * slots
+    land = land / np.maximum(land.sum(axis=(1, 2), keepdims=True), 1e-300)  # the slot an arrival lands in
+    ahead = np.where(behind_long[None, None, :], cyc[:, :, None], t_d[:, None, None])  # the fullest trip ahead
     whole = np.floor(c / np.maximum(P, 1.0) + 1e-9)  # prompts that fit whole
-    others = _pois(lam[:, None] * slot, S)  # (m, S_state, S_k): others in its slot
+    others = _pois(lam[:, None, None] * slots, S)  # (m, S, 3, K): the others of its slot
     kx = np.arange(S, dtype=float)
-    fits = np.minimum(kx[None, :] + 1.0, whole[:, None]) / (kx[None, :] + 1.0)  # (m, K)
+    fits = np.minimum(kx[None, :] + 1.0, whole[:, None]) / (kx[None, :] + 1.0)  # (m, K): by its place in the slot
     cut = np.where((kx[None, :] >= whole[:, None]) & (whole[:, None] * P[:, None] < c[:, None]), 1.0, 0.0) / (kx + 1.0)
     later = np.maximum(1.0 - fits - cut, 0.0)
-    ahead_trip = cyc  # the fullest batch ahead: that of the cycle it arrived in, by state
     starts, widths, weights = [], [], []
-    own_tokens = np.minimum((kx[None, :] + 1.0) * P[:, None], c[:, None])  # (m, K)
-    own = t_d[:, None] + chains.x(i, own_tokens)
-    L = _lane_exit(own[:, None, :], ahead_trip[:, :, None], p[:, None, None])  # (m, S, K)
-    w = land[:, :, None] * others * fits[:, None, :]
+    own = t_d[:, None] + chains.x(i, np.minimum((kx[None, :] + 1.0) * P[:, None], c[:, None]))  # (m, K)
+    L = _lane_exit(own[:, None, None, :], ahead[..., None], p[:, None, None, None])  # (m, S, 3, K)
     starts.append(L.reshape(m, -1))
-    widths.append(np.broadcast_to(slot[:, :, None], L.shape).reshape(m, -1))
-    weights.append(w.reshape(m, -1))
+    widths.append(np.broadcast_to(slots[..., None], L.shape).reshape(m, -1))
+    weights.append((land[..., None] * others * fits[:, None, None, :]).reshape(m, -1))
     # cut short: the rest in its lane's next batch, one lane period after a full batch, with the
     # prompts of the slot before that batch forms
     rest = np.maximum(P - (c - whole * P), 0.0)
     full = t_d + chains.x(i, c[:, None])[:, 0]
-    period = np.maximum(full[:, None], ahead_trip)  # (m, S)
-    behind = _pois(lam[:, None] * period / p[:, None], S)  # (m, S, S_b)
-    tokens = np.minimum(rest[:, None] + kx[None, :] * P[:, None], c[:, None])
-    trip2 = t_d[:, None] + chains.x(i, tokens)  # (m, S_b)
-    L2 = _lane_exit(trip2[:, None, :], ahead_trip[:, :, None], p[:, None, None])  # (m, S, S_b)
-    w_cut = (land * (others * cut[:, None, :]).sum(axis=2))[:, :, None] * behind
-    starts.append((period[:, :, None] + L2).reshape(m, -1))
-    widths.append(np.broadcast_to(slot[:, :, None], L2.shape).reshape(m, -1))
-    weights.append(w_cut.reshape(m, -1))
-    # no room: the next slot's batch
-    L3 = _lane_exit(own[:, :1], ahead_trip, p[:, None])  # (m, S)
-    w_later = land * (others * later[:, None, :]).sum(axis=2)
-    starts.append(slot + L3)
-    widths.append(slot)
-    weights.append(w_later)
+    period = np.maximum(full[:, None], cyc)  # (m, S)
+    behind = _pois(lam[:, None] * period / p[:, None], S)  # (m, S, K_b)
+    trip2 = t_d[:, None] + chains.x(i, np.minimum(rest[:, None] + kx[None, :] * P[:, None], c[:, None]))  # (m, K_b)
+    L2 = _lane_exit(trip2[:, None, :], cyc[:, :, None], p[:, None, None])  # (m, S, K_b)
+    w_cut = (land * (others * cut[:, None, None, :]).sum(axis=3))  # (m, S, 3)
+    D2 = period[:, :, None, None] + L2[:, :, None, :]  # (m, S, 1, K_b)
+    starts.append(np.broadcast_to(D2, (m, S, 3, S)).reshape(m, -1))
+    widths.append(np.broadcast_to(slots[..., None], (m, S, 3, S)).reshape(m, -1))
+    weights.append((w_cut[..., None] * behind[:, :, None, :]).reshape(m, -1))
+    # no room: the batch of the next slot
+    L3 = _lane_exit(own[:, :1, None], ahead, p[:, None, None])  # (m, S, 3)
+    starts.append((cyc[:, :, None] / p[:, None, None] + L3).reshape(m, -1))
+    widths.append(slots.reshape(m, -1))
+    weights.append((land * (others * later[:, None, None, :]).sum(axis=3)).reshape(m, -1))
+    # Full batches: once prompts wait, every batch forms full, one per slot tau_f = C_full / p, and the
+    # waiting work (in batches) is the step queue of ``prefill_queue`` at the slots: its spill is
+    # exponential with the Cramer-Lundberg decay of rho = lambda a tau_f, and the share of time in full
+    # slots phi solves phi = (1 - phi) p_open + phi p_full, the chances that an open or a full slot is
+    # followed by a full one. The prompt's batch forms floor(V) slots on (V = spill + the prompts ahead in
+    # its slot) and leaves a full batch's trip later; cut short, its rest follows one cycle on.
+    tau_f = full / p
+    y = spill_decay(lam * a * tau_f)
+    theta = y / np.maximum(a, 1e-12)
+    formed = pi[:, :, None] * count * is_open
+    formed = formed / np.maximum(formed.sum(axis=(1, 2), keepdims=True), 1e-300)
+    p_open = (formed * _sf(lam[:, None, None] * slots, k_open[:, None, None])).sum(axis=(1, 2))
+    tau_open = (formed * slots).sum(axis=(1, 2))
+    jp = int(min(J_LANE, np.max(k_open, initial=0.0))) + 1
+    jj = np.arange(jp, dtype=float)
+    pmf = _pois(lam * tau_f, jp + 1)[:, :-1]
+    stay = np.exp(-theta[:, None] * np.maximum(1.0 - a[:, None] * jj[None, :], 0.0)) * (jj[None, :] <= k_open[:, None])
+    p_full = np.clip((pmf * stay).sum(axis=1) + _sf(lam * tau_f, k_open), 0.0, 1.0)
+    steps_full = p_open / np.maximum(1.0 - p_full + p_open, 1e-12)
+    phi = steps_full * tau_f / np.maximum(steps_full * tau_f + (1.0 - steps_full) * tau_open, 1e-300)
+    for w in weights:
+        w *= (1.0 - phi)[:, None]
+    u = (np.arange(N_NODES) + 0.5) / N_NODES
+    spill = -np.log1p(-u)[None, :] / np.maximum(theta, 1e-300)[:, None]  # (m, N)
+    jb = np.arange(J_AHEAD, dtype=float)
+    V = spill[:, :, None] + a[:, None, None] * jb[None, None, :]  # (m, N, J)
+    first = np.floor(V + 1e-9)
+    cut = (V - first + a[:, None, None]) > 1.0 + 1e-9
+    D = first * tau_f[:, None, None] + full[:, None, None] * (1.0 + cut)
+    starts.append(D.reshape(m, -1))
+    widths.append(np.broadcast_to(tau_f[:, None, None], D.shape).reshape(m, -1))
+    weights.append((phi[:, None, None] / N_NODES * _pois(lam * tau_f / 2.0, J_AHEAD)[:, None, :]
+                    * np.ones_like(D)).reshape(m, -1))
     return starts, widths, weights
 
 
