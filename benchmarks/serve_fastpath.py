@@ -1,11 +1,13 @@
 """The analytical fast path against the request-level simulation (the table in docs/serving.md).
 
-For each deployment (model, GPU, tp, prompt / output tokens; vLLM defaults: chunked prefill, 2,048-token
-budget, 256 sequences) and each load (a fraction of the fast path's capacity): p50 TTFT, p50 TPOT,
-throughput, p90 TTFT and p90 TPOT of ``simulator.serving.analytic.colocated`` against the mean of two
-seeds of ``simulator.serve`` with 3,000 Poisson requests, as the fast path's relative error.
+For each deployment (model, GPU, tp, pp, prompt / output tokens; vLLM defaults: chunked prefill,
+2,048-token budget, 256 sequences per batch) and each load (a fraction of the fast path's capacity): p50
+TTFT, p50 TPOT, throughput, p90 TTFT and p90 TPOT of ``simulator.serving.analytic.colocated`` against the
+mean of two seeds of ``simulator.serve`` with 3,000 Poisson requests, as the fast path's relative error.
+The pipeline-parallel deployments (pp > 1) keep pp batches in flight (``simulator.serving.lanes``).
 
-Run: ``python benchmarks/serve_fastpath.py`` (a few minutes on one core); ``--markdown`` prints the table.
+Run: ``python benchmarks/serve_fastpath.py`` (several minutes on one core); ``--markdown`` prints the
+table, ``--pipeline`` runs only the pp > 1 deployments.
 """
 
 from __future__ import annotations
@@ -24,12 +26,19 @@ from simulator.serving.analytic import colocated  # noqa: E402
 from simulator.serving.tables import step_tables  # noqa: E402
 
 CASES = [
-    ("llama-3.1-8b", "h100-sxm", 1, 1024, 256),
-    ("llama-3.1-70b", "h100-sxm", 4, 2048, 256),
-    ("llama-3.1-8b", "l40s", 1, 512, 128),
-    ("qwen2.5-32b", "h200-sxm", 2, 4096, 128),
-    ("qwen3-30b-a3b", "h100-sxm", 1, 256, 512),
-    ("llama-3.1-8b", "a100-80gb-sxm", 1, 128, 1024),
+    ("llama-3.1-8b", "h100-sxm", 1, 1, 1024, 256),
+    ("llama-3.1-70b", "h100-sxm", 4, 1, 2048, 256),
+    ("llama-3.1-8b", "l40s", 1, 1, 512, 128),
+    ("qwen2.5-32b", "h200-sxm", 2, 1, 4096, 128),
+    ("qwen3-30b-a3b", "h100-sxm", 1, 1, 256, 512),
+    ("llama-3.1-8b", "a100-80gb-sxm", 1, 1, 128, 1024),
+    # pipelines: several prompts per batch (a ~ 0.5, 0.26, 0.06), every prompt over batches (a ~ 1, 2), 4 stages
+    ("llama-3.1-8b", "h100-sxm", 1, 2, 1024, 256),
+    ("llama-3.1-8b", "l40s", 1, 2, 512, 128),
+    ("llama-3.1-8b", "a100-80gb-sxm", 1, 2, 128, 1024),
+    ("llama-3.1-70b", "h100-sxm", 4, 2, 2048, 256),
+    ("qwen2.5-32b", "h200-sxm", 1, 2, 4096, 128),
+    ("llama-3.1-8b", "h100-sxm", 1, 4, 1024, 256),
 ]
 LOADS = (0.1, 0.2, 0.35, 0.5, 0.65, 0.8)
 SEEDS = (0, 1)
@@ -37,8 +46,8 @@ REQUESTS = 3000
 METRICS = ("TTFT p50", "TPOT p50", "throughput", "TTFT p90", "TPOT p90")
 
 
-def compare(model, gpu, tp, P, O, loads=LOADS):
-    sc = {"model": model, "hardware": {"gpu": gpu, "num_gpus": tp}, "parallelism": {"tp": tp}}
+def compare(model, gpu, tp, pp, P, O, loads=LOADS):
+    sc = {"model": model, "hardware": {"gpu": gpu, "num_gpus": tp * pp}, "parallelism": {"tp": tp, "pp": pp}}
     tables = step_tables(sc, P, O)
     capacity = colocated(tables, 0, 1, 256, 1e-3, P, O)["capacity_req_per_s"][()]
     for load in loads:
@@ -53,14 +62,17 @@ def compare(model, gpu, tp, P, O, loads=LOADS):
         yield load, rate, fast, des
 
 
-def main(markdown: bool = False) -> None:
+def main(markdown: bool = False, pipeline: bool = False) -> None:
     worst = dict.fromkeys(METRICS, 0.0)
     if markdown:
         print("| model / GPU | prompt / output | load | " + " | ".join(METRICS) + " |")
         print("|---" * (3 + len(METRICS)) + "|")
-    for model, gpu, tp, P, O in CASES:
-        name = f"{model} / {'' if tp == 1 else f'{tp}x '}{gpu}{'' if tp == 1 else f' TP{tp}'}"
-        for n, (load, rate, fast, des) in enumerate(compare(model, gpu, tp, P, O)):
+    for model, gpu, tp, pp, P, O in CASES:
+        if pipeline and pp == 1:
+            continue
+        layout = (f" TP{tp}" if tp > 1 else "") + (f" PP{pp}" if pp > 1 else "")
+        name = f"{model} / {'' if tp * pp == 1 else f'{tp * pp}x '}{gpu}{layout}"
+        for n, (load, rate, fast, des) in enumerate(compare(model, gpu, tp, pp, P, O)):
             err = [(a / b - 1.0) * 100.0 for a, b in zip(fast, des)]
             for m, e in zip(METRICS, err):
                 worst[m] = max(worst[m], abs(e))
@@ -75,4 +87,4 @@ def main(markdown: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main("--markdown" in sys.argv)
+    main("--markdown" in sys.argv, "--pipeline" in sys.argv)

@@ -230,7 +230,43 @@ def _lane_parts(tables: StepTables, kind, v):
     return t_d, s1, s2, np.maximum(T - (v - 1.0) * tables.tokens_per_step[kind], 1.0)
 
 
-SECANT_STEPS = 8  # Illinois steps of the pipeline's fixed point
+SECANT_STEPS = 6  # Illinois steps of the pipeline's fixed points
+
+
+def _illinois(f, lo, hi, f_lo, f_hi, live):
+    """The root of an increasing f between lo (f < 0 ... or > 0) and hi by the Illinois variant of
+    regula falsi (element-wise where ``live``; f(lo) and f(hi) of opposite signs)."""
+    side = np.zeros(np.shape(lo))
+    for _ in range(SECANT_STEPS):
+        x = np.where(live, hi - f_hi * (hi - lo) / np.where(f_hi != f_lo, f_hi - f_lo, -1.0), lo)
+        g = f(x)
+        right = (g < 0) == (f_hi < 0)  # x replaces the end whose sign it shares
+        hi, f_hi = np.where(right, x, hi), np.where(right, g, f_hi)
+        lo, f_lo = np.where(right, lo, x), np.where(right, f_lo, g)
+        f_lo = np.where(right & (side > 0), f_lo / 2.0, f_lo)  # Illinois: halve the stale end
+        f_hi = np.where(~right & (side < 0), f_hi / 2.0, f_hi)
+        side = np.where(right, 1.0, -1.0)
+    return hi - f_hi * (hi - lo) / np.where(f_hi != f_lo, f_hi - f_lo, -1.0)
+
+
+def _pipeline_capacity(tables: StepTables, kind, M, run, even):
+    """Requests/s of a pipeline whose lanes run M sequences each: lambda with lambda run E[C](lambda) = p M,
+    E[C] the mean cycle of batches filled by Poisson arrivals (``pipeline_queue``), below ``even`` (every
+    batch alike) and the rate at which full cycles just serve the prompts (lambda a C_full / p = 1)."""
+    p = tables.lane_count()[kind]
+    chains = pq.Chains(p, np.maximum(tables.chunk_tokens[kind], 1.0), np.maximum(tables.new_prompt_tokens[kind], 1.0))
+    t_d, s1, s2, c = _lane_parts(tables, kind, M)
+    full = t_d + pq.extra_s(s1, s2, np.maximum(tables.chunk_tokens[kind], 1.0), c)
+    top = np.minimum(even, p * c / (np.maximum(tables.new_prompt_tokens[kind], 1.0) * full))
+
+    def excess(lam):
+        return lam * run * chains.mean(lam, t_d, s1, s2, c) - p * M
+
+    hi = top * (1.0 - 1e-9)
+    f_hi = excess(hi)
+    live = f_hi > 0
+    lo = np.zeros_like(hi)
+    return np.where(live, _illinois(excess, lo, hi, -p * M, f_hi, live), hi)
 
 
 def _pipeline_steady(tables: StepTables, kind, lam, steps):
@@ -258,17 +294,7 @@ def _pipeline_steady(tables: StepTables, kind, lam, steps):
     ok = (rate <= 0) | (g_hi < 0)
     tau = np.where(rate > 0, lo, g_lo + lo)
     if np.any(ok & (rate > 0)):
-        side = np.zeros(lam.shape)
-        for _ in range(SECANT_STEPS):
-            x = np.where(ok & (rate > 0), hi - g_hi * (hi - lo) / np.where(g_hi != g_lo, g_hi - g_lo, -1.0), lo)
-            g = gap(x)
-            right = g < 0
-            hi, g_hi = np.where(right, x, hi), np.where(right, g, g_hi)
-            lo, g_lo = np.where(right, lo, x), np.where(right, g_lo, g)
-            g_lo = np.where(right & (side > 0), g_lo / 2.0, g_lo)  # Illinois: halve the stale end
-            g_hi = np.where(~right & (side < 0), g_hi / 2.0, g_hi)
-            side = np.where(right, 1.0, -1.0)
-        tau = np.where(rate > 0, hi - g_hi * (hi - lo) / np.where(g_hi != g_lo, g_hi - g_lo, -1.0), tau)
+        tau = np.where(rate > 0, _illinois(gap, lo, hi, g_lo, g_hi, ok & (rate > 0)), tau)
     v = lane(tau)
     t_d, s1, s2, c = _lane_parts(tables, kind, v)
     solved = chains.solve(lam, t_d, s1, s2, c)
@@ -307,10 +333,10 @@ def _steady(tables: StepTables, kind, lam, steps):
 
 def _capacity(tables: StepTables, kind, cap, steps):
     """Requests/s a replica serves with ``cap`` sequences running in each lane (0 where cap < 1);
-    ``steps`` is the decode steps per request, (O - 1) / k. A pipeline's lanes at saturation each admit
-    exactly the prompts their completions free, cap / steps per cycle (fixed output lengths finish a
-    lane's sequences evenly), so every batch carries the same prompt tokens and the cycle is one such
-    batch's trip."""
+    ``steps`` is the decode steps per request, (O - 1) / k. A pipeline's capacity is where batches filled
+    by Poisson arrivals no longer keep up (``_pipeline_capacity``); driven harder, its queue fills every
+    batch alike, up to ``even``: each lane admits the prompts its completions free, cap / steps per cycle
+    (fixed output lengths finish a lane's sequences evenly), and the cycle is one such batch's trip."""
     P = np.maximum(tables.new_prompt_tokens[kind], 1.0)
     k = tables.tokens_per_step[kind]
     T = tables.budget_tokens[kind]
@@ -324,10 +350,19 @@ def _capacity(tables: StepTables, kind, cap, steps):
     single = t_d + m * _marginal(tables, kind, M, np.where(decodes, m, 0.0))
     _, s1, s2, _ = _lane_parts(tables, kind, M)
     even = t_d + pq.extra_s(s1, s2, np.maximum(tables.chunk_tokens[kind], 1.0), m * P)
-    tau = np.where(_piped(tables, kind), even, single)
+    piped = _piped(tables, kind)
+    tau = np.where(piped, even, single)
     prompts_only = np.where(chunked, p * T / (P * (t_d + np.where(tables.chunk_tokens[kind] >= T, xc, xt))),
                             p / tables.prefill_s[kind])  # one output token: prompts in full steps
-    return np.where(cap >= 1.0, np.where(decodes, p * M / (run * tau), prompts_only), 0.0)
+    rate = np.where(decodes, p * M / (run * tau), prompts_only)
+    live = piped & decodes & (cap >= 1.0)
+    if np.any(live):
+        shape = np.shape(rate)
+        kind, M, run, rate, live = (np.broadcast_to(v, shape).ravel().copy() for v in (kind, M, run, rate, live))
+        i = np.flatnonzero(live)
+        rate[i] = _pipeline_capacity(tables, kind[i], M[i], run[i], rate[i])
+        rate = rate.reshape(shape)
+    return np.where(cap >= 1.0, rate, 0.0)
 
 
 def _capacities(tables: StepTables, O: float) -> np.ndarray:
@@ -363,11 +398,17 @@ def _pipeline_model(tables: StepTables, kind, lam, P: float, O: float, percentil
     ok = np.isfinite(u)
     (q50, qp), mean = pq.ttft(chains, solved, lam, t_d, c, [0.5, percentile])
     bad = np.where(ok, 0.0, np.inf)
+    # the decode a request's prefill leaves behind: 0 unless its first cycles carry prompts, else
+    # exponential (as for one server)
+    excess, hit = pq.left_behind(chains, solved, lam)
+    excess, hit = np.where(ok, np.maximum(excess, 0.0), 0.0), np.clip(hit, 1e-9, 1.0 - 1e-9)
+    per_token = 1.0 / max(O - 1.0, 1.0)
     tpot = tau / k
     z = float(ndtri(percentile))
     spread = np.sqrt(lam * np.maximum(steps / k * np.where(ok, tau, 0.0), 0.0) * delta**2) / max(O - 1.0, 1.0)
     B = np.where(ok, u - 1.0, 0.0)
-    return {"u": u, "tpot": tpot + bad, "tpot_pct": tpot + max(z, 0.0) * spread + bad,
+    return {"u": u, "tpot": tpot + _wait_percentile(excess, hit, 0.5) * per_token + bad,
+            "tpot_pct": tpot + _wait_percentile(excess, hit, percentile) * per_token + max(z, 0.0) * spread + bad,
             "prefill_fraction": np.where(ok, np.minimum(lam * delta, 1.0), 1.0),
             "busy": np.where(ok, 1.0 - np.exp(-B), 1.0), "ttft_p50": q50 + bad, "ttft_pct": qp + bad,
             "ttft_mean": mean + bad}

@@ -58,7 +58,7 @@ from scipy.special import gammaincc
 from simulator.serving.prefill_queue import N_NODES, _pois, _quantiles, _sf, spill_decay
 
 J_LANE = 8  # prompts per lane batch the cycle chain follows (the last state: that many or more)
-Q_MAX = 6  # waiting prompts the busy-lane chain follows
+Q_MAX = 5  # waiting prompts the busy-lane chain follows
 A_MAX = 4  # batches per prompt the busy-lane chain follows (a longer prompt: A_MAX steps of a / A_MAX cycles)
 J_ARR = 8  # arrivals per cycle: 0 .. J_ARR - 2 and a last node for more
 J_AHEAD = 6  # prompts ahead of a tagged arrival in its cycle
@@ -99,7 +99,7 @@ def _open_chain(lam, p, cyc):
     cdf = np.where(mu[:, :, None] > 0, cdf, 1.0)
     top = cdf ** p[:, None, None]
     trans = np.diff(np.concatenate([np.zeros((n, S, 1)), top], axis=2), axis=2)
-    return _stationary(trans)
+    return _stationary(trans), trans
 
 
 # --- the busy-lane chain (a >= 1) -----------------------------------------------------------------
@@ -137,7 +137,7 @@ def _busy_structure(p: int, A: int):
     src, tgt = np.array(src), np.array(tgt)
     # the transitions summed into the S x S matrix: one sparse map from the E weights
     onto = sparse.csr_matrix((np.ones(E), (np.arange(E), src * S + tgt)), shape=(E, S * S))
-    return {"n": S, "arrival": src * J_ARR + np.array(arr), "binom": np.array(starts) * (p + 1) + np.array(hi),
+    return {"n": S, "states": states, "arrival": src * J_ARR + np.array(arr), "binom": np.array(starts) * (p + 1) + np.array(hi),
             "coef": np.array(coef, dtype=float), "onto": onto, "p": p, "busy": busy_lanes, "free": free_lanes,
             "lane_free": lane_free, "waiting": waiting}
 
@@ -150,9 +150,10 @@ def _busy_chain(st, lam, cyc, frac):
     k = np.arange(p + 1, dtype=float)
     f = frac[:, None, None]
     rest = k[:, None] - k[None, :]  # starts - h
-    longer = np.where(k[None, None, :] > 0, f ** k[None, None, :], 1.0) * np.where(rest > 0, (1.0 - f) ** rest, 1.0)
+    longer = np.where(k[None, None, :] > 0, f ** k[None, None, :], 1.0) * (1.0 - f) ** np.maximum(rest, 0.0)
     w = np.take(arrivals, st["arrival"], axis=1) * np.take(longer.reshape(n, -1), st["binom"], axis=1) * st["coef"]
-    return _stationary(np.asarray(w @ st["onto"]).reshape(n, S, S))
+    trans = np.asarray(w @ st["onto"]).reshape(n, S, S)
+    return _stationary(trans), trans
 
 
 def _scale(a):
@@ -169,7 +170,7 @@ class Chains:
 
     def __init__(self, p, chunk, prompt):
         self.p, self.chunk, self.P = (np.asarray(v, dtype=float) for v in (p, chunk, prompt))
-        self.s1 = self.s2 = np.zeros(self.p.shape)
+        self.s1 = self.s2 = self.c = np.zeros(self.p.shape)
 
     def x(self, i, tokens):
         return extra_s(self.s1[i][:, None], self.s2[i][:, None], self.chunk[i][:, None], tokens)
@@ -184,8 +185,9 @@ class Chains:
         return out, a
 
     def solve(self, lam, t_d, s1, s2, c):
-        """Per-point cycle states' lengths and laws: {group: (indices, cyc (m, S), pi (m, S))}."""
-        self.s1, self.s2 = np.asarray(s1, dtype=float), np.asarray(s2, dtype=float)
+        """Per-point cycle states' lengths, laws and transitions: {group: (indices, cyc (m, S), pi (m, S),
+        trans (m, S, S))}."""
+        self.s1, self.s2, self.c = np.asarray(s1, dtype=float), np.asarray(s2, dtype=float), np.asarray(c, dtype=float)
         groups, a = self.groups(c)
         out = {}
         for key, i in groups.items():
@@ -194,7 +196,7 @@ class Chains:
             if key == "open":
                 _, tokens = _open_states(self.P[i], c[i])
                 cyc = t_d[i][:, None] + self.x(i, tokens)
-                pi = _open_chain(lam[i], self.p[i], cyc)
+                pi, trans = _open_chain(lam[i], self.p[i], cyc)
             else:
                 st = _busy_structure(*key)
                 full = t_d[i] + self.x(i, c[i][:, None])[:, 0]
@@ -202,8 +204,8 @@ class Chains:
                 # a prompt holds its lane floor(a) or ceil(a) batches, ceil with probability a - floor(a);
                 # beyond A_MAX batches each step of the chain stands for a / A_MAX cycles
                 frac = np.where(np.ceil(a[i] - 1e-9) > A_MAX, 1.0, np.clip(a[i] - (key[1] - 1), 0.0, 1.0))
-                pi = _busy_chain(st, lam[i] * _scale(a[i]), cyc, frac)
-            out[key] = (i, cyc, pi)
+                pi, trans = _busy_chain(st, lam[i] * _scale(a[i]), cyc, frac)
+            out[key] = (i, cyc, pi, trans)
         return out
 
     def mean(self, lam, t_d, s1, s2, c):
@@ -214,9 +216,45 @@ class Chains:
 def mean_cycle(solved, n):
     """The mean cycle per point of the laws ``solved``."""
     m = np.zeros(n)
-    for i, cyc, pi in solved.values():
+    for i, cyc, pi, _ in solved.values():
         m[i] = (pi * cyc).sum(axis=1)
     return m
+
+
+def left_behind(chains: Chains, solved, lam):
+    """The decode time a request's output adds over the mean cycle, because its decode starts as its
+    prefill ends: the lanes are then busier than at a random time (the prompts that arrived during its
+    prefill are queued or running). With h the deviation of the cycle lengths from their mean (the
+    Poisson equation (I - T) h = C - E[C], pi h = 0, Kemeny & Snell, Finite Markov Chains, ch. 4), a
+    chain started in law nu adds sum_n (nu T^n - pi) C = (nu - pi) h over all its later cycles. nu is
+    the state at its first decode cycle: after a cycle in which a lane finished a prompt, weighted by
+    the lanes finishing (busy-lane chain), or the cycle after the one its prompt ran in, weighted by the
+    prompts a cycle carries (the fullest lane's M and the others' mean; cycle chain). Returns the mean
+    and the chance that a request's first decode cycle carries prompt work (nu's busy states)."""
+    out, busy = np.zeros(np.size(lam)), np.zeros(np.size(lam))
+    for key, (i, cyc, pi, trans) in solved.items():
+        m, S = cyc.shape
+        mean = (pi * cyc).sum(axis=1, keepdims=True)
+        A = np.eye(S) - trans + pi[:, None, :]
+        h = np.linalg.solve(A, (cyc - mean)[:, :, None])[:, :, 0]
+        if key == "open":
+            p = chains.p[i]
+            mu = lam[i][:, None] * mean / p[:, None]  # each lane's mean arrivals
+            k = np.arange(S, dtype=float)
+            pmf = _pois(mu[:, 0], S)  # (m, S)
+            below = np.cumsum(pmf * k, axis=1) / np.maximum(np.cumsum(pmf, axis=1), 1e-300)  # E[n | n <= M]
+            carried = k[None, :] + (p[:, None] - 1.0) * below
+            nu = pi * carried
+            nu = np.matmul((nu / np.maximum(nu.sum(axis=1, keepdims=True), 1e-300))[:, None, :], trans)[:, 0, :]
+        else:
+            st = _busy_structure(*key)
+            done = np.array([sum(1 for x in r if x == 1) for r, _ in st["states"]], dtype=float)
+            nu = np.matmul((pi * done[None, :])[:, None, :], trans)[:, 0, :]
+            nu = nu / np.maximum(nu.sum(axis=1, keepdims=True), 1e-300)
+            nu = np.where((pi * done[None, :]).sum(axis=1, keepdims=True) > 0, nu, pi)
+        out[i] = ((nu - pi) * h).sum(axis=1) * (_scale(chains.P[i] / np.maximum(chains.c[i], 1.0)) if key != "open" else 1.0)
+        busy[i] = (nu * (cyc > np.min(cyc, axis=1, keepdims=True) * (1.0 + 1e-9))).sum(axis=1)
+    return out, busy
 
 
 def _lane_exit(own, ahead, p):
@@ -229,7 +267,7 @@ def ttft(chains: Chains, solved, lam, t_d, c, ps):
     n = np.size(lam)
     quantiles = [np.full(n, np.inf) for _ in ps]
     mean = np.full(n, np.inf)
-    for key, (i, cyc, pi) in solved.items():
+    for key, (i, cyc, pi, _) in solved.items():
         parts = (_ttft_open if key == "open" else _ttft_busy)(chains, key, i, cyc, pi, lam[i], t_d[i], c[i])
         S, W, Wt = (np.concatenate(v, axis=1) for v in parts)
         Wt = np.maximum(Wt, 0.0)
@@ -263,7 +301,9 @@ def _ttft_open(chains, key, i, cyc, pi, lam, t_d, c):
     k_open = np.ceil(1.0 / np.maximum(a, 1e-12) - 1e-9) - 1.0  # the most prompts of a batch with room left
     is_open = (np.arange(S)[None, :] <= k_open[:, None]).astype(float)[:, :, None]  # cycles with no batch full
     land = pi[:, :, None] * count * slots
-    land = land / np.maximum(land.sum(axis=(1, 2), keepdims=True), 1e-300)  # the slot an arrival lands in
+    total = np.maximum(land.sum(axis=(1, 2)), 1e-300)
+    phi = (land * (1.0 - is_open)).sum(axis=(1, 2)) / total  # time in cycles where a batch ran full
+    land = land * is_open / np.maximum((land * is_open).sum(axis=(1, 2), keepdims=True), 1e-300)
     ahead = np.where(behind_long[None, None, :], cyc[:, :, None], t_d[:, None, None])  # the fullest trip ahead
     whole = np.floor(c / np.maximum(P, 1.0) + 1e-9)  # prompts that fit whole
     others = _pois(lam[:, None, None] * slots, S)  # (m, S, 3, K): the others of its slot
@@ -295,26 +335,14 @@ def _ttft_open(chains, key, i, cyc, pi, lam, t_d, c):
     starts.append((cyc[:, :, None] / p[:, None, None] + L3).reshape(m, -1))
     widths.append(slots.reshape(m, -1))
     weights.append((land * (others * later[:, None, None, :]).sum(axis=3)).reshape(m, -1))
-    # Full batches: once prompts wait, every batch forms full, one per slot tau_f = C_full / p, and the
-    # waiting work (in batches) is the step queue of ``prefill_queue`` at the slots: its spill is
-    # exponential with the Cramer-Lundberg decay of rho = lambda a tau_f, and the share of time in full
-    # slots phi solves phi = (1 - phi) p_open + phi p_full, the chances that an open or a full slot is
-    # followed by a full one. The prompt's batch forms floor(V) slots on (V = spill + the prompts ahead in
+    # Full batches: in a cycle where a batch ran full (the chain's share of time phi) prompts wait, and
+    # every batch forms full, one per slot tau_f = C_full / p; the waiting work (in batches) is the step
+    # queue of ``prefill_queue`` at the slots, its spill exponential with the Cramer-Lundberg decay of
+    # rho = lambda a tau_f. The prompt's batch forms floor(V) slots on (V = spill + the prompts ahead in
     # its slot) and leaves a full batch's trip later; cut short, its rest follows one cycle on.
     tau_f = full / p
     y = spill_decay(lam * a * tau_f)
     theta = y / np.maximum(a, 1e-12)
-    formed = pi[:, :, None] * count * is_open
-    formed = formed / np.maximum(formed.sum(axis=(1, 2), keepdims=True), 1e-300)
-    p_open = (formed * _sf(lam[:, None, None] * slots, k_open[:, None, None])).sum(axis=(1, 2))
-    tau_open = (formed * slots).sum(axis=(1, 2))
-    jp = int(min(J_LANE, np.max(k_open, initial=0.0))) + 1
-    jj = np.arange(jp, dtype=float)
-    pmf = _pois(lam * tau_f, jp + 1)[:, :-1]
-    stay = np.exp(-theta[:, None] * np.maximum(1.0 - a[:, None] * jj[None, :], 0.0)) * (jj[None, :] <= k_open[:, None])
-    p_full = np.clip((pmf * stay).sum(axis=1) + _sf(lam * tau_f, k_open), 0.0, 1.0)
-    steps_full = p_open / np.maximum(1.0 - p_full + p_open, 1e-12)
-    phi = steps_full * tau_f / np.maximum(steps_full * tau_f + (1.0 - steps_full) * tau_open, 1e-300)
     for w in weights:
         w *= (1.0 - phi)[:, None]
     u = (np.arange(N_NODES) + 0.5) / N_NODES
@@ -386,4 +414,4 @@ def unstable(chains: Chains, lam, t_d, c):
     return lam * a * full / chains.p >= 1.0
 
 
-__all__ = ["Chains", "extra_s", "mean_cycle", "ttft", "unstable"]
+__all__ = ["Chains", "extra_s", "left_behind", "mean_cycle", "ttft", "unstable"]
