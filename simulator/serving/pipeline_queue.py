@@ -55,7 +55,7 @@ import numpy as np
 from scipy import sparse
 from scipy.special import gammaincc
 
-from simulator.serving.prefill_queue import N_NODES, _pois, _quantiles, _sf, spill_decay
+from simulator.serving.prefill_queue import N_NODES, _pois, _quantiles, spill_decay
 
 J_LANE = 8  # prompts per lane batch the cycle chain follows (the last state: that many or more)
 Q_MAX = 5  # waiting prompts the busy-lane chain follows
