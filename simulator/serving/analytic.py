@@ -33,10 +33,11 @@ through the tables' points X(C) (one prompt's chunk C = min(P, T)) and X(T) (a f
   load = lambda / lambda_max; saturated at load >= 1 or where the prefill queue is unstable.
 * **Pipeline lanes** (``StepTables.lanes``): a pp-stage replica keeps pp batches in flight (vLLM V1's
   batch queue, ``EngineCore.step_with_batch_queue``; ``simulator.serving.lanes``), each scheduled on its
-  own budgets and taking one trip through all stages; its tables then hold one batch's trip. The
-  replica is one server whose step is the pipeline's cycle: each lane's batch holds B / p decodes and
-  Poisson(m / p) prompts and the cycle waits for the slowest (E[max_l X(n_l)] in ``_marginal``); a
-  prompt joins the next lane to form, one stage slot away, and its TTFT is its lane's.
+  own budgets and taking one trip through all stages; its tables then hold one batch's trip. Under
+  chunked prefill ``simulator.serving.pipeline_queue`` gives the mean cycle (a lane's period: the
+  longest trip of its p batches, over a Markov chain of cycles), TTFT and the capacity; the running
+  batch solves B = lambda (O - 1) E[C] / k with each lane's batch 1 + B / p (``_pipeline_steady``).
+  Under prefill-first the replica is one server whose decode step is a lane batch's trip.
 
 TTFT and TPOT depend on a configuration only through its kind and lambda (the cap only sets where it
 saturates), so they are evaluated once per kind on a grid of lambda up to the kind's largest capacity

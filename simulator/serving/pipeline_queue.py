@@ -58,7 +58,7 @@ from scipy.special import gammaincc
 from simulator.serving.prefill_queue import N_NODES, _pois, _quantiles, spill_decay
 
 J_LANE = 8  # prompts per lane batch the cycle chain follows (the last state: that many or more)
-Q_MAX = 5  # waiting prompts the busy-lane chain follows
+Q_MAX = 6  # waiting prompts the busy-lane chain follows
 A_MAX = 4  # batches per prompt the busy-lane chain follows (a longer prompt: A_MAX steps of a / A_MAX cycles)
 J_ARR = 8  # arrivals per cycle: 0 .. J_ARR - 2 and a last node for more
 J_AHEAD = 6  # prompts ahead of a tagged arrival in its cycle
