@@ -20,7 +20,8 @@ so up to p batches are in flight, the replica serves p lanes' worth of tokens pe
 full, and each token takes the whole trip (a sequence's TPOT is at least one batch's latency through all
 stages). Each stage is busy trip / p per batch (the energy account). Balanced stages are assumed (the
 step model's slowest stage, ``pipeline.stage_s``, times every stage); a pp overlap policy that hides the
-send under the next micro-batch is priced as the serial slot here.
+send under the next micro-batch is priced as the serial slot here. With every lane ready the recurrence
+is a proportionate flow shop; the fast path's model of it is ``simulator.serving.pipeline_queue``.
 """
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ proportionate flow shop), in which a run of jobs takes the sum of their times pl
 longest (Pinedo, Scheduling: Theory, Algorithms, and Systems, 5th ed. 2016, section 6.1): the p batches
 of a cycle take as long as the longest one's trip, so a lane's period, the time between its tokens, is
 the cycle C = t_d + max_l X(n_l) over the lanes' prompt tokens n_l (t_d the decode trip, X the prompt
-tokens' extra time). For p = 2 the recurrence of ``lanes.Pipeline`` gives it exactly: batch k + 1
-enters max(s_k-1, s_k) after batch k (s the stage slots) and leaves s_k + max(s_k-1, s_k) after it
-entered; a batch's latency through the pipe is (t + (p - 1) C) / p when the batches ahead of it in the
-pipe are as long as the cycle C, and t when it is the longest itself.
+tokens' extra time). Within the cycle the fullest batch's extra time X falls as X / p on the stage slot
+after it enters stage 1 and (p - 1) X / p on the slot before its lane's next batch, the p - 2 slots
+between taking t_d / p (``_slots``). For p = 2 the recurrence of ``lanes.Pipeline`` gives it exactly:
+batch k + 1 enters max(s_k-1, s_k) after batch k (s the stage slots) and leaves s_k + max(s_k-1, s_k)
+after it entered. A batch's latency through the pipe is (t + (p - 1) Y) / p behind a longer batch of
+trip Y, and t when it is the longest itself.
 
 **The cycle chain** (several prompts fit one lane's batch, a = P / c < 1 with c = T - b k the prompt
 tokens a batch has room for): a cycle's lanes each carry the prompts that arrived in the stage slot
@@ -29,19 +31,23 @@ Poisson(lambda C) arrivals start on free lanes, a multi-server queue with determ
 embedded chain of Crommelin 1932, "Delay probability formulae when the holding times are constant",
 P.O. Elect. Eng. J. 25, for M/D/c), with C = t_d + X(c) when any lane is busy and t_d otherwise.
 
-Stationary laws are solved directly (a linear system per point). A decoding request sees every cycle, so TPOT is the mean
-cycle (over cycles); an arrival lands in a cycle with probability proportional to its length.
+Stationary laws are solved directly (a linear system per point). A decoding request sees every cycle,
+so TPOT is the mean cycle (over cycles) plus what its prefill leaves behind (``left_behind``: the
+chain's Poisson equation); an arrival lands in a stage slot with probability proportional to its length.
 
-**TTFT.** A prompt waits R, uniform over the stage slot it arrives in (C / p; over the cycle when it
-must wait for a lane to free), joins the batch that forms next, and its first token leaves with its
-last batch, L = (t_own + (p - 1) max(t_own, Y)) / p later, Y the trip of the fullest batch ahead of it
-(the fullest of the cycle it arrived in). With a < 1 the batch holds it and the Poisson(lambda C / p)
-others of its slot, first come first served up to c tokens: a prompt cut short finishes in its lane's
-next batch one lane period later, one with no room waits for the next slot. With a >= 1 the prompt
-starts when a lane frees after the prompts ahead of it (the queue and the arrivals earlier in its cycle,
-each holding a lane for a cycles), runs ceil(a) - 1 full batches a busy cycle each, and its last holds
-the rest; the lanes ahead are busy as often as a second lane is busy in the chain. Every branch is a
-uniform ramp of R from its deterministic part, so the quantiles are exact for that law
+**TTFT.** A prompt waits R, uniform over the stage slot it arrives in (over the cycle when it must wait
+for a lane to free), joins the batch that forms next, and its first token leaves with its last batch,
+L = (t_own + (p - 1) max(t_own, Y)) / p later, Y the trip of the fullest batch ahead of it (that of the
+cycle it arrived in, except in the slot before that batch's lane forms again). With a < 1 the batch holds
+it and the Poisson(lambda x slot) others of its slot, first come first served up to c tokens: a prompt cut
+short finishes in its lane's next batch one lane period later, one with no room waits for the next slot;
+in the cycles where a batch ran full (the chain's share of time) prompts wait in the slots' step queue
+of ``prefill_queue``, its spill exponential with the Cramer-Lundberg decay of rho = lambda a C_full / p.
+With a >= 1 the prompt starts when a lane frees after the prompts ahead of it (the queue and the arrivals
+earlier in its cycle, each holding a lane for a cycles), runs ceil(a) - 1 full batches a busy cycle each,
+and its last holds the rest, full when a prompt arriving in the slot before it takes the room its tail
+leaves, and behind a full batch when another lane is still on a prompt or took one in its slot. Every
+branch is a uniform ramp of R from its deterministic part, so the quantiles are exact for that law
 (``prefill_queue._quantiles``).
 """
 
