@@ -81,6 +81,8 @@ class Curve(BaseModel):
     def at(self, size: float) -> float:
         """``self(size)`` for one scalar size, in floats (no numpy call; the point path of pricing)."""
         xs, ys = self.log10_size, self.efficiency
+        if len(xs) == 1:  # a constant
+            return ys[0]
         x = math.log10(size) if size > 1.0 else 0.0
         if x <= xs[0]:
             return ys[0]

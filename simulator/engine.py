@@ -394,17 +394,28 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
 
 
 def _span(a: dict, axes: dict[str, np.ndarray]) -> None:
-    """Every output over the full shape of the axes; a point's as 0-d arrays. Non-finite values are refused."""
-    scalar = (float, int, bool, np.floating, np.integer, np.bool_)
-    point = not axes and all(isinstance(v, scalar) or (isinstance(v, np.ndarray) and v.ndim == 0) for v in a.values())
-    shape = () if point else np.broadcast_shapes(*(np.shape(v) for v in a.values()),
-                                                 *(np.shape(v) for v in axes.values()))
-    if shape == ():
+    """Every output over the full shape of the axes; a point's as Python scalars. Non-finite values are
+    refused."""
+    if not axes:
+        point = {}
         for key, value in a.items():
-            value = value.item() if isinstance(value, np.ndarray | np.generic) else value
-            if isinstance(value, float) and not math.isfinite(value):
+            if type(value) is not float:
+                if isinstance(value, np.ndarray | np.generic):
+                    if np.ndim(value):
+                        break
+                    value = value.item()
+                elif not isinstance(value, int | float):
+                    break
+            if type(value) is float and not math.isfinite(value):
                 raise InputError(key, "the model produced a non-finite value; check the scenario's sizes")
-            a[key] = np.asarray(value)
+            point[key] = value
+        else:
+            a.update(point)
+            return
+    shape = np.broadcast_shapes(*(np.shape(v) for v in a.values()), *(np.shape(v) for v in axes.values()))
+    if shape == ():  # a point with a value of another scalar type
+        _check_finite(a)
+        a.update((key, np.asarray(value).item()) for key, value in a.items())
         return
     _check_finite(a)  # before broadcasting: each value at its own (often smaller) shape
     for key, value in a.items():

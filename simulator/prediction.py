@@ -46,12 +46,40 @@ class _Out(BaseModel):
                 if name not in values:
                     values[name] = list(default) if isinstance(default, list) else default
             values = {name: values[name] for name in spec[0]}
-        obj = object.__new__(cls)
-        object.__setattr__(obj, "__dict__", values)
-        object.__setattr__(obj, "__pydantic_fields_set__", given)
-        object.__setattr__(obj, "__pydantic_extra__", None)
-        object.__setattr__(obj, "__pydantic_private__", None)
-        return obj
+        return _instance(cls, values, given)
+
+    @classmethod
+    def ordered(cls, values: tuple):
+        """``trusted`` from a value for every field, in the schema's order."""
+        return cls.from_trusted_dict(dict(zip(_field_names(cls), values)))
+
+    @classmethod
+    def from_trusted_dict(cls, values: dict):
+        """``trusted`` from a dict of every field in the schema's order (the breakdown rows), kept as is."""
+        names = _FIELD_SETS.get(cls)
+        if names is None:
+            names = _FIELD_SETS[cls] = set(_field_names(cls))
+        return _instance(cls, values, names.copy())
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_FIELD_SETS: dict[type, set[str]] = {}
+
+
+def _field_names(cls) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(cls.model_fields)
+    return names
+
+
+def _instance(cls, values: dict, fields_set: set):
+    obj = object.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
 
 
 class MemoryReport(_Out):

@@ -65,22 +65,24 @@ def point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
     sm = hbm = link = overhead = flops = hbm_bytes = format_s = kv_read = att_flops = 0.0
     by_bound = [0.0] * len(BOUND_NAMES)
     for op, t in zip(ops, times):
-        if type(t.time_s) is not float or type(op.flops) is not float or type(op.hbm_bytes) is not float \
-                or type(op.count) not in (int, float):
+        time_s, op_flops, count, kind = t.time_s, op.flops, op.count, op.kind
+        if type(time_s) is not float or type(op_flops) is not float or type(op.hbm_bytes) is not float \
+                or type(count) not in (int, float):
             return None
-        count = op.count
         sm += t.compute_s
         hbm += t.memory_s
         link += t.link_s
         overhead += t.overhead_s
-        by_bound[t.bound] += t.time_s
-        op_flops = op.flops * count
+        by_bound[t.bound] += time_s
+        op_flops = op_flops * count
         flops += op_flops
         hbm_bytes += op.hbm_bytes * count
-        if op.kind not in TRANSFER_KINDS:
+        if kind in TRANSFER_KINDS:
+            continue
+        if op_flops:
             peak = op.peak_flops_per_s
             format_s += op_flops * getattr(op, "work_fraction", 1.0) / (peak if peak > dtype_peak else dtype_peak)
-        if op.kind in ATTENTION_KINDS:
+        if kind in ATTENTION_KINDS:
             kv = getattr(op, "kv_read_bytes", 0.0)
             if type(kv) is not float:
                 return None

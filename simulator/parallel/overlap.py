@@ -60,12 +60,14 @@ def _partners(op, ops, times, policy: str, cp: int):
 def apply_overlaps(ops, times, dep):
     """``times`` with each overlapped collective's exposed part in ``time_s`` and the rest in ``hidden_s``."""
     policies = dep.overlap_boundaries or {}
-    if not policies:
+    # boundaries whose policy hides anything (pp's is the pipeline's, cp_method is not a policy)
+    active = {b: p for b, p in policies.items() if b not in ("pp", "cp_method") and p != "none"}
+    if not active or not any(op.kind == "collective" and getattr(op, "overlap", "") in active for op in ops):
         return times
     out = []
     for op, t in zip(ops, times):
         boundary = getattr(op, "overlap", "")
-        policy = policies.get(boundary, "none") if op.kind == "collective" and boundary != "pp" else "none"
+        policy = active.get(boundary, "none") if op.kind == "collective" else "none"
         partner = None if policy == "none" else _partners(op, ops, times, policy, max(dep.cp, 1))
         if partner is not None:
             exposed = np.maximum(t.time_s - partner, 0.0)
