@@ -20,7 +20,7 @@ BOUND_NAMES = ("compute", "memory", "communication", "overhead")
 _CODE = tuple(np.int8(code) for code in range(len(BOUND_NAMES)))  # one byte per point in bound arrays
 
 
-@dataclass
+@dataclass(slots=True)
 class OpCost:
     """What one operator does per launch, per GPU. Arrays broadcast over the workload axes.
 
@@ -46,7 +46,7 @@ class OpCost:
         return self.kind in ("collective", "host_transfer")
 
 
-@dataclass
+@dataclass(slots=True)
 class OpTime:
     """Per-resource time of one operator summed over its launches (seconds, broadcast arrays)."""
 
@@ -119,8 +119,10 @@ def _price_floats(op: OpCost, eff) -> OpTime:
         link = count * (op.link_latency_s + link_bytes / (op.link_bandwidth_bytes_per_s * eff.memory.at(link_bytes)))
         return OpTime(op.name, 0.0, 0.0, link, overhead, link + overhead, COMMUNICATION)
     flops, hbm = op.flops, op.hbm_bytes
-    compute = count * flops / (op.peak_flops_per_s * eff.compute.at(flops))
-    memory = count * hbm / (op.hbm_bandwidth_bytes_per_s * eff.memory.at(hbm))
+    # (no work: no efficiency to look up; 0 / x is 0 at any efficiency)
+    compute = count * flops / (op.peak_flops_per_s * eff.compute.at(flops)) if flops else count * flops / op.peak_flops_per_s
+    memory = count * hbm / (op.hbm_bandwidth_bytes_per_s * eff.memory.at(hbm)) if hbm \
+        else count * hbm / op.hbm_bandwidth_bytes_per_s
     if compute >= memory:
         return OpTime(op.name, compute, memory, 0.0, overhead, compute + overhead,
                       OVERHEAD if overhead > compute else COMPUTE)

@@ -43,42 +43,41 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
     breakdown = [report for phase, step in ev.steps.items() for report in _operator_reports(phase, step)]
     effects, combined = technique_effects(sc)
     f = _float_or_none
-    # every value is one the engine computed, of its field's type: built without re-validation
-    # (tests/test_speed_paths.py checks it equals the validated object, JSON included)
-    return Prediction.trusted(
-        phase=sc.workload.phase, model=dep.model.name, gpu=dep.gpu.name, num_gpus=sc.hardware.num_gpus,
-        tp=dep.tp if type(dep.tp) is int else int(np.max(dep.tp)), pp=dep.pp, replicas=dep.replicas, calibration=dep.profile.name, overlap=ev.overlap,
-        latency_s=float(a["latency_s"]), tokens_per_s=float(a["tokens_per_s"]),
-        ttft_s=f(a.get("ttft_s")), tpot_s=f(a.get("tpot_s")), e2e_s=f(a.get("e2e_s")),
-        memory=MemoryReport.ordered(tuple(bool(a[k]) if k == "fits" else float(a[k]) for k in _MEMORY_FIELDS)),
-        max_concurrency=int(a["max_concurrency"]), bound=BOUND_NAMES[int(a["bound"])],
-        resources=ResourceTimes.ordered((float(a["sm_time_s"]), float(a["hbm_time_s"]), float(a["link_time_s"]),
-                                         float(a["overhead_s"]))),
-        mfu=float(a["mfu"]), mbu=float(a["mbu"]), breakdown=breakdown, tokens_per_step=float(a["tokens_per_step"]),
-        s_mbu=float(a["s_mbu"]), s_mfu=float(a["s_mfu"]),
-        optimal_tokens_per_s_per_gpu=float(a["optimal_tokens_per_s_per_gpu"]),
-        optimal_fraction=float(a["optimal_fraction"]), techniques=effects, techniques_combined=combined,
-        max_concurrency_total=int(a["max_concurrency"]) * dep.replicas,
-        prompt_tokens_per_s=f(a.get("prompt_tokens_per_s")), prompt_tokens_credited=f(a.get("prompt_tokens_credited")),
-        dominant_phase=metrics.dominant_phase(sc.workload.phase, a.get("ttft_s"),
-                                              a["latency_s"] - a.get("ttft_s", 0.0)),
-        warnings=scenario_warnings(sc, dep),
-        parallelism=parallelism_report(ev),
-        **_bands(a, sc.workload.phase), band_basis=ev.band_basis,
-    )
+    # every value is one the engine computed, of its field's type: built without re-validation, every
+    # field in the schema's order (tests/test_speed_paths.py checks it equals the validated object, JSON
+    # included)
+    phase = sc.workload.phase
+    generate = phase == "generate"
+    latency, ttft = a["latency_s"], a.get("ttft_s")
+    concurrency = int(a["max_concurrency"])
+    bands = (a["latency_band_lo_s"], a["latency_band_hi_s"])
+    return Prediction.from_trusted_dict({
+        "phase": phase, "model": dep.model.name, "gpu": dep.gpu.name, "num_gpus": sc.hardware.num_gpus,
+        "tp": dep.tp if type(dep.tp) is int else int(np.max(dep.tp)), "pp": dep.pp, "replicas": dep.replicas,
+        "calibration": dep.profile.name, "overlap": ev.overlap,
+        "latency_s": float(latency), "tokens_per_s": float(a["tokens_per_s"]),
+        "ttft_s": f(ttft), "tpot_s": f(a.get("tpot_s")), "e2e_s": f(a.get("e2e_s")),
+        "memory": MemoryReport.ordered(tuple(bool(a[k]) if k == "fits" else float(a[k]) for k in _MEMORY_FIELDS)),
+        "max_concurrency": concurrency, "bound": BOUND_NAMES[int(a["bound"])],
+        "resources": ResourceTimes.ordered((float(a["sm_time_s"]), float(a["hbm_time_s"]),
+                                            float(a["link_time_s"]), float(a["overhead_s"]))),
+        "mfu": float(a["mfu"]), "mbu": float(a["mbu"]), "breakdown": breakdown,
+        "tokens_per_step": float(a["tokens_per_step"]), "s_mbu": float(a["s_mbu"]), "s_mfu": float(a["s_mfu"]),
+        "optimal_tokens_per_s_per_gpu": float(a["optimal_tokens_per_s_per_gpu"]),
+        "optimal_fraction": float(a["optimal_fraction"]), "techniques": effects, "techniques_combined": combined,
+        "warnings": scenario_warnings(sc, dep), "parallelism": parallelism_report(ev),
+        "latency_band_s": bands, "tokens_per_s_band": (a["tokens_per_s_band_lo"], a["tokens_per_s_band_hi"]),
+        "ttft_band_s": (a["ttft_band_lo_s"], a["ttft_band_hi_s"]) if generate else None,
+        "tpot_band_s": (a["tpot_band_lo_s"], a["tpot_band_hi_s"]) if generate else None,
+        "e2e_band_s": bands if generate else None, "band_basis": ev.band_basis,
+        "max_concurrency_total": concurrency * dep.replicas,
+        "prompt_tokens_per_s": f(a.get("prompt_tokens_per_s")),
+        "prompt_tokens_credited": f(a.get("prompt_tokens_credited")),
+        "dominant_phase": metrics.dominant_phase(phase, ttft, latency - (0.0 if ttft is None else ttft)),
+    })
 
 
 _MEMORY_FIELDS = tuple(MemoryReport.model_fields)
-
-
-def _bands(a: dict, phase: str) -> dict:
-    """The error-band fields of a prediction (``simulator.stacks.bands``)."""
-    out = {"latency_band_s": (a["latency_band_lo_s"], a["latency_band_hi_s"]),
-           "tokens_per_s_band": (a["tokens_per_s_band_lo"], a["tokens_per_s_band_hi"])}
-    if phase == "generate":
-        out.update(ttft_band_s=(a["ttft_band_lo_s"], a["ttft_band_hi_s"]),
-                   tpot_band_s=(a["tpot_band_lo_s"], a["tpot_band_hi_s"]), e2e_band_s=out["latency_band_s"])
-    return out
 
 
 def _float_or_none(x) -> float | None:

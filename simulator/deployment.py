@@ -69,10 +69,20 @@ class Deployment:
     def cached(self, key: str, compute):
         """``compute()`` once per deployment: configuration-only quantities (weights per GPU, parameter
         sums) that every evaluation of the same deployment reuses. A ``replace``d copy starts empty."""
-        memo = self.__dict__.setdefault("_memo", {})
-        if key not in memo:
-            memo[key] = compute()
-        return memo[key]
+        memo = self.memo
+        try:
+            return memo[key]
+        except KeyError:
+            value = memo[key] = compute()
+            return value
+
+    @property
+    def memo(self) -> dict:
+        """The dict ``cached`` keeps its values in (this deployment's own)."""
+        memo = self.__dict__.get("_memo")
+        if memo is None:
+            memo = self.__dict__["_memo"] = {}
+        return memo
 
     # --- layers and bytes per element -----------------------------------------------------------
 

@@ -75,7 +75,7 @@ class StepShape:
         return num(self.past_tokens) + self.new_tokens
 
 
-@dataclass
+@dataclass(slots=True)
 class StepOp(OpCost):
     """An operator with the metadata techniques transform: ``per_layer`` (its count is a number of
     layers), ``rows``, ``weight_elems`` and ``input_elems`` (rows x in-features) of a GEMM launch,
@@ -143,6 +143,7 @@ class StepBuilder:
         self._peak = dep.peak_flops_per_s
         self._bw = dep.hbm_bandwidth_bytes_per_s
         self._act = dep.act_bytes
+        self._memo = dep.memo
 
     # --- operator constructors -------------------------------------------------------------------
 
@@ -163,14 +164,14 @@ class StepBuilder:
         """One (fused) GEMM; ``copies`` weight sets are read (routed experts: the distinct ones touched).
         ``kind="grouped_gemm"``: the routed experts' GEMMs as one grouped launch, priced on the size of the
         whole launch (all experts' FLOPs and bytes) with the profile's grouped-GEMM efficiencies."""
-        dep = self.dep
-
-        def dims():  # configuration only: the local (k, n), bias and bytes per weight element
-            per_elem = dep.layer_weight_bytes if weight_bytes is None else weight_bytes
-            return (dep.local_in(group[0]), sum(dep.local_out(lin) for lin in group), per_elem,
-                    any(lin.bias for lin in group) if bias is None else bias)
-
-        k, n, per_elem, has_bias = dep.cached(("gemm", name, weight_bytes is None, bias), dims)
+        key = ("gemm", name, weight_bytes is None, bias)
+        dims = self._memo.get(key)
+        if dims is None:  # configuration only: the local (k, n), bytes per weight element and bias
+            dep = self.dep
+            dims = self._memo[key] = (dep.local_in(group[0]), sum(dep.local_out(lin) for lin in group),
+                                      dep.layer_weight_bytes if weight_bytes is None else weight_bytes,
+                                      any(lin.bias for lin in group) if bias is None else bias)
+        k, n, per_elem, has_bias = dims
         elems = copies * k * n
         nbytes = gemm_ops.grouped_gemm_bytes(tokens, k, n, self._act, per_elem, copies, bias=has_bias)
         self.ops.append(StepOp(name, kind, count, gemm_ops.gemm_flops(tokens, k, n), nbytes, 0.0, 0.0, 0.0,
@@ -181,10 +182,13 @@ class StepBuilder:
         """One collective of parallel ``group`` (tp, cp, ep, etp, pp), priced on the links the group spans
         (``simulator.parallel.comm``); ``span`` overrides the group's ranks / ranks per node."""
         size, _, intra, _ = group_shape(self.dep, group)
-        if not span and np.ndim(size) == 0 and size == 1:  # one rank: nothing moves (what the cost gives, cheaply)
-            self.ops.append(StepOp(name, "collective", count, link_bytes=0.0, link_latency_s=0.0,
-                                   link_bandwidth_bytes_per_s=1.0, per_layer=per_layer, collective=collective,
-                                   group=group, link=intra.name, algorithm="ring", ranks=1, overlap=overlap))
+        if not span and isinstance(size, int | np.integer) and size == 1:
+            # one rank: nothing moves (what the cost gives, cheaply); configuration only, so built once
+            # per deployment (operators are never changed in place, techniques replace them)
+            self.ops.append(self.dep.cached(("one_rank", name, collective, count, per_layer, overlap), lambda: StepOp(
+                name, "collective", count, link_bytes=0.0, link_latency_s=0.0, link_bandwidth_bytes_per_s=1.0,
+                per_layer=per_layer, collective=collective, group=group, link=intra.name, algorithm="ring", ranks=1,
+                overlap=overlap)))
             return
         cost, link, algorithm, ranks = group_cost(self.dep, group, collective, message_bytes, **span)
         bw = np.where(cost.wire_s > 0, cost.bandwidth_bytes_per_s, 1.0)
