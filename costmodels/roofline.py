@@ -15,7 +15,7 @@ import numpy as np
 from hwmodels.profile import Profile
 
 # Bound labels, as small integers so that they vectorise; BOUND_NAMES maps them to words.
-COMPUTE, MEMORY, COMMUNICATION, OVERHEAD = 0, 1, 2, 3
+COMPUTE, MEMORY, COMMUNICATION, OVERHEAD = 0, 1, 2, 3  # (price's array path relies on COMPUTE 0, MEMORY 1)
 BOUND_NAMES = ("compute", "memory", "communication", "overhead")
 _CODE = tuple(np.int8(code) for code in range(len(BOUND_NAMES)))  # one byte per point in bound arrays
 
@@ -79,10 +79,10 @@ def price(op: OpCost, profile: Profile) -> OpTime:
             and _is_scalar(op.link_latency_s) and _is_scalar(op.peak_flops_per_s) and _is_scalar(op.count)
             and _is_scalar(op.hbm_bandwidth_bytes_per_s)):
         return _price_point(op, eff)
-    zero = np.zeros_like(np.asarray(op.flops, dtype=float) + np.asarray(op.hbm_bytes, dtype=float)
-                         + np.asarray(op.link_bytes, dtype=float))
-    overhead = zero + op.count * eff.overhead_s
     if op.is_transfer:
+        zero = np.zeros_like(np.asarray(op.flops, dtype=float) + np.asarray(op.hbm_bytes, dtype=float)
+                             + np.asarray(op.link_bytes, dtype=float))
+        overhead = zero + op.count * eff.overhead_s
         link_bytes = np.asarray(op.link_bytes, dtype=float)
         bw = op.link_bandwidth_bytes_per_s * eff.memory(link_bytes)
         link = op.count * (op.link_latency_s + np.where(link_bytes > 0, link_bytes / bw, 0.0)) + zero
@@ -92,20 +92,32 @@ def price(op: OpCost, profile: Profile) -> OpTime:
     flops = np.asarray(op.flops, dtype=float)
     hbm = np.asarray(op.hbm_bytes, dtype=float)
     # scalar factors first, so that an array is touched once per operation
-    compute = flops * (op.count / np.asarray(op.peak_flops_per_s, dtype=float)) / _efficiency(eff.compute, flops)
-    memory = hbm * (op.count / np.asarray(op.hbm_bandwidth_bytes_per_s, dtype=float)) / _efficiency(eff.memory, hbm)
+    compute = _scaled(flops, op.count / np.asarray(op.peak_flops_per_s, dtype=float), eff.compute)
+    memory = _scaled(hbm, op.count / np.asarray(op.hbm_bandwidth_bytes_per_s, dtype=float), eff.memory)
     compute, memory = np.broadcast_arrays(compute, memory)
     busy = np.maximum(compute, memory)
-    bound = np.where(compute >= memory, _CODE[COMPUTE], _CODE[MEMORY])
+    bound = np.less(compute, memory).view(np.int8)  # MEMORY (1) where memory takes longer, else COMPUTE (0)
     overhead = np.asarray(op.count * eff.overhead_s, dtype=float)
     if np.any(overhead > 0.0):
         bound = np.where(overhead > busy, _CODE[OVERHEAD], bound)
+    if busy.ndim and np.shape(overhead) == ():
+        busy += overhead  # busy is this call's own array: the time, without another one
+        return OpTime(op.name, compute, memory, np.zeros(()), overhead, busy, bound)
     return OpTime(op.name, compute, memory, np.zeros(()), overhead, busy + overhead, bound)
 
 
-def _efficiency(curve, size):
-    """``curve(size)``; a one-knot curve is a constant, applied without touching every element."""
-    return curve.efficiency[0] if len(curve.efficiency) == 1 else curve(size)
+def _scaled(size, factor, curve):
+    """``size * factor / curve(size)`` as ``size * (factor / curve(size))``, each step in the array the
+    curve returned (a sweep's grid allocated once); a one-knot curve is a constant, folded into the
+    factor."""
+    if len(curve.efficiency) == 1:
+        return size * (factor / curve.efficiency[0])
+    eff = curve(size)
+    if not isinstance(eff, np.ndarray) or eff.shape != np.broadcast_shapes(eff.shape, np.shape(factor)):
+        return size * (factor / eff)
+    np.divide(factor, eff, out=eff)
+    eff *= size
+    return eff
 
 
 def _price_floats(op: OpCost, eff) -> OpTime:

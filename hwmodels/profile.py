@@ -75,7 +75,8 @@ class Curve(BaseModel):
 
     def __call__(self, size) -> np.ndarray:
         """Efficiency at ``size`` (scalar or array, in FLOPs or bytes)."""
-        x = np.log10(np.maximum(np.asarray(size, dtype=float), 1.0))
+        x = np.maximum(np.asarray(size, dtype=float), 1.0)
+        x = np.log10(x, out=x) if isinstance(x, np.ndarray) else np.log10(x)  # in place: a new array
         return np.interp(x, self.log10_size, self.efficiency)
 
     def at(self, size: float) -> float:

@@ -213,16 +213,16 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
     hbm = total([t.memory_s for t in times])
     link = total([t.link_s for t in times])
     overhead = total([t.overhead_s for t in times])
-    flops = total([op.flops * op.count for op in ops])
+    op_flops = [op.flops * op.count for op in ops]  # each operator's FLOPs over its launches
+    flops = total(op_flops)
     hbm_bytes = total([op.hbm_bytes * op.count for op in ops])
     # each operator's FLOPs at its format's peak; never above the step's dtype peak for an operator a
     # technique slowed (dequantisation, waiting for the busiest expert GPU): that time is not work
-    format_s = total([op.flops * (op.count * getattr(op, "work_fraction", 1.0))
-                       / format_peak(op.peak_flops_per_s, dep.peak_flops_per_s)
-                       for op in ops if op.kind not in TRANSFER_KINDS])
-    attention = [op for op in ops if op.kind in ATTENTION_KINDS]
-    kv_read = total([getattr(op, "kv_read_bytes", 0.0) * op.count for op in attention])
-    att_flops = total([op.flops * op.count for op in attention])
+    format_s = total([_useful(f, getattr(op, "work_fraction", 1.0)) / format_peak(op.peak_flops_per_s, dep.peak_flops_per_s)
+                      for op, f in zip(ops, op_flops) if op.kind not in TRANSFER_KINDS])
+    attention = [(op, f) for op, f in zip(ops, op_flops) if op.kind in ATTENTION_KINDS]
+    kv_read = total([getattr(op, "kv_read_bytes", 0.0) * op.count for op, _ in attention])
+    att_flops = total([f for _, f in attention])
     tokens = shape.tokens
     if overlap == "overlapped":
         by_resource = np.stack(np.broadcast_arrays(sm, hbm, link, overhead))
@@ -244,6 +244,11 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
                                                                               hbm_bytes, latency))
     return StepResult(ops, times, latency, np.broadcast_to(bound, full), sm, hbm, link, overhead, flops, hbm_bytes,
                       format_s, kv_read, att_flops, tokens)
+
+
+def _useful(flops, fraction):
+    """The share ``fraction`` of ``flops`` that is work (``StepOp.work_fraction``); the array itself at 1."""
+    return flops if fraction == 1.0 else flops * fraction
 
 
 def prefill_step(dep: Deployment, batch, prompt, overlap: str) -> tuple[StepResult, np.ndarray]:

@@ -35,7 +35,7 @@ def mfu(step, dep):
 
 def mbu(step, dep):
     """HBM bandwidth utilisation: bytes / (latency · peak bandwidth)."""
-    return step.hbm_bytes / (step.latency_s * dep.hbm_bandwidth_bytes_per_s)
+    return _per_latency(step.hbm_bytes / step.latency_s, 1.0 / dep.hbm_bandwidth_bytes_per_s)
 
 
 # Launch sizes at which a profile's curves have reached their plateau: the calibrated ceilings are the
@@ -111,7 +111,23 @@ def sparse_utilisation(dep, step):
     gpus = replica * group
     # the group's weights and FLOPs per GPU, plus the per-GPU attention operators
     # (small terms first: one pass over a sweep's grid per operation)
-    s_mbu = (read * dep.layer_weight_bytes / gpus + step.kv_read_bytes) / (step.latency_s * dep.hbm_bandwidth_bytes_per_s)
+    s_mbu = _per_latency(read * dep.layer_weight_bytes / gpus + step.kv_read_bytes, 1.0 / dep.hbm_bandwidth_bytes_per_s,
+                         step.latency_s)
     # / (latency · format peak) with format peak = FLOPs / format_peak_s
-    s_mfu = (2.0 * used * tokens / replica + step.attention_flops) * step.format_peak_s / (step.flops * step.latency_s)
+    s_mfu = _per_latency(2.0 * used * tokens / replica + step.attention_flops, step.format_peak_s, step.flops,
+                         step.latency_s)
     return s_mbu, s_mfu
+
+
+def _per_latency(x, factor, *divisors):
+    """``x · factor / d_1 / d_2 ...``; on a sweep's grid each step is done in place in ``x`` (an array the
+    caller has just computed), so that no further grid-sized array is allocated."""
+    for d in divisors:
+        if isinstance(x, np.ndarray) and x.ndim and np.broadcast_shapes(x.shape, np.shape(d)) == x.shape:
+            x /= d
+        else:
+            x = x / d  # a scalar, or grows to the divisor's shape: a new array, ours from here on
+    if isinstance(x, np.ndarray) and x.ndim and np.broadcast_shapes(x.shape, np.shape(factor)) == x.shape:
+        x *= factor
+        return x
+    return x * factor

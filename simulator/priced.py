@@ -108,36 +108,48 @@ def chain_sum(values: list):
 
 def serial_bound(times: list[OpTime]):
     """The bound code with the most summed operator time, per point. Operators with one bound everywhere
-    add to that code's (usually small) total; when a single operator's bound varies over the grid (the
-    attention core: memory-, compute- or overhead-bound by size), its code c gets its time t on top:
-    the answer is c where S_c + t beats the best other total, else the best of the totals."""
+    add to that code's (usually small) total; one operator that varies over the whole grid (the attention
+    core, whose size is batch x context and whose bound is memory, compute or overhead by size) is
+    compared with those totals instead: its code c is the answer where its time t beats the best total
+    minus S_c, else the best of the totals (one pass over the grid per code it takes). Smaller operators
+    whose bound varies, and several full-size ones, add each code's share, masked at their own shape."""
+    sizes = [np.size(t.time_s) for t in times]
+    grid = max(sizes, default=1)
     per_code: list[list] = [[] for _ in BOUND_NAMES]
-    varying = []
-    for t in times:
+    special = []
+    def masked(codes, time_s, low, high):
+        if low == high:  # one bound everywhere: no per-code masks
+            per_code[low].append(time_s)
+            return
+        for code in range(low, high + 1):
+            per_code[code].append(np.where(codes == code, time_s, 0.0))
+
+    for t, size in zip(times, sizes):
         codes = np.asarray(t.bound)
         low, high = (int(codes), int(codes)) if codes.ndim == 0 else (int(codes.min()), int(codes.max()))
-        if low == high:  # one bound everywhere: no per-code masks
-            per_code[low].append(t.time_s)
+        if size < grid or grid == 1:  # at its own (small) shape
+            masked(codes, t.time_s, low, high)
         else:
-            varying.append((codes, t.time_s))
-    if len(varying) > 1:  # general case: masks per code
-        for codes, time_s in varying:
-            for code in range(len(BOUND_NAMES)):
-                per_code[code].append(np.where(codes == code, time_s, 0.0))
-        varying = []
+            special.append((codes, t.time_s, low, high))
+    if len(special) > 1:  # general case: full-size masks per code
+        for entry in special:
+            masked(*entry)
+        special = []
     totals = [total(c) for c in per_code]
-    if not varying:
-        return argmax_codes(totals)
-    codes, time_s = varying[0]
     best = argmax_codes(totals)
-    stacked = np.stack(np.broadcast_arrays(*totals))  # small unless a constant-bound operator is full size
-    small = stacked.shape[1:]
-    top = np.take_along_axis(stacked, np.broadcast_to(best, small).astype(np.intp)[None], 0)[0]
-    grid = np.broadcast_shapes(small, codes.shape)
-    index = np.broadcast_to(codes, grid).astype(np.intp)[None]
-    lifted = stacked.reshape((len(totals),) + (1,) * (len(grid) - len(small)) + small)
-    own = np.take_along_axis(np.broadcast_to(lifted, (len(totals), *grid)), index, 0)[0] + time_s
-    return np.where(own > top, codes, best)
+    if not special:
+        return best
+    codes, time_s, low, high = special[0]
+    top = totals[0]
+    for value in totals[1:]:
+        top = np.maximum(top, value)  # the best total (small)
+    out = best
+    for code in range(low, high + 1):
+        wins = time_s > top - totals[code]
+        if low != high:
+            wins &= codes == code
+        out = np.where(wins, np.int8(code), out)
+    return out
 
 
 def argmax_codes(values: list):

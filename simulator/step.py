@@ -327,16 +327,17 @@ class StepBuilder:
             kv_read = b * cached * kv_elems * dep.kv_bytes
         else:  # each new query reads every kept token of its sequence once
             cached = dep.kv_tokens(shape.total_tokens, kind)
-            flops = attn.attention_flops(shape.new_tokens * cached, dep.q_heads_local, qk_dim, v_dim) * b
+            # 1/cp of the FLOPs per CP rank, divided before the batch broadcasts them over a sweep's grid
+            flops = attn.attention_flops(shape.new_tokens * cached, dep.q_heads_local, qk_dim, v_dim) / cp * b
             readers = b
             if dep.kv_shared_read_once():  # a shared prefix read once for the whole batch
                 shared = dep.kv_shared_fraction()
                 readers = b * (1.0 - shared) + shared
             held = cached / cp  # each CP rank holds 1/cp of the cache
             kv_read = attn.decode_kv_read_bytes(readers, held, kv_elems, dep.kv_bytes)
-            flops = flops / cp
             nbytes = attn.decode_attention_bytes(b, held, dep.q_heads_local, qk_dim, v_dim, kv_elems, dep.act_bytes,
-                                                 dep.kv_bytes, new_tokens=shape.new_tokens, kv_readers=readers)
+                                                 dep.kv_bytes, new_tokens=shape.new_tokens, kv_readers=readers,
+                                                 kv_read_bytes=kv_read)
         self._kernel(name, op_kind, count, flops, nbytes, per_layer=True, kv_read_bytes=kv_read)
         if cp > 1:
             self._context_parallel(prefix + f"attention.{kind}{suffix}", count, shape, qk_dim, v_dim)

@@ -92,17 +92,16 @@ def _decades_outside(x, lo_hi):
     return _outside(np.log10(np.maximum(x, 1.0)), lo_hi)
 
 
-def phase_band(latency, tokens, context, src: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The band of ``latency``: its 10/90% residual quantiles, widened by the decades ``tokens`` and
-    ``context`` lie outside the measured ranges. The two widenings are separate factors, so each is
-    computed at its own (small) shape and a sweep's grid is touched twice per bound."""
+def band_factors(tokens, context, src: dict) -> tuple:
+    """(lo, hi) factors of a phase's latency band: exp(q · w) for the 10/90% residual quantiles q, widened
+    by w = 1 + the decades ``tokens`` and ``context`` lie outside the measured ranges, as
+    exp(q · (1 + d_tokens)) · exp(q · d_context): each widening at its own (small) shape, so that a
+    sweep's grid is touched once per factor."""
     wt = _decades_outside(tokens, src["tokens"])
     wc = _decades_outside(context, src["context"])
-    if isinstance(latency, float) and isinstance(wt, float) and isinstance(wc, float):
-        w = 1.0 + wt + wc
-        return latency * math.exp(src["lo"] * w), latency * math.exp(src["hi"] * w)
-    lat = np.asarray(latency, dtype=float)
-    return tuple(lat * (np.exp(q * (1.0 + wt)) * np.exp(q * wc)) for q in (src["lo"], src["hi"]))
+    if isinstance(wt, float) and isinstance(wc, float):
+        return tuple(math.exp(q * (1.0 + wt)) * math.exp(q * wc) for q in (src["lo"], src["hi"]))
+    return tuple(np.exp(q * (1.0 + wt)) * np.exp(q * wc) for q in (src["lo"], src["hi"]))
 
 
 def band_arrays(ev, work) -> tuple[dict[str, np.ndarray], str]:
@@ -116,29 +115,40 @@ def band_arrays(ev, work) -> tuple[dict[str, np.ndarray], str]:
         src = dep.cached(("band_source", "prefill"), lambda: band_source(cal, dep.gpu.name, "prefill"))
         bases.append(src["basis"])
         pre = ev.steps["prefill"].latency_s
-        out["prefill_lo_s"], out["prefill_hi_s"] = phase_band(pre, b * prompt, prompt, src)
+        f_lo, f_hi = band_factors(b * prompt, prompt, src)
+        out["prefill_lo_s"], out["prefill_hi_s"] = pre * f_lo, pre * f_hi
     if phase in ("decode", "generate"):
         src = dep.cached(("band_source", "decode"), lambda: band_source(cal, dep.gpu.name, "decode"))
         bases.append(src["basis"])
         context = ctx if phase == "decode" else prompt + _floats(work["output_len"]) / 2.0
         dec = a["latency_s"] if phase == "decode" else a["tpot_s"]
-        out["decode_lo_s"], out["decode_hi_s"] = phase_band(dec, b, context, src)
-    if phase == "prefill":
-        lo, hi = out["prefill_lo_s"], out["prefill_hi_s"]
-    elif phase == "decode":
-        lo, hi = out["decode_lo_s"], out["decode_hi_s"]
-    else:
+        f_lo, f_hi = band_factors(b, context, src)
+        out["decode_lo_s"], out["decode_hi_s"] = dec * f_lo, dec * f_hi
+    if phase == "generate":
         out_len = _floats(work["output_len"])
         steps = max(out_len - 1.0, 0.0) if type(out_len) is float else np.maximum(out_len - 1.0, 0.0)
         lo, hi = out["prefill_lo_s"] + steps * out["decode_lo_s"], out["prefill_hi_s"] + steps * out["decode_hi_s"]
-    bands = {"latency_band_lo_s": lo, "latency_band_hi_s": hi,
-             "tokens_per_s_band_lo": a["tokens_per_s"] * a["latency_s"] / hi,
-             "tokens_per_s_band_hi": a["tokens_per_s"] * a["latency_s"] / lo}
+        rate = a["tokens_per_s"] * a["latency_s"]
+        tps_lo, tps_hi = rate / hi, rate / lo
+    else:  # one step: the latency band is latency x factor, so the throughput band is throughput / factor
+        lo, hi = out[f"{phase}_lo_s"], out[f"{phase}_hi_s"]
+        tps = a["tokens_per_s"]
+        tps_lo, tps_hi = _divided(tps, f_hi), _divided(tps, f_lo)
+    bands = {"latency_band_lo_s": lo, "latency_band_hi_s": hi, "tokens_per_s_band_lo": tps_lo,
+             "tokens_per_s_band_hi": tps_hi}
     if phase == "generate":
         bands.update({"ttft_band_lo_s": out["prefill_lo_s"], "ttft_band_hi_s": out["prefill_hi_s"],
                       "tpot_band_lo_s": out["decode_lo_s"], "tpot_band_hi_s": out["decode_hi_s"]})
     basis = "; ".join(bases) + " (10-90% of log residuals, widened outside the measured shapes)"
     return bands, basis
+
+
+def _divided(x, factor):
+    """``x / factor``, in ``factor``'s own array where it already has the result's shape (the factors are
+    this module's: a sweep's grid is not allocated again)."""
+    if isinstance(factor, np.ndarray) and factor.ndim and np.broadcast_shapes(factor.shape, np.shape(x)) == factor.shape:
+        return np.divide(x, factor, out=factor)
+    return x / factor
 
 
 def _floats(x):
