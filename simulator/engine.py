@@ -215,13 +215,13 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
     overhead = total([t.overhead_s for t in times])
     op_flops = [op.flops * op.count for op in ops]  # each operator's FLOPs over its launches
     flops = total(op_flops)
-    hbm_bytes = total([op.hbm_bytes * op.count for op in ops])
+    hbm_bytes = total([op.hbm_bytes * op.count for op in ops], owned=True)
     # each operator's FLOPs at its format's peak; never above the step's dtype peak for an operator a
     # technique slowed (dequantisation, waiting for the busiest expert GPU): that time is not work
     format_s = total([_useful(f, getattr(op, "work_fraction", 1.0)) / format_peak(op.peak_flops_per_s, dep.peak_flops_per_s)
-                      for op, f in zip(ops, op_flops) if op.kind not in TRANSFER_KINDS])
+                      for op, f in zip(ops, op_flops) if op.kind not in TRANSFER_KINDS], owned=True)
     attention = [(op, f) for op, f in zip(ops, op_flops) if op.kind in ATTENTION_KINDS]
-    kv_read = total([getattr(op, "kv_read_bytes", 0.0) * op.count for op, _ in attention])
+    kv_read = total([getattr(op, "kv_read_bytes", 0.0) * op.count for op, _ in attention], owned=True)
     att_flops = total([f for _, f in attention])
     tokens = shape.tokens
     if overlap == "overlapped":
@@ -340,7 +340,9 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         a["latency_s"] = dec.latency_s
         a["tokens_per_s"] = replicas * bf * per_step / dec.latency_s
         # prompt tokens of other requests a mixed step prefills (chunked prefill; Sarathi-Serve)
-        a["prompt_tokens_per_s"] = replicas * shape.chunk_tokens / dec.latency_s
+        chunk = shape.chunk_tokens
+        a["prompt_tokens_per_s"] = replicas * chunk / dec.latency_s \
+            if (chunk if isinstance(chunk, float) else np.any(chunk)) else 0.0
         cached, new = ctx + shape.new_tokens, shape.new_tokens
         processed = bf * per_step + shape.chunk_tokens
     else:  # generate: prefill, then output_len - 1 tokens from decode steps over a growing context
@@ -444,5 +446,7 @@ def _check_finite(arrays: dict[str, np.ndarray]) -> None:
     (for outputs far below 1e300, as times, bytes and rates are), one pass without a mask."""
     for key, value in arrays.items():
         value = np.asarray(value)
+        if value.ndim and 0 in value.strides:  # a broadcast view: its distinct elements only
+            value = value[tuple(slice(0, 1) if st == 0 else slice(None) for st in value.strides)]
         if np.issubdtype(value.dtype, np.floating) and not math.isfinite(float(np.sum(value))):
             raise InputError(key, "the model produced a non-finite value; check the scenario's sizes")

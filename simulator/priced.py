@@ -39,9 +39,11 @@ class StepResult:
         return self.flops / self.format_peak_s
 
 
-def total(values):
+def total(values, owned: bool = False):
     """Sum of per-operator values without broadcasting a small one to the grid first: values of one
-    shape are added together, then the per-shape sums from the smallest up (plain floats stay floats)."""
+    shape are added together, then the per-shape sums from the smallest up (plain floats stay floats).
+    ``owned``: the values are arrays just computed for this sum, so the largest takes the others in place
+    (a sweep's grid is not allocated again)."""
     if all(type(v) is float for v in values):
         return sum(values)
     groups: dict[tuple, list] = {}
@@ -51,8 +53,14 @@ def total(values):
     if not parts:
         return 0.0
     total = parts[0]
-    for part in parts[1:]:
-        total = total + part
+    for i, part in enumerate(parts[1:], start=1):
+        last = i == len(parts) - 1
+        if last and owned and isinstance(part, np.ndarray) and part.ndim \
+                and np.broadcast_shapes(part.shape, np.shape(total)) == part.shape:
+            part += total  # the same sum (addition commutes exactly)
+            total = part
+        else:
+            total = total + part
     return total
 
 
