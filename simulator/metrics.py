@@ -70,7 +70,7 @@ def dominant_phase(phase: str, ttft_s, decode_s) -> str:
 
 def active_params(model) -> int:
     """Parameters a token multiplies: all but unrouted experts and the input embedding table (a lookup)."""
-    return model.active_params(count_input_embedding=False)
+    return model.active_params(count_input_embedding=False, count_output_head=True)
 
 
 def optimal_tokens_per_s_per_gpu(dep, params: float | None = None):
