@@ -69,12 +69,31 @@ def price(op: OpCost, profile: Profile) -> OpTime:
 
     A point (every size a scalar) is priced with Python floats (fields are floats, ``bound`` an int):
     the same formulas without numpy's per-call cost, which dominates on scalars."""
-    kinds = profile.kinds
-    eff = kinds[op.kind] if op.kind in kinds else profile.kind(op.kind)
-    if (type(op.flops) is float and type(op.hbm_bytes) is float and type(op.link_bytes) is float
-            and type(op.peak_flops_per_s) is float and type(op.count) in (int, float)
+    kind, kinds = op.kind, profile.kinds
+    eff = kinds[kind] if kind in kinds else profile.kind(kind)
+    flops, hbm, count = op.flops, op.hbm_bytes, op.count
+    if (type(flops) is float and type(hbm) is float and type(op.link_bytes) is float
+            and type(op.peak_flops_per_s) is float and type(count) in (int, float)
             and type(op.link_latency_s) is float and type(op.hbm_bandwidth_bytes_per_s) is float):
-        return _price_floats(op, eff)
+        # Python floats throughout (``_price_point``'s formulas, without its conversions)
+        overhead = count * eff.overhead_s
+        if kind in _TRANSFER:
+            link_bytes = op.link_bytes
+            if link_bytes <= 0.0:
+                return OpTime(op.name, 0.0, 0.0, 0.0, 0.0, 0.0, COMMUNICATION)
+            link = count * (op.link_latency_s + link_bytes / (op.link_bandwidth_bytes_per_s
+                                                              * eff.memory.at(link_bytes)))
+            return OpTime(op.name, 0.0, 0.0, link, overhead, link + overhead, COMMUNICATION)
+        # (no work: no efficiency to look up; 0 / x is 0 at any efficiency)
+        compute = count * flops / (op.peak_flops_per_s * eff.compute.at(flops)) if flops \
+            else count * flops / op.peak_flops_per_s
+        memory = count * hbm / (op.hbm_bandwidth_bytes_per_s * eff.memory.at(hbm)) if hbm \
+            else count * hbm / op.hbm_bandwidth_bytes_per_s
+        if compute >= memory:
+            return OpTime(op.name, compute, memory, 0.0, overhead, compute + overhead,
+                          OVERHEAD if overhead > compute else COMPUTE)
+        return OpTime(op.name, compute, memory, 0.0, overhead, memory + overhead,
+                      OVERHEAD if overhead > memory else MEMORY)
     if (_is_scalar(op.flops) and _is_scalar(op.hbm_bytes) and _is_scalar(op.link_bytes)
             and _is_scalar(op.link_latency_s) and _is_scalar(op.peak_flops_per_s) and _is_scalar(op.count)
             and _is_scalar(op.hbm_bandwidth_bytes_per_s)):
@@ -118,27 +137,6 @@ def _scaled(size, factor, curve):
     np.divide(factor, eff, out=eff)
     eff *= size
     return eff
-
-
-def _price_floats(op: OpCost, eff) -> OpTime:
-    """``_price_point`` of an operator whose sizes are already Python floats."""
-    count = op.count
-    overhead = count * eff.overhead_s
-    if op.kind in _TRANSFER:
-        link_bytes = op.link_bytes
-        if link_bytes <= 0.0:
-            return OpTime(op.name, 0.0, 0.0, 0.0, 0.0, 0.0, COMMUNICATION)
-        link = count * (op.link_latency_s + link_bytes / (op.link_bandwidth_bytes_per_s * eff.memory.at(link_bytes)))
-        return OpTime(op.name, 0.0, 0.0, link, overhead, link + overhead, COMMUNICATION)
-    flops, hbm = op.flops, op.hbm_bytes
-    # (no work: no efficiency to look up; 0 / x is 0 at any efficiency)
-    compute = count * flops / (op.peak_flops_per_s * eff.compute.at(flops)) if flops else count * flops / op.peak_flops_per_s
-    memory = count * hbm / (op.hbm_bandwidth_bytes_per_s * eff.memory.at(hbm)) if hbm \
-        else count * hbm / op.hbm_bandwidth_bytes_per_s
-    if compute >= memory:
-        return OpTime(op.name, compute, memory, 0.0, overhead, compute + overhead,
-                      OVERHEAD if overhead > compute else COMPUTE)
-    return OpTime(op.name, compute, memory, 0.0, overhead, memory + overhead, OVERHEAD if overhead > memory else MEMORY)
 
 
 _TRANSFER = ("collective", "host_transfer")

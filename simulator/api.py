@@ -96,7 +96,7 @@ def _operator_reports(phase: str, step) -> list[OperatorReport]:
     no token takes) are left out. Rows are built without re-validation: every value is one we made, of
     its field's type."""
     rows = []
-    row = OperatorReport.from_trusted_dict
+    row = OperatorReport.kernel_row
     for op, t in zip(step.ops, step.times):
         count, time_s, flops, nbytes = op.count, t.time_s, op.flops, op.hbm_bytes
         if type(time_s) is float and type(flops) is float and type(nbytes) is float \
@@ -111,12 +111,9 @@ def _operator_reports(phase: str, step) -> list[OperatorReport]:
                     memory_s=t.memory_s, link_s=t.link_s, overhead_s=t.overhead_s, bound=BOUND_NAMES[t.bound],
                     **collective_fields(op, t)))
                 continue
-            rows.append(row({  # every field, in the schema's order
-                "name": op.name, "kind": op.kind, "phase": phase, "count": int(round(count)),
-                "flops": flops * count, "bytes": nbytes * count, "link_bytes": op.link_bytes * count,
-                "time_s": time_s, "compute_s": t.compute_s, "memory_s": t.memory_s, "link_s": t.link_s,
-                "overhead_s": t.overhead_s, "bound": BOUND_NAMES[t.bound], "collective": None, "group": None,
-                "link": None, "algorithm": None, "ranks": None, "hidden_s": 0.0}))
+            rows.append(row(op.name, op.kind, phase, count if type(count) is int else int(round(count)),
+                            flops * count, nbytes * count, op.link_bytes * count, time_s, t.compute_s,
+                            t.memory_s, t.link_s, t.overhead_s, BOUND_NAMES[t.bound]))
             continue
         time_s = _scalar(time_s)  # generate's decode: the mean over the generation
         hidden = _scalar(getattr(t, "hidden_s", 0.0))

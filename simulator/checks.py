@@ -85,8 +85,10 @@ def checkpoint_warning(model, weights: str) -> str | None:
 def scenario_warnings(scenario, dep) -> list[str]:
     """Warnings for a point scenario once resolved (``dep``: its ``Deployment``)."""
     what, tokens = sequence_tokens(scenario)
-    found = [context_warning(dep.model, tokens, what),
-             idle_gpus_warning(scenario.hardware.num_gpus, dep.tp if type(dep.tp) is int else int(np.max(dep.tp)), dep.pp,
-                               int(getattr(scenario.parallelism, "cp", 1))),
-             checkpoint_warning(dep.model, scenario.precision.weights)]
-    return [w for w in found if w]
+    # the deployment is resolved from everything of the scenario but its workload: the GPU count, layout
+    # and weight format give the same warnings every time (``Deployment.cached``)
+    fixed = dep.cached("configuration_warnings", lambda: [
+        idle_gpus_warning(scenario.hardware.num_gpus, dep.tp if type(dep.tp) is int else int(np.max(dep.tp)), dep.pp,
+                          int(getattr(scenario.parallelism, "cp", 1))),
+        checkpoint_warning(dep.model, scenario.precision.weights)])
+    return [w for w in (context_warning(dep.model, tokens, what), *fixed) if w]

@@ -115,7 +115,7 @@ _RESOLVED_MAX = 256
 def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment, dict[str, object]]:
     """Resolve names into specs and scalar-or-array knobs; check parallelism fits the model.
     Without configuration axes the deployment comes from a cache keyed on the whole configuration."""
-    if any(name in axes for name in _CONFIG_AXES):
+    if axes and any(name in axes for name in _CONFIG_AXES):
         return _resolve(scenario, axes)
     key = configuration_key(scenario)
     dep = _RESOLVED.get(key)
