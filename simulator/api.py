@@ -57,7 +57,8 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
         "calibration": dep.profile.name, "overlap": ev.overlap,
         "latency_s": float(latency), "tokens_per_s": float(a["tokens_per_s"]),
         "ttft_s": f(ttft), "tpot_s": f(a.get("tpot_s")), "e2e_s": f(a.get("e2e_s")),
-        "memory": MemoryReport.ordered(tuple(bool(a[k]) if k == "fits" else float(a[k]) for k in _MEMORY_FIELDS)),
+        "memory": MemoryReport.from_trusted_dict({k: (bool(a[k]) if k == "fits" else float(a[k]))
+                                                  for k in _MEMORY_FIELDS}),  # in the schema's order
         "max_concurrency": concurrency, "bound": BOUND_NAMES[int(a["bound"])],
         "resources": ResourceTimes.ordered((float(a["sm_time_s"]), float(a["hbm_time_s"]),
                                             float(a["link_time_s"]), float(a["overhead_s"]))),

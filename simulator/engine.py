@@ -361,9 +361,10 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         if np.any(chunk):
             plain = replace(shape, chunk_tokens=0.0, chunk_past=0.0)
             pure = _integrate(run_step(dep_nodes, plain, overlap), 1.0)
-            decode_steps = np.maximum(steps / per_step, 1.0)
+            # (a generation of one token has no decode step to carry a chunk: nothing is credited)
+            decode_steps = steps / per_step
             mixed = np.minimum(np.ceil(pre.tokens / np.maximum(chunk, 1.0)), decode_steps)
-            dec = _blend(mixed / decode_steps, dec, pure)
+            dec = _blend(mixed / np.maximum(decode_steps, 1.0), dec, pure)
             credited = np.minimum(mixed * chunk / pre.tokens, 1.0)
         ev.steps["decode"] = dec
         tpot = dec.latency_s / per_step

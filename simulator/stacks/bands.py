@@ -108,7 +108,7 @@ def band_arrays(ev, work) -> tuple[dict[str, np.ndarray], str]:
     """Band arrays of an evaluation (``simulator.engine.Evaluation``) and the sentence describing them."""
     a, dep, phase = ev.arrays, ev.dep, ev.phase
     cal = getattr(dep, "calibration", None)
-    b, prompt, ctx = (_floats(work[k]) for k in ("batch_size", "prompt_len", "context_len"))
+    b, prompt, ctx = _floats(work["batch_size"]), _floats(work["prompt_len"]), _floats(work["context_len"])
     out: dict[str, np.ndarray] = {}
     bases = []
     if phase in ("prefill", "generate"):
@@ -139,7 +139,8 @@ def band_arrays(ev, work) -> tuple[dict[str, np.ndarray], str]:
     if phase == "generate":
         bands.update({"ttft_band_lo_s": out["prefill_lo_s"], "ttft_band_hi_s": out["prefill_hi_s"],
                       "tpot_band_lo_s": out["decode_lo_s"], "tpot_band_hi_s": out["decode_hi_s"]})
-    basis = "; ".join(bases) + " (10-90% of log residuals, widened outside the measured shapes)"
+    basis = dep.cached(("band_basis", phase), lambda: "; ".join(bases)
+                       + " (10-90% of log residuals, widened outside the measured shapes)")
     return bands, basis
 
 
