@@ -16,7 +16,7 @@ ADD_FLOPS_PER_ELEMENT = 1.0
 
 def elementwise(tokens, width, reads: float, writes: float, flops_per_element: float, elem_bytes):
     """(flops, bytes) of a kernel that reads ``reads`` and writes ``writes`` tensors of tokens×width."""
-    elems = num(tokens) * width
+    elems = (tokens if type(tokens) is float else num(tokens)) * width
     return elems * flops_per_element, elems * (reads + writes) * elem_bytes
 
 

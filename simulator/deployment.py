@@ -69,7 +69,9 @@ class Deployment:
     def cached(self, key: str, compute):
         """``compute()`` once per deployment: configuration-only quantities (weights per GPU, parameter
         sums) that every evaluation of the same deployment reuses. A ``replace``d copy starts empty."""
-        memo = self.memo
+        memo = self.__dict__.get("_memo")
+        if memo is None:
+            memo = self.memo
         try:
             return memo[key]
         except KeyError:

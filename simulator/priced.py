@@ -70,7 +70,7 @@ def point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
     dtype_peak, tokens = dep.peak_flops_per_s, shape.tokens
     if type(dtype_peak) is not float or type(tokens) is not float or dep.stack is not None:
         return None
-    sm = hbm = link = overhead = flops = hbm_bytes = format_s = kv_read = att_flops = 0.0
+    sm = hbm = link = overhead = flops = hbm_bytes = format_s = kv_read = att_flops = serial = 0.0
     by_bound = [0.0] * len(BOUND_NAMES)
     for op, t in zip(ops, times):
         time_s, op_flops, count, kind = t.time_s, op.flops, op.count, op.kind
@@ -82,6 +82,7 @@ def point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
         link += t.link_s
         overhead += t.overhead_s
         by_bound[t.bound] += time_s
+        serial += time_s
         op_flops = op_flops * count
         flops += op_flops
         hbm_bytes += op.hbm_bytes * count
@@ -101,7 +102,7 @@ def point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
         latency = max(by_resource)
     else:
         by_resource = by_bound
-        latency = sum(t.time_s for t in times)
+        latency = serial
     bound = by_resource.index(max(by_resource))  # resource codes are the bound codes, in order
     return StepResult(ops, times, latency, bound, sm, hbm, link, overhead, flops, hbm_bytes, format_s, kv_read,
                       att_flops, tokens)

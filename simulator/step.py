@@ -176,7 +176,8 @@ class StepBuilder:
         nbytes = gemm_ops.grouped_gemm_bytes(tokens, k, n, self._act, per_elem, copies, bias=has_bias)
         self.ops.append(StepOp(name, kind, count, gemm_ops.gemm_flops(tokens, k, n), nbytes, 0.0, 0.0, 0.0,
                                self._peak, self._bw, per_layer=per_layer, rows=tokens, weight_elems=elems,
-                               weight_bytes=elems * per_elem, input_elems=num(tokens) * k))
+                               weight_bytes=elems * per_elem,
+                               input_elems=(tokens if type(tokens) is float else num(tokens)) * k))
 
     def _collective(self, name, collective, count, message_bytes, group, per_layer=True, overlap="", **span):
         """One collective of parallel ``group`` (tp, cp, ep, etp, pp), priced on the links the group spans
@@ -204,7 +205,7 @@ class StepBuilder:
     def _tp_all_reduce(self, name, count, tokens, per_layer=True, overlap=""):
         """The row-parallel output's all-reduce over TP; under sequence parallelism (Korthikanti et al. 2022,
         arXiv 2205.05198, §4.2.2) a reduce-scatter and an all-gather of the same total traffic."""
-        message = num(tokens) * self.model.hidden_size * self.dep.act_bytes
+        message = (tokens if type(tokens) is float else num(tokens)) * self.model.hidden_size * self._act
         if self.dep.sp and np.any(np.asarray(self.dep.tp) > 1):
             self._collective(name.replace("all_reduce", "reduce_scatter"), "reduce_scatter", count, message, "tp",
                              per_layer, overlap)

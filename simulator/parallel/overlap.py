@@ -57,11 +57,17 @@ def _partners(op, ops, times, policy: str, cp: int):
     return None
 
 
+def _active(dep) -> dict[str, str]:
+    """Boundaries whose policy can hide anything: not ``none``, not pp's (the pipeline applies it), and a
+    group of more than one GPU (a one-rank collective moves nothing); ``cp_method`` is no policy."""
+    ranks = {"tp": np.max(dep.tp), "ep": dep.ep, "cp": dep.cp}
+    return {b: p for b, p in (dep.overlap_boundaries or {}).items()
+            if b in ranks and p != "none" and ranks[b] > 1}
+
+
 def apply_overlaps(ops, times, dep):
     """``times`` with each overlapped collective's exposed part in ``time_s`` and the rest in ``hidden_s``."""
-    policies = dep.overlap_boundaries or {}
-    # boundaries whose policy hides anything (pp's is the pipeline's, cp_method is not a policy)
-    active = {b: p for b, p in policies.items() if b not in ("pp", "cp_method") and p != "none"}
+    active = dep.cached("active_overlaps", lambda: _active(dep))
     if not active or not any(op.kind == "collective" and getattr(op, "overlap", "") in active for op in ops):
         return times
     out = []
