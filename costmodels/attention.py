@@ -15,6 +15,7 @@ import numpy as np
 
 from costmodels.numeric import num
 
+
 def attended_pairs(new_tokens, past_tokens, window=None) -> np.ndarray:
     """(query, key) pairs kept by a causal mask for ``new_tokens`` queries after ``past_tokens``.
 

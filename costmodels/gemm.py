@@ -12,6 +12,7 @@ import numpy as np
 
 from costmodels.numeric import num
 
+
 def gemm_flops(m, k, n) -> np.ndarray:
     """2·m·k·n."""
     return 2.0 * (m if type(m) is float else num(m)) * k * n

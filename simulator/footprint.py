@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from costmodels.numeric import num
 from costmodels.memory import LOGIT_BYTES, max_concurrency
+from costmodels.numeric import num
 from simulator.deployment import Deployment
 from simulator.step import KV_PROJECTIONS
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from costmodels import attention as attn
+from costmodels import gemm as gemm_ops
 from costmodels import moe as moe_ops
-from costmodels.moe import expected_distinct_experts  # noqa: F401  (re-exported for callers)
 from costmodels.elementwise import (
     ADD_FLOPS_PER_ELEMENT,
     GATED_ACT_FLOPS_PER_ELEMENT,
@@ -34,14 +34,14 @@ from costmodels.elementwise import (
     elementwise,
     embedding_lookup,
 )
-from costmodels import gemm as gemm_ops
 from costmodels.linear_attention import linear_attention_bytes, linear_attention_flops
+from costmodels.moe import expected_distinct_experts  # noqa: F401  (re-exported for callers)
 from costmodels.numeric import num
 from costmodels.roofline import OpCost
 from simulator.deployment import Deployment
 from simulator.models.spec import Linear
-from simulator.parallel.comm import group_cost, group_shape
 from simulator.parallel import context
+from simulator.parallel.comm import group_cost, group_shape
 from simulator.parallel.experts import expert_plan
 
 # Projections whose output is cached (K/V, or the MLA latent); cross layers do not run them.

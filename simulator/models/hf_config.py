@@ -9,9 +9,9 @@ from the first spelling present.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
-
 
 from hwmodels.errors import InputError, validated
 from simulator.bounds import MAX_LAYERS, limit_message
