@@ -154,9 +154,13 @@ def serial_bound(times: list[OpTime]):
         top = np.maximum(top, value)  # the best total (small)
     out = best
     for code in range(low, high + 1):
+        if low != high:
+            takes = codes == code
+            if not takes.any():  # a code between the lowest and highest the operator never takes
+                continue
         wins = time_s > top - totals[code]
         if low != high:
-            wins &= codes == code
+            wins &= takes
         out = np.where(wins, np.int8(code), out)
     return out
 
