@@ -105,10 +105,11 @@ def test_active_params_follow_the_authors_convention(name, counts):
     assert imported.active_params() == pytest.approx(pub.active, rel=pub.rel_tol)
 
 
-# GLM-4.5's sizes (the GLM-4.5-Air config.json with the larger model's widths and depths, as the GLM-5
-# technical report's architecture table lists them beside GLM-5's: hidden 5120, dense MLP 12288, expert
-# 1536, 96 heads over 8 KV heads of 128, 160 routed experts (8 per token) and 1 shared, 3 dense + 89 MoE
-# layers, vocabulary 151,552, qk-norm on)
+# GLM-4.5's sizes: the GLM-4.5-Air config.json with the larger model's widths and depths, as the GLM-5
+# technical report's architecture table lists them beside GLM-5's (quoted at
+# https://glennklockwood.com/garden/GLM-5): hidden 5120, dense MLP 12288, expert 1536, 96 heads over 8 KV
+# heads of 128, 160 routed experts (8 per token) and 1 shared, 3 dense + 89 MoE layers, vocabulary
+# 151,552; qk-norm on (GLM-4.5's use_qk_norm)
 GLM_4_5 = {"hidden_size": 5120, "intermediate_size": 12288, "moe_intermediate_size": 1536, "n_routed_experts": 160,
            "num_hidden_layers": 92, "first_k_dense_replace": 3, "use_qk_norm": True, "_name_or_path": "zai-org/GLM-4.5"}
 
