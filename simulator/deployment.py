@@ -66,8 +66,8 @@ class Deployment:
     def hbm_bandwidth_bytes_per_s(self) -> float:
         return self.gpu.hbm_bandwidth_bytes_per_s
 
-    def cached(self, key: str, compute):
-        """``compute()`` once per deployment: configuration-only quantities (weights per GPU, parameter
+    def cached(self, key: str, compute, *args):
+        """``compute(*args)`` once per deployment: configuration-only quantities (weights per GPU, parameter
         sums) that every evaluation of the same deployment reuses. A ``replace``d copy starts empty."""
         memo = self.__dict__.get("_memo")
         if memo is None:
@@ -75,7 +75,7 @@ class Deployment:
         try:
             return memo[key]
         except KeyError:
-            value = memo[key] = compute()
+            value = memo[key] = compute(*args)
             return value
 
     @property

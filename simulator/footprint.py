@@ -23,7 +23,7 @@ from simulator.step import KV_PROJECTIONS
 
 def weight_bytes_per_gpu(dep: Deployment):
     """Every parameter once, sharded by tp (except replicated matrices) and by pp (once per deployment)."""
-    return dep.cached("weight_bytes_per_gpu", lambda: _weight_bytes_per_gpu(dep))
+    return dep.cached("weight_bytes_per_gpu", _weight_bytes_per_gpu, dep)
 
 
 def _weight_bytes_per_gpu(dep: Deployment):
@@ -89,7 +89,7 @@ def activation_bytes_per_sequence(dep: Deployment, new_tokens):
     plus the widest intermediate of a layer (q/k/v/o, or gate/up/act of the MLP or the routed experts),
     and the fp32 logits of its last position. Layers run one after another, so only one layer's
     intermediates are live (inference keeps no activations for a backward pass)."""
-    per_token, logits = dep.cached("activation_bytes", lambda: _activation_bytes(dep))
+    per_token, logits = dep.cached("activation_bytes", _activation_bytes, dep)
     return num(new_tokens) * per_token + logits
 
 

@@ -76,7 +76,7 @@ def active_params(model) -> int:
 def optimal_tokens_per_s_per_gpu(dep, params: float | None = None):
     """NanoFlow's optimum: achievable FLOP/s per GPU / (2 · active parameters)."""
     flops = dep.peak_flops_per_s if dep.achievable_flops_per_s is None else dep.achievable_flops_per_s
-    p = dep.cached("active_params", lambda: active_params(dep.model)) if params is None else params
+    p = dep.cached("active_params", active_params, dep.model) if params is None else params
     return np.asarray(flops, dtype=float) / (2.0 * p) if isinstance(flops, np.ndarray) else flops / (2.0 * p)
 
 
@@ -97,7 +97,7 @@ def _param_sums(model) -> dict[str, float]:
 def sparse_utilisation(dep, step):
     """MoE-CAP's (S-MBU, S-MFU) of a priced step (see the module docstring); ``step.tokens`` tokens
     computed, ``step.kv_read_bytes`` read by attention, ``step.attention_flops`` in the attention core."""
-    p = dep.cached("sparse_param_sums", lambda: _param_sums(dep.model))
+    p = dep.cached("sparse_param_sums", _param_sums, dep.model)
     # an expert-parallel group of ``edp`` attention replicas reads its experts once for all their tokens
     group = dep.placement.edp if dep.placement is not None else 1
     tokens = step.tokens

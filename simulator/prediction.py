@@ -113,7 +113,7 @@ class OperatorReport(_Out):
             "link_bytes": link_bytes, "time_s": time_s, "compute_s": compute_s, "memory_s": memory_s,
             "link_s": link_s, "overhead_s": overhead_s, "bound": bound, "collective": None, "group": None,
             "link": None, "algorithm": None, "ranks": None, "hidden_s": 0.0})
-        _set(obj, "__pydantic_fields_set__", set(_ROW_FIELDS))
+        _set(obj, "__pydantic_fields_set__", _ROW_FIELDS.copy())
         _set(obj, "__pydantic_extra__", None)
         _set(obj, "__pydantic_private__", None)
         return obj
@@ -142,7 +142,7 @@ class OperatorReport(_Out):
     hidden_s: float = 0.0
 
 
-_ROW_FIELDS = frozenset(OperatorReport.model_fields)
+_ROW_FIELDS = set(OperatorReport.model_fields)  # copied into each row (its own set, as pydantic keeps it)
 
 
 class ResourceTimes(_Out):

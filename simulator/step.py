@@ -147,9 +147,10 @@ class StepBuilder:
 
     # --- operator constructors -------------------------------------------------------------------
 
-    def _fused(self, linears: list[Linear]) -> list[tuple[str, list[Linear]]]:
-        """``_fused``, once per deployment and list of linears (configuration only)."""
-        return self.dep.cached(("fused", *(lin.name for lin in linears)), lambda: _fused(linears))
+    def _fused(self, linears: list[Linear], key: str | None = None) -> list[tuple[str, list[Linear]]]:
+        """``_fused``, once per deployment and list of linears (configuration only), found under ``key``
+        where the caller names the list, else under the linears' names."""
+        return self.dep.cached(("fused", key) if key else ("fused", *(lin.name for lin in linears)), _fused, linears)
 
     def _kernel(self, name, kind, count, flops, hbm_bytes, **meta):
         self.ops.append(StepOp(name, kind, count, flops, hbm_bytes, 0.0, 0.0, 0.0, self._peak, self._bw, **meta))
@@ -182,11 +183,16 @@ class StepBuilder:
     def _collective(self, name, collective, count, message_bytes, group, per_layer=True, overlap="", **span):
         """One collective of parallel ``group`` (tp, cp, ep, etp, pp), priced on the links the group spans
         (``simulator.parallel.comm``); ``span`` overrides the group's ranks / ranks per node."""
+        key = ("one_rank", name, collective, group, count, per_layer, overlap)
+        op = None if span else self._memo.get(key)
+        if op is not None:  # a one-rank collective of this deployment, built before
+            self.ops.append(op)
+            return
         size, _, intra, _ = group_shape(self.dep, group)
         if not span and isinstance(size, int | np.integer) and size == 1:
             # one rank: nothing moves (what the cost gives, cheaply); configuration only, so built once
             # per deployment (operators are never changed in place, techniques replace them)
-            self.ops.append(self.dep.cached(("one_rank", name, collective, count, per_layer, overlap), lambda: StepOp(
+            self.ops.append(self.dep.cached(key, lambda: StepOp(
                 name, "collective", count, link_bytes=0.0, link_latency_s=0.0, link_bandwidth_bytes_per_s=1.0,
                 per_layer=per_layer, collective=collective, group=group, link=intra.name, algorithm="ring", ranks=1,
                 overlap=overlap)))
@@ -247,7 +253,7 @@ class StepBuilder:
         the same tokens; the layer counts are configuration only (once per deployment)."""
         dep, shape = self.dep, self.shape
         split = shape.phase == "prefill" and "cross" in dep.cached("layer_kinds", lambda: dep.layer_kinds)
-        stacks = dep.cached(("stacks", split), lambda: _layer_stacks(dep, split))
+        stacks = dep.cached(("stacks", split), _layer_stacks, dep, split)
         if not split:
             return [(*stacks[0], shape)]
         last = StepShape(shape.batch, 1.0, num(shape.past_tokens) + shape.new_tokens - 1.0,
@@ -355,11 +361,12 @@ class StepBuilder:
             message = context.decode_gather_bytes(dep, shape.batch, shape.new_tokens, v_dim)
             self._collective(name + ".cp_all_gather", "all_gather", count, message, "cp")
 
-    def _ffn(self, prefix: str, linears: list[Linear], count: int, tokens, weight_copies=None, kind="gemm"):
+    def _ffn(self, prefix: str, linears: list[Linear], count: int, tokens, weight_copies=None, kind="gemm",
+             key: str | None = None):
         """gate/up GEMM, activation, down GEMM. ``weight_copies`` overrides how many weight sets are read
         (routed experts: the distinct experts the batch touches); ``kind`` is the GEMMs' operation kind."""
         dep, m = self.dep, self.model
-        for name, group in self._fused(linears):
+        for name, group in self._fused(linears, key):
             copies = 1.0 if weight_copies is None else weight_copies
             self._gemm(prefix + name, group, count, tokens, copies=copies, bias=False, kind=kind)
             if group[-1].name.endswith("up_proj"):
@@ -375,7 +382,8 @@ class StepBuilder:
         self._elementwise(prefix + ("mlp_norm" if dense else "moe_norm"), count, h, 1, 1, NORM_FLOPS_PER_ELEMENT,
                           self._sp(tokens))
         if dense:
-            self._ffn(prefix, self.dep.cached("dense_mlp_linears", m.dense_mlp_linears), count, tokens)
+            self._ffn(prefix, self.dep.cached("dense_mlp_linears", m.dense_mlp_linears), count, tokens,
+                      key="dense_mlp_linears")
         else:
             assert m.moe is not None
             plan = self._routed_experts(prefix, count, tokens)

@@ -20,7 +20,7 @@ def collective_fields(op, t) -> dict:
 def parallelism_report(ev) -> dict:
     """Degrees, placement, pipeline and communication share of the reported phase's step."""
     dep = ev.dep
-    out = dict(dep.cached("parallelism_report", lambda: _configuration(dep)))
+    out = dict(dep.cached("parallelism_report", _configuration, dep))
     out["overlap"] = dict(out["overlap"])
     phase = "decode" if "decode" in ev.steps and ev.phase != "prefill" else "prefill"
     step = ev.steps.get(phase)

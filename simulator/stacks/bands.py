@@ -112,13 +112,13 @@ def band_arrays(ev, work) -> tuple[dict[str, np.ndarray], str]:
     out: dict[str, np.ndarray] = {}
     bases = []
     if phase in ("prefill", "generate"):
-        src = dep.cached(("band_source", "prefill"), lambda: band_source(cal, dep.gpu.name, "prefill"))
+        src = dep.cached(("band_source", "prefill"), band_source, cal, dep.gpu.name, "prefill")
         bases.append(src["basis"])
         pre = ev.steps["prefill"].latency_s
         f_lo, f_hi = band_factors(b * prompt, prompt, src)
         out["prefill_lo_s"], out["prefill_hi_s"] = pre * f_lo, pre * f_hi
     if phase in ("decode", "generate"):
-        src = dep.cached(("band_source", "decode"), lambda: band_source(cal, dep.gpu.name, "decode"))
+        src = dep.cached(("band_source", "decode"), band_source, cal, dep.gpu.name, "decode")
         bases.append(src["basis"])
         context = ctx if phase == "decode" else prompt + _floats(work["output_len"]) / 2.0
         dec = a["latency_s"] if phase == "decode" else a["tpot_s"]
