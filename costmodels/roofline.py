@@ -69,8 +69,10 @@ def price(op: OpCost, profile: Profile) -> OpTime:
 
     A point (every size a scalar) is priced with Python floats (fields are floats, ``bound`` an int):
     the same formulas without numpy's per-call cost, which dominates on scalars."""
-    kind, kinds = op.kind, profile.kinds
-    eff = kinds[kind] if kind in kinds else profile.kind(kind)
+    kind = op.kind
+    eff = profile.kinds.get(kind)
+    if eff is None:  # an optional kind the profile lacks: its fallback
+        eff = profile.kind(kind)
     flops, hbm, count = op.flops, op.hbm_bytes, op.count
     if (type(flops) is float and type(hbm) is float and type(op.link_bytes) is float
             and type(op.peak_flops_per_s) is float and type(count) in (int, float)

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_valid
 from hwmodels.errors import InputError, unknown_name, validated
 from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
 
+_bisect_right = bisect.bisect_right
 SCHEMA_VERSION = 1
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -89,9 +90,9 @@ class Curve(BaseModel):
             return ys[0]
         if x >= xs[-1]:
             return ys[-1]
-        i = bisect.bisect_right(xs, x)
-        x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
-        return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        i = _bisect_right(xs, x)
+        x0, y0 = xs[i - 1], ys[i - 1]
+        return y0 + (ys[i] - y0) * (x - x0) / (xs[i] - x0)
 
     @classmethod
     def constant(cls, value: float) -> "Curve":
