@@ -181,10 +181,14 @@ class Deployment:
 
     def kv_resident_fraction(self) -> float:
         """Share of a request's KV cache held in device memory (the rest offloaded to the host)."""
+        if not self.techniques:
+            return 1.0
         return float(math.prod(tech.kv_resident_fraction(self) for tech in self.techniques))
 
     def kv_shared_fraction(self) -> float:
         """Share of a request's KV cache that is a prefix shared by every request on the GPU."""
+        if not self.techniques:
+            return 0.0
         return 1.0 - float(math.prod(1.0 - tech.kv_shared_fraction() for tech in self.techniques))
 
     def kv_shared_read_once(self) -> bool:

@@ -70,7 +70,9 @@ def kv_split(dep: Deployment, tokens):
     draft model's KV, eviction scores) on the first."""
     resident = layer_kv_bytes(dep, tokens) * dep.kv_resident_fraction()
     shared = dep.kv_shared_fraction()
-    own = resident * (1.0 - shared) + sum(tech.extra_request_bytes(dep, tokens) for tech in dep.techniques)
+    own = resident * (1.0 - shared)
+    if dep.techniques:
+        own = own + sum(tech.extra_request_bytes(dep, tokens) for tech in dep.techniques)
     return own, resident * shared
 
 

@@ -27,7 +27,8 @@ def parallelism_report(ev) -> dict:
     if step is None:
         return out
     comm = {}
-    for op, t in zip(step.ops, step.times):
+    # a collective moves data only in a group of more than one GPU (none when every degree is 1)
+    for op, t in zip(step.ops, step.times) if dep.cached("report_spans_gpus", _spans_gpus, dep) else ():
         if op.kind == "collective" and getattr(op, "group", ""):
             ranks = op.ranks
             if (ranks if type(ranks) is int else np.max(ranks)) > 1:
@@ -55,6 +56,10 @@ def _configuration(dep) -> dict:
         out.update(gpus_per_node=pl.gpus_per_node, num_nodes=pl.num_nodes, intra_link=pl.intra.name,
                    inter_link=pl.inter.name, groups=pl.describe())
     return out
+
+
+def _spans_gpus(dep) -> bool:
+    return any(np.max(d) > 1 for d in (dep.tp, dep.pp, dep.cp, dep.ep, dep.etp))
 
 
 def _mean(x) -> float:
