@@ -14,7 +14,13 @@ from simulator import metrics
 from simulator.checks import scenario_warnings
 from simulator.engine import AXES, PER_VALUE_AXES, evaluate
 from simulator.parallel.report import collective_fields, parallelism_report
-from simulator.prediction import MemoryReport, OperatorReport, Prediction, ResourceTimes
+from simulator.prediction import (
+    MemoryReport,
+    OperatorReport,
+    Prediction,
+    ResourceTimes,
+    row_fields_set,
+)
 from simulator.scenario import Scenario
 from simulator.technique_report import technique_effects
 
@@ -97,7 +103,7 @@ def _operator_reports(phase: str, step) -> list[OperatorReport]:
     no token takes) are left out. Rows are built without re-validation: every value is one we made, of
     its field's type."""
     rows = []
-    row = OperatorReport.kernel_row
+    row, fields = OperatorReport.kernel_row, row_fields_set()
     for op, t in zip(step.ops, step.times):
         count, time_s, flops, nbytes = op.count, t.time_s, op.flops, op.hbm_bytes
         if type(time_s) is float and type(flops) is float and type(nbytes) is float \
@@ -114,7 +120,7 @@ def _operator_reports(phase: str, step) -> list[OperatorReport]:
                 continue
             rows.append(row(op.name, op.kind, phase, count if type(count) is int else int(round(count)),
                             flops * count, nbytes * count, op.link_bytes * count, time_s, t.compute_s,
-                            t.memory_s, t.link_s, t.overhead_s, BOUND_NAMES[t.bound]))
+                            t.memory_s, t.link_s, t.overhead_s, BOUND_NAMES[t.bound], fields))
             continue
         time_s = _scalar(time_s)  # generate's decode: the mean over the generation
         hidden = _scalar(getattr(t, "hidden_s", 0.0))

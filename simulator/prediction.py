@@ -104,16 +104,18 @@ class OperatorReport(_Out):
 
     @classmethod
     def kernel_row(cls, name, kind, phase, count, flops, nbytes, link_bytes, time_s, compute_s, memory_s, link_s,
-                   overhead_s, bound) -> "OperatorReport":
+                   overhead_s, bound, fields_set: set | None = None) -> "OperatorReport":
         """``trusted`` of a row that is no collective (its collective fields empty), every value already of
-        its field's type: the breakdown of a point, built without re-validation."""
+        its field's type: the breakdown of a point, built without re-validation. ``fields_set``: the set of
+        every field name the rows of one breakdown share (pydantic copies it before any change: a frozen
+        row is never assigned to, ``model_copy`` copies it first); default: a set of its own."""
         obj = _new(cls)
         _set(obj, "__dict__", {
             "name": name, "kind": kind, "phase": phase, "count": count, "flops": flops, "bytes": nbytes,
             "link_bytes": link_bytes, "time_s": time_s, "compute_s": compute_s, "memory_s": memory_s,
             "link_s": link_s, "overhead_s": overhead_s, "bound": bound, "collective": None, "group": None,
             "link": None, "algorithm": None, "ranks": None, "hidden_s": 0.0})
-        _set(obj, "__pydantic_fields_set__", _ROW_FIELDS.copy())
+        _set(obj, "__pydantic_fields_set__", _ROW_FIELDS.copy() if fields_set is None else fields_set)
         _set(obj, "__pydantic_extra__", None)
         _set(obj, "__pydantic_private__", None)
         return obj
@@ -142,7 +144,12 @@ class OperatorReport(_Out):
     hidden_s: float = 0.0
 
 
-_ROW_FIELDS = set(OperatorReport.model_fields)  # copied into each row (its own set, as pydantic keeps it)
+_ROW_FIELDS = set(OperatorReport.model_fields)
+
+
+def row_fields_set() -> set[str]:
+    """Every field name of a breakdown row: the fields-set a breakdown's rows share (``kernel_row``)."""
+    return _ROW_FIELDS.copy()
 
 
 class ResourceTimes(_Out):

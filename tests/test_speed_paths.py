@@ -72,6 +72,12 @@ def test_trusted_predictions_equal_validated_ones(kw):
     assert set(p.__dict__) == set(Prediction.model_fields)
     for row in p.breakdown:
         assert OperatorReport.model_validate(row.model_dump()) == row
+    # a point's rows share one fields-set; pydantic copies it before a change, so one row's copy leaves the
+    # others be
+    before = [set(row.model_fields_set) for row in p.breakdown]
+    copied = p.breakdown[0].model_copy(update={"name": "renamed", "unknown_field": 1})
+    assert copied.name == "renamed" and p.breakdown[0].name != "renamed"
+    assert [row.model_fields_set for row in p.breakdown] == before
 
 
 @pytest.mark.parametrize("phase", ["decode", "prefill", "generate"])
