@@ -87,8 +87,11 @@ def scenario_warnings(scenario, dep) -> list[str]:
     what, tokens = sequence_tokens(scenario)
     # the deployment is resolved from everything of the scenario but its workload: the GPU count, layout
     # and weight format give the same warnings every time (``Deployment.cached``)
-    fixed = dep.cached("configuration_warnings", lambda: [
-        idle_gpus_warning(scenario.hardware.num_gpus, dep.tp if type(dep.tp) is int else int(np.max(dep.tp)), dep.pp,
-                          int(getattr(scenario.parallelism, "cp", 1))),
-        checkpoint_warning(dep.model, scenario.precision.weights)])
+    fixed = dep.cached("configuration_warnings", _configuration_warnings, scenario, dep)
     return [w for w in (context_warning(dep.model, tokens, what), *fixed) if w]
+
+
+def _configuration_warnings(scenario, dep) -> list[str | None]:
+    tp = dep.tp if type(dep.tp) is int else int(np.max(dep.tp))
+    return [idle_gpus_warning(scenario.hardware.num_gpus, tp, dep.pp, int(getattr(scenario.parallelism, "cp", 1))),
+            checkpoint_warning(dep.model, scenario.precision.weights)]
