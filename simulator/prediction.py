@@ -46,12 +46,43 @@ class _Out(BaseModel):
                 if name not in values:
                     values[name] = list(default) if isinstance(default, list) else default
             values = {name: values[name] for name in spec[0]}
-        obj = object.__new__(cls)
-        object.__setattr__(obj, "__dict__", values)
-        object.__setattr__(obj, "__pydantic_fields_set__", given)
-        object.__setattr__(obj, "__pydantic_extra__", None)
-        object.__setattr__(obj, "__pydantic_private__", None)
-        return obj
+        return _instance(cls, values, given)
+
+    @classmethod
+    def ordered(cls, values: tuple):
+        """``trusted`` from a value for every field, in the schema's order."""
+        return cls.from_trusted_dict(dict(zip(_field_names(cls), values)))
+
+    @classmethod
+    def from_trusted_dict(cls, values: dict):
+        """``trusted`` from a dict of every field in the schema's order (the breakdown rows), kept as is."""
+        names = _FIELD_SETS.get(cls)
+        if names is None:
+            names = _FIELD_SETS[cls] = set(_field_names(cls))
+        return _instance(cls, values, names.copy())
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_FIELD_SETS: dict[type, set[str]] = {}
+
+
+def _field_names(cls) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(cls.model_fields)
+    return names
+
+
+_new, _set = object.__new__, object.__setattr__
+
+
+def _instance(cls, values: dict, fields_set: set):
+    obj = object.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
 
 
 class MemoryReport(_Out):
@@ -70,6 +101,24 @@ class MemoryReport(_Out):
 
 class OperatorReport(_Out):
     """One operator of the step, summed over its launches (per GPU)."""
+
+    @classmethod
+    def kernel_row(cls, name, kind, phase, count, flops, nbytes, link_bytes, time_s, compute_s, memory_s, link_s,
+                   overhead_s, bound, fields_set: set | None = None) -> "OperatorReport":
+        """``trusted`` of a row that is no collective (its collective fields empty), every value already of
+        its field's type: the breakdown of a point, built without re-validation. ``fields_set``: the set of
+        every field name the rows of one breakdown share (pydantic copies it before any change: a frozen
+        row is never assigned to, ``model_copy`` copies it first); default: a set of its own."""
+        obj = _new(cls)
+        _set(obj, "__dict__", {
+            "name": name, "kind": kind, "phase": phase, "count": count, "flops": flops, "bytes": nbytes,
+            "link_bytes": link_bytes, "time_s": time_s, "compute_s": compute_s, "memory_s": memory_s,
+            "link_s": link_s, "overhead_s": overhead_s, "bound": bound, "collective": None, "group": None,
+            "link": None, "algorithm": None, "ranks": None, "hidden_s": 0.0})
+        _set(obj, "__pydantic_fields_set__", _ROW_FIELDS.copy() if fields_set is None else fields_set)
+        _set(obj, "__pydantic_extra__", None)
+        _set(obj, "__pydantic_private__", None)
+        return obj
 
     name: str
     kind: str  # the profile's operation kind: gemm, attention_prefill, attention_decode, memory, collective, ...
@@ -93,6 +142,14 @@ class OperatorReport(_Out):
     algorithm: str | None = None
     ranks: int | None = None
     hidden_s: float = 0.0
+
+
+_ROW_FIELDS = set(OperatorReport.model_fields)
+
+
+def row_fields_set() -> set[str]:
+    """Every field name of a breakdown row: the fields-set a breakdown's rows share (``kernel_row``)."""
+    return _ROW_FIELDS.copy()
 
 
 class ResourceTimes(_Out):
