@@ -143,6 +143,8 @@ def _scaled(size, factor, curve):
     factor."""
     if len(curve.efficiency) == 1:
         return size * (factor / curve.efficiency[0])
+    if size.ndim and np.ndim(factor) == 0 and size.dtype == np.float64:
+        return curve.size_over(size, float(factor))
     eff = curve(size)
     if not isinstance(eff, np.ndarray) or eff.shape != np.broadcast_shapes(eff.shape, np.shape(factor)):
         return size * (factor / eff)

@@ -97,6 +97,21 @@ class Curve(BaseModel):
         x = np.log10(x, out=x) if isinstance(x, np.ndarray) else np.log10(x)  # in place: a new array
         return np.interp(x, self.log10_size, self.efficiency)
 
+    def size_over(self, size: np.ndarray, factor: float) -> np.ndarray:
+        """``size * factor / self(size)`` for an array ``size`` and a scalar ``factor``, in one new array
+        (a sweep's grid is allocated once and passed over three times): the knots are divided by
+        ``factor`` before interpolating, and sizes are not clamped to 1 where the first knot is at 1 or
+        above (log10 of a size below 1, or -inf at 0, is then below every knot, as log10 of 1 is)."""
+        xs = self.log10_size
+        if xs[0] >= 0.0:
+            with np.errstate(divide="ignore"):
+                x = np.log10(size)
+        else:
+            x = np.maximum(size, 1.0)
+            np.log10(x, out=x)
+        eff = np.interp(x, xs, [y / factor for y in self.efficiency])
+        return np.divide(size, eff, out=x)
+
     def at(self, size: float) -> float:
         """``self(size)`` for one scalar size, in floats (no numpy call; the point path of pricing)."""
         xs, ys = self.log10_size, self.efficiency

@@ -156,7 +156,7 @@ def sweep(scenario: Scenario | Mapping[str, Any] | None = None, **axes: Any) -> 
     sc = as_scenario(scenario)
     per_value = [name for name in axes if name in PER_VALUE_AXES]
     if not per_value:
-        ev = evaluate(sc, axes)
+        ev = evaluate(sc, axes, operators=False)
         out = SweepResult(ev.arrays)
         out.axes = {name: np.ravel(arr) for name, arr in ev.axes.items()}
         return out
@@ -166,7 +166,7 @@ def sweep(scenario: Scenario | Mapping[str, Any] | None = None, **axes: Any) -> 
     for combo in itertools.product(*values.values()):
         overrides = {AXES[name]: value for name, value in zip(values, combo)}
         try:
-            results.append(evaluate(sc.with_overrides(**overrides), inner))
+            results.append(evaluate(sc.with_overrides(**overrides), inner, operators=False))
         except InputError as exc:
             where = ", ".join(f"{name}={value}" for name, value in zip(values, combo))
             raise InputError(exc.field, f"{exc.message} (at {where})") from None

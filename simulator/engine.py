@@ -292,6 +292,18 @@ def _integrate(step: StepResult, scale) -> StepResult:
                       mean(step.attention_flops), mean(step.tokens))
 
 
+def _summed_only(step: StepResult) -> StepResult:
+    """``step`` without its operators and their times (``evaluate(operators=False)``)."""
+    return replace(step, ops=[], times=[])
+
+
+def _latency_only(step: StepResult) -> StepResult:
+    """``step`` with its latency, bound and resource times only (what ``evaluate(operators=False)`` still
+    reads once the metrics are made); its other sums are zero."""
+    return StepResult([], [], step.latency_s, step.bound, step.sm_time_s, step.hbm_time_s, step.link_time_s,
+                      step.overhead_s, 0.0, 0.0)
+
+
 def _pick(condition, if_true: StepResult, if_false: StepResult) -> StepResult:
     """Element-wise choice between two steps' combined quantities (operator lists are not merged)."""
     def pick(name):
@@ -311,9 +323,12 @@ def _blend(share, a: StepResult, b: StepResult) -> StepResult:
     return StepResult(main.ops, main.times, bound=main.bound, **values)
 
 
-def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evaluation:
+def evaluate(scenario: Scenario, axes: dict[str, object] | None = None, operators: bool = True) -> Evaluation:
     """All outputs of a scenario as arrays over ``axes``, each spanning every axis (one a phase ignores,
-    such as context_len in prefill, is broadcast along)."""
+    such as context_len in prefill, is broadcast along). ``operators=False`` (a sweep, which returns only
+    the outputs) keeps no step's operators and their times: their grid-sized arrays are freed as soon as a
+    step is summed, so the outputs take their memory instead of fresh pages."""
+    keep = (lambda step: step) if operators else _summed_only
     ax = _axis_arrays(axes or {})
     dep, work = resolve(scenario, ax)
     phase = scenario.workload.phase
@@ -327,7 +342,7 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
 
     if phase in ("prefill", "generate"):
         pre, pre_new = prefill_step(dep, b, prompt, overlap)
-        ev.steps["prefill"] = pre
+        ev.steps["prefill"] = pre = keep(pre)
     if phase == "prefill":
         a["latency_s"] = pre.latency_s
         a["tokens_per_s"] = replicas * bf * prompt / pre.latency_s
@@ -335,7 +350,7 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         main = pre
     elif phase == "decode":
         shape = dep.transform_shape(StepShape(b, 1.0, ctx, "decode"))
-        dec = run_step(dep, shape, overlap)
+        dec = keep(run_step(dep, shape, overlap))
         ev.steps["decode"] = main = dec
         a["latency_s"] = dec.latency_s
         a["tokens_per_s"] = replicas * bf * per_step / dec.latency_s
@@ -350,7 +365,7 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         nodes = np.asarray(prompt, dtype=float)[..., None] + np.maximum(steps - 1.0, 0.0)[..., None] * _GL_X
         dep_nodes = _with_trailing_axis(dep)
         shape = dep_nodes.transform_shape(StepShape(np.asarray(bf, dtype=float)[..., None], 1.0, nodes, "decode"))
-        dec = _integrate(run_step(dep_nodes, shape, overlap), 1.0)  # the mean decode step of the generation
+        dec = keep(_integrate(run_step(dep_nodes, shape, overlap), 1.0))  # the mean decode step of the generation
         # Sarathi-Serve's trade-off: decode steps that carry a prompt chunk are slower (TPOT), but the
         # chunks prefill the next batch's prompts, so in steady state that share of its prefill is done
         # (credited) and the serving cycle is shorter than prefill + decode. Steps carry a chunk only while
@@ -360,7 +375,7 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         credited = 0.0
         if np.any(chunk):
             plain = replace(shape, chunk_tokens=0.0, chunk_past=0.0)
-            pure = _integrate(run_step(dep_nodes, plain, overlap), 1.0)
+            pure = keep(_integrate(run_step(dep_nodes, plain, overlap), 1.0))
             # (a generation of one token has no decode step to carry a chunk: nothing is credited)
             decode_steps = steps / per_step
             mixed = np.minimum(np.ceil(pre.tokens / np.maximum(chunk, 1.0)), decode_steps)
@@ -386,11 +401,14 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         a[key] = getattr(main, key)
     a["mfu"] = metrics.mfu(main, dep)
     a["mbu"] = metrics.mbu(main, dep)
+    # MoE-CAP's sparsity-aware utilisation of the step that sets the pace, and NanoFlow's optimum
+    sparse = metrics.sparse_utilisation(dep, pre if phase == "prefill" else dec)
+    if not operators:  # the steps' sums not in the outputs are spent: freed before the outputs still to come
+        ev.steps = {name: _latency_only(step) for name, step in ev.steps.items()}
+        pre = dec = main = None
     decode_new = dep.transform_shape(StepShape(1.0, 1.0, cached, "decode")).new_tokens
     a.update(memory_arrays(dep, b, cached, new, decode_new))
-
-    # MoE-CAP's sparsity-aware utilisation of the step that sets the pace, and NanoFlow's optimum
-    a["s_mbu"], a["s_mfu"] = metrics.sparse_utilisation(dep, pre if phase == "prefill" else dec)
+    a["s_mbu"], a["s_mfu"] = sparse
     gpus_used = replicas * dep.tp * dep.pp
     optimum = metrics.optimal_tokens_per_s_per_gpu(dep)
     a["optimal_tokens_per_s_per_gpu"] = optimum

@@ -143,3 +143,33 @@ def test_cached_fast_paths_equal_a_fresh_array_evaluation(model, phase, batch, c
                 assert getattr(got, field) == pytest.approx(value, rel=1e-12, abs=1e-300), (got.name, field)
             else:
                 assert getattr(got, field) == value, (got.name, field)
+
+
+@settings(max_examples=60, deadline=None)
+@given(first=st.floats(-2.0, 3.0), steps=st.lists(st.floats(0.1, 3.0), min_size=1, max_size=6),
+       effs=st.lists(st.floats(0.05, 1.0), min_size=7, max_size=7), factor=st.floats(1e-15, 1e-3),
+       sizes=st.lists(st.one_of(st.just(0.0), st.floats(1e-3, 1e16)), min_size=1, max_size=20))
+def test_curve_size_over_equals_size_times_factor_over_efficiency(first, steps, effs, factor, sizes):
+    """A sweep's one-array ``size * factor / curve(size)`` equals the formula, sizes 0 and below 1 included,
+    for curves that start below and above a size of 1."""
+    xs = [first]
+    for step in steps:
+        xs.append(xs[-1] + step)
+    curve = hwmodels.profile.Curve(log10_size=xs, efficiency=effs[:len(xs)])
+    size = np.asarray(sizes, dtype=float)
+    expected = size * factor / curve(size)
+    np.testing.assert_allclose(curve.size_over(size, factor), expected, rtol=1e-12, atol=0.0)
+    assert not np.shares_memory(curve.size_over(size, factor), size)  # a new array: the size is not written
+
+
+def test_a_sweep_keeps_no_operators_and_equals_the_evaluation_that_does():
+    """``sweep`` evaluates without keeping its steps' operators (their arrays freed early); the outputs equal
+    those of an evaluation that keeps them."""
+    sc = Scenario().with_overrides(**{"workload.phase": "generate",
+                                      "techniques": [{"name": "chunked_prefill", "chunk_tokens": 256}]})
+    axes = {"batch_size": np.array([1, 8, 64]), "context_len": np.array([512, 4096]), "prompt_len": [256, 2048]}
+    kept = evaluate(sc, axes)
+    assert kept.steps["decode"].ops
+    grid = sweep(sc, **axes)
+    for key, value in kept.arrays.items():
+        np.testing.assert_array_equal(grid[key], value, err_msg=key)
