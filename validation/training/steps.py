@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from simulator.models import get_model
+from validation.bench import event_times
 from validation.training.model import from_spec
 from validation.training.optim import MixedAdamW
 
@@ -81,18 +82,6 @@ HELD_OUT = [
 CASE_SETS = {"validation": CASES, "held-out": HELD_OUT}
 
 
-def _event_times(fn, n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e-3)
-    return times
-
-
 def run_case(model_name: str, precision: str, recompute: str, micro_batch: int, seq_len: int, *,
              device="cuda", repeats: int = 4, warmup: int = 2, capture: bool | None = None,
              graph_repeats: int = 6) -> dict[str, Any]:
@@ -136,7 +125,7 @@ def run_case(model_name: str, precision: str, recompute: str, micro_batch: int, 
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             losses = []
-            times = _event_times(lambda: losses.append(step()), repeats)
+            times = event_times(lambda: losses.append(step()), repeats)
             loss = losses[-1]
             del losses
         else:
@@ -153,7 +142,7 @@ def run_case(model_name: str, precision: str, recompute: str, micro_batch: int, 
         del loss  # the last step's autograd graph holds AccumulateGrad nodes of the default stream
         if cuda:
             case["kernels"] = profile_step(step)
-            case["optimizer_step_s"] = statistics.median(_event_times(opt.step, 3))
+            case["optimizer_step_s"] = statistics.median(event_times(opt.step, 3))
         if capture:
             case.update(graph_time(model, opt, ids, labels, precision, graph_repeats))
     except torch.OutOfMemoryError:
@@ -244,7 +233,7 @@ def graph_time(model, opt, ids, labels, precision: str, repeats: int) -> dict[st
         with torch.cuda.graph(graph):
             static_loss = body()
         graph.replay()
-        times = _event_times(graph.replay, repeats)
+        times = event_times(graph.replay, repeats)
         out = {"graph_step_time_s": statistics.median(times), "graph_step_times_s": times,
                "graph_loss": float(static_loss), "graph_peak_bytes": float(torch.cuda.max_memory_allocated())}
         if not torch.isfinite(static_loss):
