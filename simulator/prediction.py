@@ -73,15 +73,22 @@ def _field_names(cls) -> tuple[str, ...]:
     return names
 
 
-_new, _set = object.__new__, object.__setattr__
+_new = object.__new__
+# the setters of the instance attributes every pydantic model has (its __dict__ and three slots), called
+# directly: what object.__setattr__ finds for these names, without the lookup
+_SLOTS = BaseModel.__dict__
+_set_dict = _SLOTS["__dict__"].__set__
+_set_fields_set = _SLOTS["__pydantic_fields_set__"].__set__
+_set_extra = _SLOTS["__pydantic_extra__"].__set__
+_set_private = _SLOTS["__pydantic_private__"].__set__
 
 
 def _instance(cls, values: dict, fields_set: set):
-    obj = object.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", fields_set)
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    obj = _new(cls)
+    _set_dict(obj, values)
+    _set_fields_set(obj, fields_set)
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
 
 
@@ -126,10 +133,10 @@ class OperatorReport(_Out):
         values["link_s"] = link_s
         values["overhead_s"] = overhead_s
         values["bound"] = bound
-        _set(obj, "__dict__", values)
-        _set(obj, "__pydantic_fields_set__", _ROW_FIELDS.copy() if fields_set is None else fields_set)
-        _set(obj, "__pydantic_extra__", None)
-        _set(obj, "__pydantic_private__", None)
+        _set_dict(obj, values)
+        _set_fields_set(obj, _ROW_FIELDS.copy() if fields_set is None else fields_set)
+        _set_extra(obj, None)
+        _set_private(obj, None)
         return obj
 
     name: str
