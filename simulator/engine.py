@@ -423,20 +423,20 @@ def _span(a: dict, axes: dict[str, np.ndarray]) -> None:
     """Every output over the full shape of the axes; a point's as Python scalars. Non-finite values are
     refused."""
     if not axes:
-        point = {}
+        converted = {}  # numpy scalars as Python ones; Python floats and ints stay as they are
+        isfinite = math.isfinite
         for key, value in a.items():
             if type(value) is not float:
                 if isinstance(value, np.ndarray | np.generic):
                     if np.ndim(value):
                         break
-                    value = value.item()
+                    value = converted[key] = value.item()
                 elif not isinstance(value, int | float):
                     break
-            if type(value) is float and not math.isfinite(value):
+            if type(value) is float and not isfinite(value):
                 raise InputError(key, "the model produced a non-finite value; check the scenario's sizes")
-            point[key] = value
         else:
-            a.update(point)
+            a.update(converted)
             return
     shape = np.broadcast_shapes(*(np.shape(v) for v in a.values()), *(np.shape(v) for v in axes.values()))
     if shape == ():  # a point with a value of another scalar type
