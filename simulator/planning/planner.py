@@ -21,9 +21,14 @@ STEP_BOUND = {"compute": "compute (tensor-core FLOP/s)", "memory": "HBM bandwidt
               "overhead": "kernel-launch overhead"}
 
 
+def _lane_kv(space: Space, kind) -> np.ndarray:
+    """Sequences whose KV fits per batch in flight (a pp-stage replica's lanes share its blocks)."""
+    return space.tables.kv_capacity[kind] / space.tables.lane_count()[kind]
+
+
 def _dedupe(space: Space, rows: Rows, idx: np.ndarray) -> np.ndarray:
     """Keep the first row (in ``idx`` order) per distinct configuration (``_key``)."""
-    eff = np.minimum(rows.cap[idx], space.tables.kv_capacity[rows.d_kind[idx]])
+    eff = np.minimum(rows.cap[idx], _lane_kv(space, rows.d_kind[idx]))
     key = np.stack([rows.kind[idx], rows.d_kind[idx], rows.replicas[idx], rows.d_replicas[idx], eff], axis=1)
     _, first = np.unique(key, axis=0, return_index=True)
     return idx[np.sort(first)]
@@ -31,7 +36,7 @@ def _dedupe(space: Space, rows: Rows, idx: np.ndarray) -> np.ndarray:
 
 def _key(space: Space, rows: Rows, i: int) -> tuple:
     """A configuration's identity: layouts, replicas and the batch cap clipped to what KV memory holds."""
-    cap = min(rows.cap[i], space.tables.kv_capacity[rows.d_kind[i]])
+    cap = min(rows.cap[i], _lane_kv(space, rows.d_kind[i]))
     return int(rows.kind[i]), int(rows.d_kind[i]), float(rows.replicas[i]), float(rows.d_replicas[i]), float(cap)
 
 
@@ -45,13 +50,14 @@ def _ranked(rows: Rows, mask: np.ndarray) -> np.ndarray:
 def _bound(req: PlanRequest, space: Space, rows: Rows, i: int) -> str:
     """The limit the plan uses most of (an SLO, or capacity), and what bounds its decode steps."""
     m = rows.m
-    memory = space.tables.kv_capacity[rows.d_kind[i]] < rows.cap[i]
+    memory = _lane_kv(space, rows.d_kind[i]) < rows.cap[i]
     capacity = ("capacity, set by KV-cache memory (fewer sequences fit than the batch cap)" if memory
                 else "capacity (the request rate near the most it can serve)")
     ratios = {f"the p{req.percentile:g} TTFT SLO": m["ttft_pct_s"][i] / req.slo_ttft_s,
               f"the p{req.percentile:g} TPOT SLO": m["tpot_pct_s"][i] / req.slo_tpot_s, capacity: m["load"][i]}
     name, value = max(ratios.items(), key=lambda kv: kv[1])
-    b = int(np.round(np.interp(m["batch_mean"][i] + 1.0, space.tables.grid,
+    lane = 1.0 + m["batch_mean"][i] / space.tables.lane_count()[rows.d_kind[i]]  # a batch in flight
+    b = int(np.round(np.interp(lane, space.tables.grid,
                                space.decode_bound[rows.d_kind[i]].astype(float))))
     return f"{name} ({value:.0%} used); decode steps are bound by {STEP_BOUND[BOUND_NAMES[b]]}"
 

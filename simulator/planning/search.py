@@ -151,7 +151,8 @@ def evaluate(req: PlanRequest) -> tuple[Space, Rows, int]:
     chunk = req.max_num_batched_tokens if req.chunked_prefill else 0
     P, cv2, O = req.lengths()
     space = build(req.model, gpus, req.techniques, P, O, pp_options=tuple(req.pp_options),
-                  max_tp=req.max_tp, max_nodes=req.max_nodes, chunk_tokens=chunk, calibration=req.calibration)
+                  max_tp=req.max_tp, max_nodes=req.max_nodes, chunk_tokens=chunk,
+                  budget_tokens=req.max_num_batched_tokens, max_num_seqs=max(req.batch_caps), calibration=req.calibration)
     pk = _per_kind(space, prices)
     rows = _colocated_rows(req, space, pk, P, cv2, O)
     searched = len(rows)

@@ -10,11 +10,16 @@ the groups on the cluster and prices each collective on the slowest link it span
 (``simulator.parallel``): a TP 16 all-reduce over two DGX H100s runs over InfiniBand, TP 8 x PP 2 keeps
 the all-reduce on NVLink and sends activations between the stages over InfiniBand.
 
-A kind's tables hold what the fast path needs (``simulator.serving.analytic.StepTables``): decode
-steps of b sequences at the mean context P + O/2 over ``BATCH_GRID``, the same steps carrying one
-prefill chunk (Sarathi-Serve's mixed batch, priced as the DES prices it: ``StepShape(b, 1, context,
-"decode", chunk_tokens=C, chunk_past=...)``), one prompt's prefill, tokens per step, and the number of
-sequences whose KV cache fits at P + O.
+A kind's tables are the serving fast path's (``simulator.serving.analytic.StepTables``), priced by
+``simulator.serving.tables.price`` exactly as ``simulator.serving.tables.step_tables`` prices one
+replica for the simulation's comparison (one home for the serving pricing): decode steps of b sequences
+at the mean context P + O/2 over ``BATCH_GRID``, the same steps carrying one prompt's chunk and a full
+budget of prompt tokens (the convex extra time of prompts sharing a step), one prompt's prefill, tokens
+per step; for a pp-stage kind, one micro-batch's trip through all stages and pp lanes (vLLM's batch
+queue: ``simulator.serving.lanes``). KV memory is the simulation's block count (``kvcache.kv_blocks``):
+a kind is left out when one request's full context P + O does not fit, and its batch is capped by the
+sequences that fit in the steady state, at P + O/2 each (``tables.kv_sequences``: vLLM allocates blocks
+as tokens are computed).
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwmodels import InputError, get_accelerator
-from simulator.engine import resolve, run_step
-from simulator.footprint import kv_bytes_per_request, memory_arrays
+from simulator.engine import resolve
 from simulator.models import get_model
 from simulator.parallel import cluster_links
 from simulator.scenario import Scenario
 from simulator.serving.analytic import BATCH_GRID, StepTables
-from simulator.step import StepShape
+from simulator.serving.config import ServeConfig
+from simulator.serving.kvcache import kv_blocks
+from simulator.serving.tables import holds_one, kv_sequences, price
 
 # Precision switches the planner may turn on (the others, speculative and prefix_cache, are techniques).
 PRECISION_SWITCHES = {"fp8_weights": ("weights", "fp8"), "fp8_kv": ("kv_cache", "fp8")}
@@ -152,47 +158,48 @@ def layouts(model, node_gpus: int, max_tp: int, pp_options, max_nodes: int) -> l
     return sorted(out, key=lambda layout: (layout[1], layout[0]))
 
 
-def _price(dep, overlap, P: float, O: float, new_prompt: float, chunk_tokens: int, width: int) -> dict[str, np.ndarray]:
-    """One deployment's tables, (G, width) or (width,): decode and mixed steps over the batch grid, the
-    decode steps' bound codes, one prompt's prefill, sequences whose KV fits, one prompt's KV bytes."""
-    g = BATCH_GRID.reshape(-1, 1)
-    ctx = P + O / 2.0
-    step = run_step(dep, dep.transform_shape(StepShape(g, 1.0, ctx, "decode")), overlap)
-    if chunk_tokens:
-        c = min(float(chunk_tokens), new_prompt)
-        past = P - new_prompt + (new_prompt - c) / 2.0
-        mixed = run_step(dep, dep.transform_shape(StepShape(g, 1.0, ctx, "decode", chunk_tokens=c, chunk_past=past)),
-                         overlap).latency_s
-        alone = np.ceil(new_prompt / c) * run_step(dep, StepShape(1.0, c, past, "prefill"), overlap).latency_s
-    else:
-        mixed = step.latency_s
-        alone = run_step(dep, StepShape(1.0, new_prompt, P - new_prompt, "prefill"), overlap).latency_s
-    grid, flat = (g.size, width), (1, width)
-    return {"decode": np.broadcast_to(step.latency_s, grid), "bound": np.broadcast_to(step.bound, grid),
-            "mixed": np.broadcast_to(mixed, grid), "prefill": np.broadcast_to(alone, flat).ravel(),
-            "kvcap": np.broadcast_to(memory_arrays(dep, 1.0, P + O, 1.0)["max_concurrency"], flat).ravel(),
-            "kvreq": np.broadcast_to(kv_bytes_per_request(dep, P), flat).ravel()}
+def _price(dep, overlap, P: float, O: float, new_prompt: float, chunk_tokens: int, budget_tokens: int, width: int,
+           sizing: dict) -> dict[str, np.ndarray]:
+    """One deployment's tables, (G, width) or (width,): the serving tables (``simulator.serving.tables.price``),
+    the decode steps' bound codes, the sequences whose KV fits in the steady state, whether one request's
+    full context fits, and one prompt's KV bytes per GPU (what disaggregation transfers)."""
+    rows = price(dep, overlap, P, O, new_prompt, chunk_tokens, budget_tokens)
+    size = sizing["block_size"]
+    blocks = kv_blocks(dep, size, sizing["max_num_seqs"], budget_tokens, sizing["context_len"])
+    grid, flat = (BATCH_GRID.size, width), (1, width)
+    return {**{key: np.broadcast_to(rows[key], grid) for key in ("decode", "bound", "mixed", "full")},
+            "prefill": np.broadcast_to(rows["prefill"], flat).ravel(),
+            "kvcap": np.broadcast_to(kv_sequences(blocks["blocks"], P, O, size), flat).ravel(),
+            "fits": np.broadcast_to(holds_one(blocks["blocks"], P, O, size), flat).ravel(),
+            "kvreq": np.broadcast_to(P * blocks["kv_bytes_per_token"], flat).ravel()}
 
 
 def build(model, gpus: list[str], allowed: list[dict], prompt_len: float, output_len: float, *,
           pp_options=(1,), max_tp: int = GPUS_PER_NODE, max_nodes: int = 1, chunk_tokens: int = 0,
-          calibration="auto") -> Space:
+          budget_tokens: int = 2048, max_num_seqs: int = 256, calibration="auto") -> Space:
     """Kinds over GPUs x layouts (TP x PP, and EP = TP for MoE models) x technique sets, with their step
-    tables (kinds that cannot hold the weights and one request's KV are left out)."""
+    tables (kinds that cannot hold the weights and one request's KV are left out). ``chunk_tokens`` is
+    the budget under chunked prefill, 0 for prefill-first; ``budget_tokens`` (vLLM max_num_batched_tokens)
+    and ``max_num_seqs`` (the largest batch cap) size the activations the KV blocks leave room for, as the
+    simulation sizes them; blocks are of the simulation's default size."""
     P, O = float(prompt_len), float(output_len)
     spec = get_model(model)
-    kinds, unfit, rows = [], [], {k: [] for k in ("kvreq", "bound", "decode", "mixed", "prefill", "kstep", "kvcap",
-                                                  "chunk", "new")}
+    budget = int(chunk_tokens or budget_tokens)
+    sizing = {"block_size": ServeConfig().block_size, "max_num_seqs": int(max_num_seqs),
+          "context_len": Scenario().workload.context_len}  # the simulation sizes a block at the default context
+    kinds, unfit, rows = [], [], {k: [] for k in ("kvreq", "bound", "decode", "mixed", "full", "prefill", "kstep",
+                                                  "kvcap", "chunk", "new", "lanes")}
 
     def add(kind, priced, i, dep, new_prompt):
-        if priced["kvcap"][i] < 1:
+        if not priced["fits"][i] or priced["kvcap"][i] < 1:
             unfit.append(kind)
             return
         kinds.append(kind)
         for key in ("kvreq", "prefill", "kvcap"):
             rows[key].append(float(priced[key][i]))
-        for key in ("bound", "decode", "mixed"):
+        for key in ("bound", "decode", "mixed", "full"):
             rows[key].append(priced[key][:, i])
+        rows["lanes"].append(float(kind.pp))
         rows["kstep"].append(float(dep.tokens_per_step()))
         rows["chunk"].append(min(float(chunk_tokens), new_prompt) if chunk_tokens else 0.0)
         rows["new"].append(new_prompt)
@@ -210,24 +217,27 @@ def build(model, gpus: list[str], allowed: list[dict], prompt_len: float, output
                     "techniques": [{"name": n, **dict(p)} for n, p in techniques if n != "prefix_cache"]}
             hit = next((dict(p).get("hit_rate", 0.5) for n, p in techniques if n == "prefix_cache"), 0.0)
             new_prompt = max(P * (1.0 - hit), 1.0)  # the scheduler's prefix cache skips cached blocks
+            # a pp-stage replica keeps pp batches in flight, each one micro-batch through all stages
+            lanes = {"microbatches": 1} if pp > 1 else {}
             sc = Scenario.from_dict({**base, "hardware": {"gpu": gpu, "num_gpus": int(tps.max()) * pp},
-                                     "parallelism": {"tp": int(tps.max()), "pp": pp}})
+                                     "parallelism": {"tp": int(tps.max()), "pp": pp, **lanes}})
             dep, _ = resolve(sc, {"tp": tps.reshape(1, -1)})
-            priced = _price(dep, dep.overlap_policy(sc.overlap), P, O, new_prompt, chunk_tokens, tps.size)
+            priced = _price(dep, dep.overlap_policy(sc.overlap), P, O, new_prompt, chunk_tokens, budget, tps.size, sizing)
             for i, tp in enumerate(tps):
                 add(Kind(gpu, int(tp), pp, weights, kv, techniques, node_gpus=node), priced, i, dep, new_prompt)
             for tp in (int(t) for t in tps if spec.moe is not None and t > 1 and spec.moe.num_experts % t == 0):
                 sc = Scenario.from_dict({**base, "hardware": {"gpu": gpu, "num_gpus": tp * pp},  # vLLM
-                                         "parallelism": {"tp": tp, "pp": pp, "ep": tp}})  # --enable-expert-parallel
+                                         "parallelism": {"tp": tp, "pp": pp, "ep": tp, **lanes}})  # --enable-expert-parallel
                 dep, _ = resolve(sc, {})
-                priced = _price(dep, dep.overlap_policy(sc.overlap), P, O, new_prompt, chunk_tokens, 1)
+                priced = _price(dep, dep.overlap_policy(sc.overlap), P, O, new_prompt, chunk_tokens, budget, 1, sizing)
                 add(Kind(gpu, tp, pp, weights, kv, techniques, ep=tp, node_gpus=node), priced, 0, dep, new_prompt)
     if not kinds:
         raise InputError("gpus", f"no GPU in the search space holds the model's weights and one request's KV cache "
                                  f"in a replica of up to {max_nodes} node{'s' if max_nodes > 1 else ''} (max_nodes)")
     tables = StepTables(BATCH_GRID, np.array(rows["decode"]), np.array(rows["mixed"]), np.array(rows["prefill"]),
                         np.array(rows["kstep"]), np.array(rows["kvcap"]), np.array(rows["chunk"]),
-                        np.full(len(kinds), float(chunk_tokens)), np.array(rows["new"]))
+                        np.full(len(kinds), float(budget)), np.array(rows["new"]), full_s=np.array(rows["full"]),
+                        lanes=np.array(rows["lanes"]))
     return Space(kinds, tables, np.array(rows["bound"]), unfit, np.array(rows["kvreq"]))
 
 

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import ndtri
 
+from simulator.serving import pipeline_queue as pq
 from simulator.serving.prefill_queue import ttft as chunked_ttft
 
 # Batch sizes the step tables are evaluated at: 1 .. 1024 in half-octaves (2^(j/2)), so a batch's
@@ -69,7 +70,8 @@ class StepTables:
     ``mixed_s[k, j]``: the same step carrying one prefill chunk of ``chunk_tokens[k]`` tokens (equal to
     ``decode_s`` under prefill-first scheduling); ``prefill_s[k]``: one prompt's prefill alone;
     ``tokens_per_step[k]``: tokens a decode step commits per sequence; ``kv_capacity[k]``: sequences whose
-    KV cache fits at the full context P + O; ``chunk_tokens[k]``: the prefill chunk ``mixed_s`` carries (0:
+    KV blocks fit in the steady state (P + O/2 tokens each, ``simulator.serving.tables.kv_sequences``);
+    ``chunk_tokens[k]``: the prefill chunk ``mixed_s`` carries (0:
     prefill-first); ``budget_tokens[k]``: tokens per step (vLLM max_num_batched_tokens), decodes first;
     ``new_prompt_tokens[k]``: prompt tokens prefill computes (fewer than P with a prefix-cache hit).
     Optional: ``full_s[k, j]``, the decode step carrying ``budget_tokens[k]`` prompt tokens (prompts
@@ -186,45 +188,96 @@ def _step_parts(tables: StepTables, kind, u):
 
 def _marginal(tables: StepTables, kind, u, m):
     """Delta: the step time one request's prompt adds to the steps it rides on, with m prompts per step
-    on average (chunked: E[X(n)] / m for n the Poisson prompt tokens of a step; prefill-first: S_p).
-    ``u`` is the batch of the lane a request runs in. With pipeline lanes a step is the pipeline's cycle,
-    which waits for its slowest batch: E[max_l X(n_l)] over the lanes' batches, each holding Poisson(m / p)
-    prompts (a prompt longer than a batch's room, a >= 1, keeps its lane's batches full a of its steps)."""
+    on average (chunked: E[X(n)] / m for n the Poisson prompt tokens of a step; prefill-first: S_p)."""
     _, xc, xt = _step_parts(tables, kind, u)
     C = np.maximum(tables.chunk_tokens[kind], 1.0)
     T = tables.budget_tokens[kind]
     P = tables.new_prompt_tokens[kind]
-    p = tables.lane_count()[kind]
     s1 = xc / C
     s2 = np.where(T > C, (xt - xc) / np.maximum(T - C, 1.0), s1)
     c = np.maximum(T - (u - 1.0) * tables.tokens_per_step[kind], 1.0)
-    room = c / np.maximum(P, 1.0)  # prompts per step (per lane batch)
+    room = c / np.maximum(P, 1.0)  # prompts per step
     m = np.maximum(m, 0.0)
-
-    def X(n):
-        return s1 * np.minimum(n, C) + s2 * np.maximum(n - C, 0.0)
-
-    # one server: E[(min(K, room) - 1)^+] / m = sum_{j >= 2} P(K >= j) min(1, room - (j - 1))^+ / m
+    # E[(min(K, room) - 1)^+] / m = sum_{j >= 2} P(K >= j) min(1, room - (j - 1))^+ / m
     shared = np.zeros(np.shape(m))
-    lanes = np.zeros(np.shape(m))  # pipeline: E[max_l X(min(K_l, room) P)] = sum_k dX_k (1 - F(k)^p)
-    piped = p > 1
-    if np.any((P < T) & (room > 1.0)) or np.any(piped):
+    if np.any((P < T) & (room > 1.0)):
         top = int(min(64.0, np.ceil(np.max(np.where(P < T, room, 1.0), initial=1.0))))
-        mu = m / p
-        pmf, pmf_l = np.exp(-m), np.exp(-mu)  # P(K = 0)
-        below, below_l = pmf.copy(), pmf_l.copy()  # P(K <= j - 1)
+        pmf = np.exp(-m)  # P(K = 0)
+        below = pmf.copy()  # P(K <= j - 1)
         for j in range(1, top + 1):
-            lanes = lanes + (X(np.minimum(j, room) * P) - X(np.minimum(j - 1.0, room) * P)) * (1.0 - below_l**p)
-            pmf, pmf_l = pmf * m / j, pmf_l * mu / j
+            pmf = pmf * m / j
             if j >= 2:
                 shared = shared + (1.0 - below) * np.clip(room - (j - 1.0), 0.0, 1.0)
-            below, below_l = below + pmf, below_l + pmf_l
+            below = below + pmf
         shared = np.where(m > 0, shared / np.maximum(m, 1e-300), 0.0)
-    busy = np.minimum(m / p * P / c, 1.0)  # a >= 1: share of a lane's batches that carry its prompt work
-    lanes = np.where(P >= c, X(c) * (1.0 - (1.0 - busy) ** p), lanes)
-    chunked = np.where(piped, np.where(m > 0, lanes / np.maximum(m, 1e-300), s1 * P),
-                       s1 * P + np.where(P < T, (s2 - s1) * P * shared, 0.0))
+    chunked = s1 * P + np.where(P < T, (s2 - s1) * P * shared, 0.0)
     return np.where(tables.chunk_tokens[kind] > 0, chunked, tables.prefill_s[kind])
+
+
+def _piped(tables: StepTables, kind) -> np.ndarray:
+    """Points served by a pipeline's lanes with chunked prefill (``simulator.serving.pipeline_queue``)."""
+    return (tables.lane_count()[kind] > 1) & (tables.chunk_tokens[kind] > 0)
+
+
+def _lane_parts(tables: StepTables, kind, v):
+    """A lane's batch of v sequences: its decode trip t_d, the prompt tokens' slopes s1 and s2 below and
+    above one prompt's chunk, and the prompt tokens it has room for."""
+    t_d, xc, xt = _step_parts(tables, kind, v)
+    C = np.maximum(tables.chunk_tokens[kind], 1.0)
+    T = tables.budget_tokens[kind]
+    s1 = xc / C
+    s2 = np.where(T > C, (xt - xc) / np.maximum(T - C, 1.0), s1)
+    return t_d, s1, s2, np.maximum(T - (v - 1.0) * tables.tokens_per_step[kind], 1.0)
+
+
+SECANT_STEPS = 8  # Illinois steps of the pipeline's fixed point
+
+
+def _pipeline_steady(tables: StepTables, kind, lam, steps):
+    """The pipeline's steady state: the mean cycle tau solves tau = E[C] at the lane batch
+    v = 1 + lambda steps tau / p (Little's law over the lanes), found by the Illinois variant of regula
+    falsi between tau = t_d(1) and the tau that fills the budget with decodes; none (inf) where E[C]
+    stays above tau there or the prompt queue is unstable. Returns u, tau, Delta, 1 - lambda Delta, and
+    the chains and laws for TTFT."""
+    p = tables.lane_count()[kind]
+    k = tables.tokens_per_step[kind]
+    chains = pq.Chains(p, np.maximum(tables.chunk_tokens[kind], 1.0), np.maximum(tables.new_prompt_tokens[kind], 1.0))
+    top = np.minimum(BATCH_GRID[-1], 1.0 + (tables.budget_tokens[kind] - 1.0) / k)
+    rate = lam * steps / p  # lane batch per second of cycle: v = 1 + rate tau
+
+    def lane(tau):
+        return np.minimum(1.0 + rate * tau, top)
+
+    def gap(tau):
+        t_d, s1, s2, c = _lane_parts(tables, kind, lane(tau))
+        return chains.mean(lam, t_d, s1, s2, c) - tau
+
+    lo = _lane_parts(tables, kind, np.ones_like(lam))[0]
+    hi = np.where(rate > 0, (top - 1.0) / np.maximum(rate, 1e-300), lo)
+    g_lo, g_hi = gap(lo), gap(hi)
+    ok = (rate <= 0) | (g_hi < 0)
+    tau = np.where(rate > 0, lo, g_lo + lo)
+    if np.any(ok & (rate > 0)):
+        side = np.zeros(lam.shape)
+        for _ in range(SECANT_STEPS):
+            x = np.where(ok & (rate > 0), hi - g_hi * (hi - lo) / np.where(g_hi != g_lo, g_hi - g_lo, -1.0), lo)
+            g = gap(x)
+            right = g < 0
+            hi, g_hi = np.where(right, x, hi), np.where(right, g, g_hi)
+            lo, g_lo = np.where(right, lo, x), np.where(right, g_lo, g)
+            g_lo = np.where(right & (side > 0), g_lo / 2.0, g_lo)  # Illinois: halve the stale end
+            g_hi = np.where(~right & (side < 0), g_hi / 2.0, g_hi)
+            side = np.where(right, 1.0, -1.0)
+        tau = np.where(rate > 0, hi - g_hi * (hi - lo) / np.where(g_hi != g_lo, g_hi - g_lo, -1.0), tau)
+    v = lane(tau)
+    t_d, s1, s2, c = _lane_parts(tables, kind, v)
+    solved = chains.solve(lam, t_d, s1, s2, c)
+    tau = np.where(rate > 0, pq.mean_cycle(solved, lam.size), tau)
+    ok &= ~pq.unstable(chains, lam, t_d, c) & np.isfinite(tau)
+    free = np.where(ok, t_d / np.where(ok, tau, 1.0), 0.0)
+    delta = (1.0 - free) / np.maximum(lam, 1e-300)
+    u = np.where(ok, 1.0 + p * (v - 1.0), np.inf)
+    return u, np.where(ok, tau, np.inf), delta, free, (chains, solved, t_d, c)
 
 
 def _lane_batch(tables: StepTables, kind, u):
@@ -233,9 +286,9 @@ def _lane_batch(tables: StepTables, kind, u):
 
 
 def _steady(tables: StepTables, kind, lam, steps):
-    """u, the mean step tau, Delta and 1 - lambda Delta at arrival rate ``lam`` (see the docstring). With
-    lanes the step is the pipeline's cycle, its decode part a lane batch's trip: v = 1 + (u - 1) / p solves
-    v = 1 + (kappa / p) t_d(v)."""
+    """u, the mean step tau, Delta and 1 - lambda Delta at arrival rate ``lam`` (see the docstring). A
+    pipeline under prefill-first scheduling is one server whose decode step is a lane batch's trip:
+    v = 1 + (u - 1) / p solves v = 1 + (kappa / p) t_d(v), each prompt taking its own trip S_p."""
     p = tables.lane_count()[kind]
     d = tables.derived()
     delta = _marginal(tables, kind, np.ones_like(lam), np.zeros_like(lam))
@@ -254,7 +307,10 @@ def _steady(tables: StepTables, kind, lam, steps):
 
 def _capacity(tables: StepTables, kind, cap, steps):
     """Requests/s a replica serves with ``cap`` sequences running in each lane (0 where cap < 1);
-    ``steps`` is the decode steps per request, (O - 1) / k."""
+    ``steps`` is the decode steps per request, (O - 1) / k. A pipeline's lanes at saturation each admit
+    exactly the prompts their completions free, cap / steps per cycle (fixed output lengths finish a
+    lane's sequences evenly), so every batch carries the same prompt tokens and the cycle is one such
+    batch's trip."""
     P = np.maximum(tables.new_prompt_tokens[kind], 1.0)
     k = tables.tokens_per_step[kind]
     T = tables.budget_tokens[kind]
@@ -264,8 +320,11 @@ def _capacity(tables: StepTables, kind, cap, steps):
     run = np.maximum(steps, 1e-300)
     M = np.maximum(np.minimum(cap, np.where(chunked & decodes, T / (P / run + k), np.inf)), 1.0)  # B_T
     t_d, xc, xt = _step_parts(tables, kind, M)
-    m = p * M / run
-    tau = t_d + m * _marginal(tables, kind, M, np.where(decodes, m, 0.0))
+    m = M / run  # prompts per step (per lane batch)
+    single = t_d + m * _marginal(tables, kind, M, np.where(decodes, m, 0.0))
+    _, s1, s2, _ = _lane_parts(tables, kind, M)
+    even = t_d + pq.extra_s(s1, s2, np.maximum(tables.chunk_tokens[kind], 1.0), m * P)
+    tau = np.where(_piped(tables, kind), even, single)
     prompts_only = np.where(chunked, p * T / (P * (t_d + np.where(tables.chunk_tokens[kind] >= T, xc, xt))),
                             p / tables.prefill_s[kind])  # one output token: prompts in full steps
     return np.where(cap >= 1.0, np.where(decodes, p * M / (run * tau), prompts_only), 0.0)
@@ -283,6 +342,40 @@ def _capacities(tables: StepTables, O: float) -> np.ndarray:
 def _model(tables: StepTables, kind, lam, P: float, O: float, percentile: float, cv2: float) -> dict[str, np.ndarray]:
     """The steady state, TTFT and TPOT of one replica of ``kind`` at arrival rate ``lam`` (per point;
     inf where the uncapped batch or the prefill queue has no steady state)."""
+    out = {name: np.full(lam.size, np.inf) for name in ("u", "tpot", "tpot_pct", "ttft_p50", "ttft_pct", "ttft_mean")}
+    out.update(prefill_fraction=np.ones(lam.size), busy=np.ones(lam.size))
+    piped = _piped(tables, kind)
+    for mask, model in ((~piped, _single_model), (piped, _pipeline_model)):
+        if np.any(mask):
+            i = np.flatnonzero(mask)
+            for name, value in model(tables, kind[i], lam[i], P, O, percentile, cv2).items():
+                out[name][i] = value
+    return out
+
+
+def _pipeline_model(tables: StepTables, kind, lam, P: float, O: float, percentile: float, cv2: float):
+    """``_model`` for a pipeline's lanes under chunked prefill (``pipeline_queue``): TPOT the mean cycle,
+    its percentile with the compound-Poisson spread of the prompts a request overlaps; TTFT from the
+    chains' laws. Prompt-length variability is not followed here (fixed lengths)."""
+    steps = max(O - 1.0, 0.0)
+    k = tables.tokens_per_step[kind]
+    u, tau, delta, free, (chains, solved, t_d, c) = _pipeline_steady(tables, kind, lam, steps / k)
+    ok = np.isfinite(u)
+    (q50, qp), mean = pq.ttft(chains, solved, lam, t_d, c, [0.5, percentile])
+    bad = np.where(ok, 0.0, np.inf)
+    tpot = tau / k
+    z = float(ndtri(percentile))
+    spread = np.sqrt(lam * np.maximum(steps / k * np.where(ok, tau, 0.0), 0.0) * delta**2) / max(O - 1.0, 1.0)
+    B = np.where(ok, u - 1.0, 0.0)
+    return {"u": u, "tpot": tpot + bad, "tpot_pct": tpot + max(z, 0.0) * spread + bad,
+            "prefill_fraction": np.where(ok, np.minimum(lam * delta, 1.0), 1.0),
+            "busy": np.where(ok, 1.0 - np.exp(-B), 1.0), "ttft_p50": q50 + bad, "ttft_pct": qp + bad,
+            "ttft_mean": mean + bad}
+
+
+def _single_model(tables: StepTables, kind, lam, P: float, O: float, percentile: float, cv2: float):
+    """``_model`` for one server stepping every batch (see the module docstring); chunked prefill here
+    has one lane."""
     steps = max(O - 1.0, 0.0)
     step_k = steps / tables.tokens_per_step[kind]
     u, tau, delta, free = _steady(tables, kind, lam, step_k)
@@ -290,7 +383,6 @@ def _model(tables: StepTables, kind, lam, P: float, O: float, percentile: float,
     u1 = np.where(ok, u, 1.0)
     B = u1 - 1.0
     k = tables.tokens_per_step[kind]
-    p = tables.lane_count()[kind]
     d = tables.derived()
     chunked = tables.chunk_tokens[kind] > 0
     s_p = tables.prefill_s[kind]
@@ -300,12 +392,12 @@ def _model(tables: StepTables, kind, lam, P: float, O: float, percentile: float,
     if np.any(on):
         i = np.flatnonzero(on)
         kk = kind[i]
-        b = B[i] / p[i]  # a lane's batch: the pipeline's lanes each a server of lambda / p
+        b = B[i]
         t_d, xc, xt = _step_parts(tables, kk, np.maximum(b, 1.0))
         T = tables.budget_tokens[kk]
-        (q50, qp), m, q = chunked_ttft(lam[i] / p[i], t_d, xc, xt, np.maximum(tables.chunk_tokens[kk], 1.0), T,
+        (q50, qp), m, q = chunked_ttft(lam[i], t_d, xc, xt, np.maximum(tables.chunk_tokens[kk], 1.0), T,
                                        T - b * k[i], tables.new_prompt_tokens[kk], s_p[i], b,
-                                       [0.5, percentile], cv2, residual_share=1.0 / p[i])
+                                       [0.5, percentile], cv2)
         bad = np.where(q["rho"] < 1.0, 0.0, np.inf)
         p50[i], pct[i], mean[i] = q50 + bad, qp + bad, m + bad
         # A request starts decoding as its prefill ends, when the prompts left behind are prefilled in
@@ -331,8 +423,8 @@ def _model(tables: StepTables, kind, lam, P: float, O: float, percentile: float,
     # the running batch follows the mean TPOT (Little): u = 1 + lambda (O - 1) (tau / k + extra / (O - 1))
     per_token = 1.0 / max(O - 1.0, 1.0)
     for _ in range(3):
-        lane = _interp(d, "d", kind, _lane_batch(tables, kind, u1))
-        u1 = np.where(ok, 1.0 + lam * step_k * (lane / np.maximum(free, 1e-12) + k * extra[0] * per_token), 1.0)
+        step = _interp(d, "d", kind, _lane_batch(tables, kind, u1))
+        u1 = np.where(ok, 1.0 + lam * step_k * (step / np.maximum(free, 1e-12) + k * extra[0] * per_token), 1.0)
     tau = np.where(ok, _interp(d, "d", kind, _lane_batch(tables, kind, u1)) / np.maximum(free, 1e-12), np.inf)
     B = u1 - 1.0
     tpot = np.where(ok, tau / k, np.inf)

@@ -4,7 +4,8 @@ Sizing follows vLLM: weights load, a profiling forward pass of the largest step 
 measures peak activations, and what is left of ``gpu_memory_utilization`` x HBM is cut into blocks of
 ``block_size`` tokens (vLLM docs, "Optimization and Tuning", https://docs.vllm.ai/en/stable/configuration/optimization/,
 and the "No available memory for the cache blocks" start-up check). roofsim takes every number from the
-public prediction (``simulator.predict``, whose memory comes from ``simulator/footprint.py``):
+memory model ``simulator.predict`` reports (``simulator/footprint.py``), vectorised over a deployment's
+arrays (``kv_blocks``, which the capacity planner sizes its replica kinds with):
 
     blocks = floor((capacity - weights - workspace - activations) / (block_size x KV bytes per token))
 
@@ -26,9 +27,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
+
 from hwmodels.errors import InputError
-from simulator.api import predict
+from simulator.deployment import Deployment
+from simulator.engine import resolve
+from simulator.footprint import activation_bytes_per_sequence, kv_bytes_per_request, weight_bytes_per_gpu
 from simulator.scenario import Scenario
+from simulator.step import StepShape
 
 
 @dataclass(frozen=True)
@@ -44,21 +50,48 @@ class KVBudget:
     capacity_bytes: float
 
 
+def kv_blocks(dep: Deployment, block_size: int, max_num_seqs, max_num_batched_tokens, context_len: float
+              ) -> dict[str, np.ndarray]:
+    """Blocks of the paged KV cache one replica of ``dep`` holds (see the module docstring), element-wise
+    over the deployment's arrays (e.g. the planner's TP degrees), with the per-GPU terms they come from.
+
+    The activations are those ``simulator.predict`` reports for the two extreme steps: a prefill of
+    ``max_num_batched_tokens`` tokens (one chunk of it under a chunking technique) and a decode step of
+    ``max_num_seqs`` sequences at ``context_len``; a block holds ``block_size`` tokens at the KV bytes
+    per token of a sequence of that context (``simulator.footprint``)."""
+    prefill = dep.transform_shape(StepShape(1.0, float(max_num_batched_tokens), 0.0, "prefill"))
+    new = np.asarray(prefill.new_tokens, dtype=float)
+    chunk = dep.prefill_chunk_tokens()
+    if chunk is not None:  # the chunks of ``engine.prefill_step``
+        new = new / np.maximum(np.ceil(new / chunk), 1.0)
+    ctx = max(float(context_len), float(block_size))
+    decode = dep.transform_shape(StepShape(float(max_num_seqs), 1.0, ctx, "decode"))
+    cached = ctx + np.asarray(decode.new_tokens, dtype=float)
+    activations = np.maximum(activation_bytes_per_sequence(dep, new),
+                             float(max_num_seqs) * activation_bytes_per_sequence(dep, decode.new_tokens))
+    weights = weight_bytes_per_gpu(dep)
+    workspace = dep.profile.workspace_bytes
+    capacity = dep.gpu.hbm_capacity_bytes * dep.memory_utilization
+    per_token = kv_bytes_per_request(dep, cached) / np.maximum(cached, 1.0)
+    free = capacity - weights - workspace - activations
+    per_block = block_size * per_token
+    blocks = np.where(per_block > 0, np.floor(free / np.where(per_block > 0, per_block, 1.0)), 0.0)
+    return {"blocks": np.maximum(blocks, 0.0), "kv_bytes_per_token": per_token, "weights_bytes": weights,
+            "activation_bytes": activations, "workspace_bytes": workspace, "capacity_bytes": capacity}
+
+
 def kv_budget(scenario: Scenario, block_size: int, max_num_seqs: int, max_num_batched_tokens: int) -> KVBudget:
-    """Blocks of the paged KV cache that fit on one replica (see the module docstring)."""
-    wl = {"workload.batch_size": 1, "workload.prompt_len": max_num_batched_tokens}
-    prefill = predict(scenario, **wl, **{"workload.phase": "prefill"}).memory
-    decode = predict(scenario, **{"workload.phase": "decode", "workload.batch_size": max_num_seqs,
-                                  "workload.context_len": max(scenario.workload.context_len, block_size)}).memory
-    activations = max(prefill.activation_bytes, decode.activation_bytes)
-    free = prefill.capacity_bytes - prefill.weights_bytes - prefill.workspace_bytes - activations
-    per_block = block_size * decode.kv_bytes_per_token
-    blocks = int(free // per_block) if per_block > 0 else 0
+    """Blocks of the paged KV cache that fit on one replica (``kv_blocks`` of the scenario's deployment)."""
+    dep, _ = resolve(scenario, {})
+    b = {k: float(np.asarray(v)) for k, v in
+         kv_blocks(dep, block_size, max_num_seqs, max_num_batched_tokens, scenario.workload.context_len).items()}
+    blocks = int(b["blocks"])
     if blocks < 1:
-        raise InputError("hardware", f"no memory left for the KV cache: weights {prefill.weights_bytes / 1e9:.1f} GB + "
-                         f"activations {activations / 1e9:.1f} GB of {prefill.capacity_bytes / 1e9:.1f} GB usable")
-    return KVBudget(blocks, block_size, decode.kv_bytes_per_token, prefill.weights_bytes, activations,
-                    prefill.workspace_bytes, prefill.capacity_bytes)
+        activations, capacity = b["activation_bytes"], b["capacity_bytes"]
+        raise InputError("hardware", f"no memory left for the KV cache: weights {b['weights_bytes'] / 1e9:.1f} GB + "
+                         f"activations {activations / 1e9:.1f} GB of {capacity / 1e9:.1f} GB usable")
+    return KVBudget(blocks, block_size, b["kv_bytes_per_token"], b["weights_bytes"], b["activation_bytes"],
+                    b["workspace_bytes"], b["capacity_bytes"])
 
 
 class BlockPool:

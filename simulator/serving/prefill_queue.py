@@ -103,17 +103,15 @@ def _quantiles(starts, widths, weights, ps) -> list[np.ndarray]:
     return out
 
 
-def ttft(lam, t_d, x_chunk, x_full, chunk, budget, capacity, prompt, prefill_alone, batch, ps, cv2=0.0,
-         residual_share=1.0):
+def ttft(lam, t_d, x_chunk, x_full, chunk, budget, capacity, prompt, prefill_alone, batch, ps, cv2=0.0):
     """TTFT quantiles (one array per p in ``ps``) and mean under chunked prefill, element-wise over
     points: arrival rate ``lam``, decode step ``t_d``, prompt-token extra time ``x_chunk`` at ``chunk``
     tokens and ``x_full`` at ``budget`` tokens, prompt tokens per step ``capacity`` (c), new prompt
     tokens ``prompt``, a prompt prefilled alone ``prefill_alone``, mean running decodes ``batch``.
-    ``residual_share``: the part of a step an arrival waits for before its batch forms (1; a lane of a
-    p-stage pipeline, whose batches form one stage slot apart, 1 / p). Also returns ``rho`` (lambda a tau_f:
+    Also returns ``rho`` (lambda a tau_f:
     the prefill queue is stable below 1), ``phi`` (the share of time in full steps), ``a`` and ``tau_f``."""
-    lam, t_d, xc, xt, C, T, c, P, s_p, B, share = (np.asarray(v, dtype=float).ravel() for v in np.broadcast_arrays(
-        lam, t_d, x_chunk, x_full, chunk, budget, capacity, prompt, prefill_alone, batch, residual_share))
+    lam, t_d, xc, xt, C, T, c, P, s_p, B = (np.asarray(v, dtype=float).ravel() for v in np.broadcast_arrays(
+        lam, t_d, x_chunk, x_full, chunk, budget, capacity, prompt, prefill_alone, batch))
     n = lam.size
     c = np.maximum(c, 1.0)
     s1 = xc / np.maximum(C, 1.0)
@@ -175,7 +173,7 @@ def ttft(lam, t_d, x_chunk, x_full, chunk, budget, capacity, prompt, prefill_alo
         fill = np.minimum(1.0, r[..., None] + a[:, None, None] * np.arange(nb, dtype=float))
         D = (N[..., None] - 1.0) * tau_f[:, None, None] + tau(fill)
         starts.append(D.reshape(n, -1))
-        widths.append(np.broadcast_to((tau_cur * share[:, None])[..., None], D.shape).reshape(n, -1))
+        widths.append(np.broadcast_to(tau_cur[..., None], D.shape).reshape(n, -1))
         weights.append((w[..., None] * behind).reshape(n, -1))
 
     na = min(J_ARR, enough) + 1

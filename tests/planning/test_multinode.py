@@ -28,13 +28,17 @@ def test_layouts_add_two_forms_per_node_count():
 @pytest.mark.parametrize("tp, pp", [(16, 1), (8, 2)])
 def test_two_node_kinds_are_priced_as_predict_prices_them(tp, pp):
     """The search's vectorised tables equal a scalar `predict` of the same two-node scenario, whose TP
-    (TP 16) or PP (TP 8 x PP 2) group runs over InfiniBand."""
+    (TP 16) or PP (TP 8 x PP 2) group runs over InfiniBand; a PP kind's step is one micro-batch's trip
+    through both stages (its lanes keep two batches in flight, as the simulation runs them)."""
     space = build("llama-3.1-405b", ["h100-sxm"], [], 2048, 256, chunk_tokens=2048, max_nodes=2)
     (k, kind), = [(i, kd) for i, kd in enumerate(space.kinds) if (kd.tp, kd.pp) == (tp, pp)]
     assert kind.nodes == 2
     j = 6  # the batch grid's 8 sequences
     scenario = {**kind.scenario("llama-3.1-405b", 1, "auto"),
                 "workload": {"phase": "decode", "batch_size": int(space.tables.grid[j]), "context_len": 2048 + 128}}
+    if pp > 1:
+        scenario["parallelism"] = {**scenario["parallelism"], "microbatches": 1}
+        assert space.tables.lanes[k] == pp
     pred = simulator.predict(scenario)
     assert space.tables.decode_s[k, j] == pytest.approx(pred.latency_s, rel=1e-12)
     links = {g["group"]: g["link"] for g in pred.parallelism["groups"]}
