@@ -12,6 +12,8 @@ import streamlit as st
 import yaml
 from pydantic_core import PydanticUndefined
 
+from hwmodels.errors import InputError
+from hwmodels.io import safe_load_bounded
 from simulator.techniques import REGISTRY
 
 
@@ -48,8 +50,8 @@ def _text_value(text: str) -> Any:
     if not text.strip():
         return None
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return safe_load_bounded(text, "techniques", "the value")
+    except (yaml.YAMLError, InputError):  # kept as typed: the technique's validation names what is wrong
         return text
 
 

@@ -16,6 +16,7 @@ import yaml
 from app import state, techniques_ui
 from hwmodels import DTYPES, builtin_profiles, get_accelerator, list_accelerators
 from hwmodels.errors import InputError
+from hwmodels.io import safe_load_bounded
 from simulator import get_model, list_models
 
 CUSTOM = "custom (JSON)"
@@ -61,7 +62,7 @@ def parse_mapping(text: str, field: str, what: str) -> dict:
         data = json.loads(text)
     except ValueError as exc:
         try:
-            data = yaml.safe_load(text)
+            data = safe_load_bounded(text, field, what)
         except yaml.YAMLError:
             raise InputError(field, f"{what} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict):

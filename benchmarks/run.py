@@ -2,7 +2,9 @@
 
 1. Vectorised decode-step evaluations per second: one ``sweep`` over a batch x context grid of about
    a million points (Llama-3.1-8B on an H100, its shipped profile), best of 5.
-2. One ``predict`` call with its full breakdown (decode, batch 32, 4K context), median of 300 after warm-up.
+2. One ``predict`` call with its full breakdown (decode, batch 32, 4K context), median of 50 samples of 10
+   calls after warm-up; and the same over 64 workloads that all differ (batch 1-64, context 1K-64K), so
+   that nothing but the configuration (the resolved deployment) is reused from one call to the next.
 3. One mixed prefill + decode step (``simulator.engine.run_step``: 32 decoding sequences at 4K context
    plus a 512-token prompt chunk at 2K, as a serving simulator evaluates every iteration), median of 1000.
 
@@ -64,7 +66,19 @@ def _median_s(fn, calls: int, per_sample: int = 10) -> float:
 
 def predict_latency_s(calls: int = 50) -> tuple[float, int]:
     sc = Scenario().with_overrides(**{"workload.batch_size": 32})
-    return _median_s(lambda: predict(sc), calls), len(predict(sc).breakdown)
+    return _median_s(lambda: len(predict(sc).breakdown), calls), len(predict(sc).breakdown)
+
+
+def varied_predict_latency_s(calls: int = 50) -> float:
+    """``predict`` over 64 distinct workloads of one configuration, in turn (a sample is 64 calls)."""
+    scenarios = [Scenario().with_overrides(**{"workload.batch_size": b, "workload.context_len": 1024 * b})
+                 for b in range(1, 65)]
+
+    def all_of_them():
+        for sc in scenarios:
+            len(predict(sc).breakdown)
+
+    return _median_s(all_of_them, calls, per_sample=1) / len(scenarios)
 
 
 def mixed_step_latency_s(calls: int = 100) -> float:
@@ -78,12 +92,14 @@ def main() -> None:
 
     rate, points = decode_evaluations_per_s()
     one, rows = predict_latency_s()
+    varied = varied_predict_latency_s()
     mixed = mixed_step_latency_s()
     print(f"code: {os.path.dirname(os.path.dirname(simulator.__file__))}")
     print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
           f"numpy {np.__version__}, 1 thread, load average {os.getloadavg()[0]:.2f}")
     print(f"vectorised decode-step evaluations: {rate:,.0f} per second ({points:,} points per sweep)")
     print(f"one predict() call with its {rows}-row breakdown: {one * 1e3:.3f} ms (median of 50 x 10 calls)")
+    print(f"one predict() call, 64 distinct workloads in turn: {varied * 1e3:.3f} ms (median of 50 x 64 calls)")
     print(f"one mixed prefill + decode step (run_step): {mixed * 1e3:.3f} ms (median of 100 x 10 calls)")
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from costmodels.numeric import num
 
+
 def attended_pairs(new_tokens, past_tokens, window=None) -> np.ndarray:
     """(query, key) pairs kept by a causal mask for ``new_tokens`` queries after ``past_tokens``.
 
@@ -54,11 +55,15 @@ def decode_kv_read_bytes(readers, cached_tokens, kv_elems_per_token, kv_bytes):
 
 
 def decode_attention_bytes(batch, cached_tokens, num_q_heads, q_dim, o_dim, kv_elems_per_token, act_bytes,
-                           kv_bytes, new_tokens=1.0, kv_readers=None) -> np.ndarray:
+                           kv_bytes, new_tokens=1.0, kv_readers=None, kv_read_bytes=None) -> np.ndarray:
     """``new_tokens`` query tokens per sequence (1, or a verify pass's draft + 1): the KV cache read once
     per step by ``kv_readers`` sequences (default every one; fewer when a shared prefix is read once for
-    the batch, Hydragen, arXiv 2402.05099), plus q read and o written for each query token."""
+    the batch, Hydragen, arXiv 2402.05099), plus q read and o written for each query token.
+    ``kv_read_bytes``: the first term (``decode_kv_read_bytes`` of the same arguments), where the caller
+    has it already."""
     b = num(batch)
     readers = b if kv_readers is None else kv_readers
     q_o = b * num(new_tokens) * num_q_heads * (q_dim + o_dim) * act_bytes
-    return decode_kv_read_bytes(readers, cached_tokens, kv_elems_per_token, kv_bytes) + q_o
+    if kv_read_bytes is None:
+        kv_read_bytes = decode_kv_read_bytes(readers, cached_tokens, kv_elems_per_token, kv_bytes)
+    return kv_read_bytes + q_o

@@ -4,8 +4,8 @@ counts per element are the operation's arithmetic (small, so these kernels are b
 
 from __future__ import annotations
 
-
 from costmodels.numeric import num
+
 # FLOPs per element: RMSNorm squares, sums, scales and multiplies by the weight (~4); rotary is a
 # complex multiply on pairs (6 per pair = 3 per element); SiLU-gating ~5 (exp, add, div, mul, mul).
 NORM_FLOPS_PER_ELEMENT = 4.0
@@ -16,7 +16,7 @@ ADD_FLOPS_PER_ELEMENT = 1.0
 
 def elementwise(tokens, width, reads: float, writes: float, flops_per_element: float, elem_bytes):
     """(flops, bytes) of a kernel that reads ``reads`` and writes ``writes`` tensors of tokens×width."""
-    elems = num(tokens) * width
+    elems = (tokens if type(tokens) is float else num(tokens)) * width
     return elems * flops_per_element, elems * (reads + writes) * elem_bytes
 
 

@@ -12,15 +12,16 @@ import numpy as np
 
 from costmodels.numeric import num
 
+
 def gemm_flops(m, k, n) -> np.ndarray:
     """2·m·k·n."""
-    return 2.0 * num(m) * k * n
+    return 2.0 * (m if type(m) is float else num(m)) * k * n
 
 
 def gemm_bytes(m, k, n, act_bytes, weight_bytes, out_bytes=None, bias: bool = False) -> np.ndarray:
     """Input activations m·k, weights k·n (+ bias n), output m·n, each read or written once."""
     out_bytes = act_bytes if out_bytes is None else out_bytes
-    m = num(m)
+    m = m if type(m) is float else num(m)
     weights = k * n * weight_bytes + (n * act_bytes if bias else 0.0)
     return m * k * act_bytes + weights + m * n * out_bytes
 
@@ -29,4 +30,5 @@ def grouped_gemm_bytes(rows, k, n, act_bytes, weight_bytes, weight_sets, bias: b
     """A (grouped) GEMM over ``rows`` rows that reads ``weight_sets`` (k, n) weight matrices: the rows in
     and out once and each weight set once (routed experts: the distinct experts the rows touch; a dense
     GEMM: 1)."""
-    return gemm_bytes(rows, k, n, act_bytes, 0.0, bias=bias) + num(weight_sets) * k * n * weight_bytes
+    sets = weight_sets if type(weight_sets) is float else num(weight_sets)
+    return gemm_bytes(rows, k, n, act_bytes, 0.0, bias=bias) + sets * k * n * weight_bytes

@@ -21,7 +21,8 @@ def kv_cache_bytes(num_requests, tokens, elems_per_token, kv_bytes) -> np.ndarra
 
 def max_concurrency(capacity_bytes, fixed_bytes, per_request_bytes) -> np.ndarray:
     """How many requests fit beside the fixed footprint; 0 when not even the fixed part fits."""
-    if all(isinstance(x, float | int) for x in (capacity_bytes, fixed_bytes, per_request_bytes)):
+    if isinstance(capacity_bytes, float | int) and isinstance(fixed_bytes, float | int) \
+            and isinstance(per_request_bytes, float | int):
         return max(math.floor((capacity_bytes - fixed_bytes) / max(per_request_bytes, 1.0)), 0)
     free = np.asarray(capacity_bytes, dtype=float) - fixed_bytes
     per = np.maximum(np.asarray(per_request_bytes, dtype=float), 1.0)

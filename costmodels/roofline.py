@@ -15,12 +15,12 @@ import numpy as np
 from hwmodels.profile import Profile
 
 # Bound labels, as small integers so that they vectorise; BOUND_NAMES maps them to words.
-COMPUTE, MEMORY, COMMUNICATION, OVERHEAD = 0, 1, 2, 3
+COMPUTE, MEMORY, COMMUNICATION, OVERHEAD = 0, 1, 2, 3  # (price's array path relies on COMPUTE 0, MEMORY 1)
 BOUND_NAMES = ("compute", "memory", "communication", "overhead")
 _CODE = tuple(np.int8(code) for code in range(len(BOUND_NAMES)))  # one byte per point in bound arrays
 
 
-@dataclass
+@dataclass(slots=True)
 class OpCost:
     """What one operator does per launch, per GPU. Arrays broadcast over the workload axes.
 
@@ -51,7 +51,7 @@ class OpCost:
         return self.kind in ("collective", "host_transfer")
 
 
-@dataclass
+@dataclass(slots=True)
 class OpTime:
     """Per-resource time of one operator summed over its launches (seconds, broadcast arrays)."""
 
@@ -74,20 +74,45 @@ def price(op: OpCost, profile: Profile) -> OpTime:
 
     A point (every size a scalar) is priced with Python floats (fields are floats, ``bound`` an int):
     the same formulas without numpy's per-call cost, which dominates on scalars."""
-    eff = profile.kind(op.kind)
-    scalar_link = op.link_efficiency is None or (_is_scalar(op.link_efficiency) and _is_scalar(op.link_overhead_s))
-    if (type(op.flops) is float and type(op.hbm_bytes) is float and type(op.link_bytes) is float
-            and type(op.peak_flops_per_s) is float and type(op.count) in (int, float)
-            and type(op.link_latency_s) is float and type(op.hbm_bandwidth_bytes_per_s) is float and scalar_link):
-        return _price_point(op, eff)
+    kind = op.kind
+    eff = profile.kinds.get(kind)
+    if eff is None:  # an optional kind the profile lacks: its fallback
+        eff = profile.kind(kind)
+    flops, hbm, count = op.flops, op.hbm_bytes, op.count
+    link_eff, link_overhead = op.link_efficiency, op.link_overhead_s
+    scalar_link = ((link_eff is None or _is_scalar(link_eff)) and (link_overhead is None or _is_scalar(link_overhead)))
+    if (scalar_link and type(flops) is float and type(hbm) is float and type(op.link_bytes) is float
+            and type(op.peak_flops_per_s) is float and type(count) in (int, float)
+            and type(op.link_latency_s) is float and type(op.hbm_bandwidth_bytes_per_s) is float):
+        # Python floats throughout (``_price_point``'s formulas, without its conversions)
+        overhead = count * eff.overhead_s
+        if kind in _TRANSFER:
+            link_bytes = op.link_bytes
+            if link_bytes <= 0.0:
+                return OpTime(op.name, 0.0, 0.0, 0.0, 0.0, 0.0, COMMUNICATION)
+            if link_overhead is not None:
+                overhead = count * float(link_overhead)
+            reach = eff.memory.at(link_bytes) if link_eff is None else float(link_eff)
+            link = count * (op.link_latency_s + link_bytes / (op.link_bandwidth_bytes_per_s * reach))
+            return OpTime(op.name, 0.0, 0.0, link, overhead, link + overhead, COMMUNICATION)
+        # (no work: no efficiency to look up; 0 / x is 0 at any efficiency)
+        compute = count * flops / (op.peak_flops_per_s * eff.compute.at(flops)) if flops \
+            else count * flops / op.peak_flops_per_s
+        memory = count * hbm / (op.hbm_bandwidth_bytes_per_s * eff.memory.at(hbm)) if hbm \
+            else count * hbm / op.hbm_bandwidth_bytes_per_s
+        if compute >= memory:
+            return OpTime(op.name, compute, memory, 0.0, overhead, compute + overhead,
+                          OVERHEAD if overhead > compute else COMPUTE)
+        return OpTime(op.name, compute, memory, 0.0, overhead, memory + overhead,
+                      OVERHEAD if overhead > memory else MEMORY)
     if (_is_scalar(op.flops) and _is_scalar(op.hbm_bytes) and _is_scalar(op.link_bytes)
             and _is_scalar(op.link_latency_s) and _is_scalar(op.peak_flops_per_s) and _is_scalar(op.count)
             and _is_scalar(op.hbm_bandwidth_bytes_per_s) and scalar_link):
         return _price_point(op, eff)
-    zero = np.zeros_like(np.asarray(op.flops, dtype=float) + np.asarray(op.hbm_bytes, dtype=float)
-                         + np.asarray(op.link_bytes, dtype=float))
-    overhead = zero + op.count * (eff.overhead_s if op.link_overhead_s is None else op.link_overhead_s)
     if op.is_transfer:
+        zero = np.zeros_like(np.asarray(op.flops, dtype=float) + np.asarray(op.hbm_bytes, dtype=float)
+                             + np.asarray(op.link_bytes, dtype=float))
+        overhead = zero + op.count * (eff.overhead_s if op.link_overhead_s is None else op.link_overhead_s)
         link_bytes = np.asarray(op.link_bytes, dtype=float)
         bw = op.link_bandwidth_bytes_per_s * (eff.memory(link_bytes) if op.link_efficiency is None
                                               else op.link_efficiency)
@@ -98,20 +123,37 @@ def price(op: OpCost, profile: Profile) -> OpTime:
     flops = np.asarray(op.flops, dtype=float)
     hbm = np.asarray(op.hbm_bytes, dtype=float)
     # scalar factors first, so that an array is touched once per operation
-    compute = flops * (op.count / np.asarray(op.peak_flops_per_s, dtype=float)) / _efficiency(eff.compute, flops)
-    memory = hbm * (op.count / np.asarray(op.hbm_bandwidth_bytes_per_s, dtype=float)) / _efficiency(eff.memory, hbm)
+    compute = _scaled(flops, op.count / np.asarray(op.peak_flops_per_s, dtype=float), eff.compute)
+    memory = _scaled(hbm, op.count / np.asarray(op.hbm_bandwidth_bytes_per_s, dtype=float), eff.memory)
     compute, memory = np.broadcast_arrays(compute, memory)
     busy = np.maximum(compute, memory)
-    bound = np.where(compute >= memory, _CODE[COMPUTE], _CODE[MEMORY])
+    bound = np.less(compute, memory).view(np.int8)  # MEMORY (1) where memory takes longer, else COMPUTE (0)
     overhead = np.asarray(op.count * eff.overhead_s, dtype=float)
     if np.any(overhead > 0.0):
         bound = np.where(overhead > busy, _CODE[OVERHEAD], bound)
+    if busy.ndim and np.shape(overhead) == ():
+        busy += overhead  # busy is this call's own array: the time, without another one
+        return OpTime(op.name, compute, memory, np.zeros(()), overhead, busy, bound)
     return OpTime(op.name, compute, memory, np.zeros(()), overhead, busy + overhead, bound)
 
 
-def _efficiency(curve, size):
-    """``curve(size)``; a one-knot curve is a constant, applied without touching every element."""
-    return curve.efficiency[0] if len(curve.efficiency) == 1 else curve(size)
+def _scaled(size, factor, curve):
+    """``size * factor / curve(size)`` as ``size * (factor / curve(size))``, each step in the array the
+    curve returned (a sweep's grid allocated once); a one-knot curve is a constant, folded into the
+    factor."""
+    if len(curve.efficiency) == 1:
+        return size * (factor / curve.efficiency[0])
+    if size.ndim and np.ndim(factor) == 0 and size.dtype == np.float64:
+        return curve.size_over(size, float(factor))
+    eff = curve(size)
+    if not isinstance(eff, np.ndarray) or eff.shape != np.broadcast_shapes(eff.shape, np.shape(factor)):
+        return size * (factor / eff)
+    np.divide(factor, eff, out=eff)
+    eff *= size
+    return eff
+
+
+_TRANSFER = ("collective", "host_transfer")
 
 
 def _price_point(op: OpCost, eff) -> OpTime:

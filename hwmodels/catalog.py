@@ -11,7 +11,7 @@ import yaml
 
 from hwmodels.devices import Accelerator, Cluster, Network, Node
 from hwmodels.errors import InputError, unknown_name, validated
-from hwmodels.io import read_text_bounded
+from hwmodels.io import read_text_bounded, safe_load_bounded
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -19,7 +19,7 @@ DATA_DIR = Path(__file__).parent / "data"
 def _read_yaml(path: Path, field: str) -> dict[str, Any]:
     text = read_text_bounded(path, field=field)
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_bounded(text, field, str(path))
     except yaml.YAMLError as exc:
         raise InputError(field, f"cannot read {path}: {exc.__class__.__name__}") from None
     if not isinstance(data, dict):

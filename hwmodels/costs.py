@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from hwmodels.catalog import DATA_DIR, get_accelerator, list_accelerators
 from hwmodels.errors import InputError, validated
-from hwmodels.io import read_text_bounded
+from hwmodels.io import read_text_bounded, safe_load_bounded
 
 COSTS_DIR = DATA_DIR / "costs"
 
@@ -54,7 +54,7 @@ class PowerModel(BaseModel):
 def _read(path: Path, field: str):
     text = read_text_bounded(path, field=field)  # a user's price file too: regular files only, bounded
     try:
-        return yaml.safe_load(text)
+        return safe_load_bounded(text, field, repr(str(path)))
     except yaml.YAMLError as exc:
         raise InputError(field, f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
 

@@ -17,9 +17,14 @@ from __future__ import annotations
 import os
 import stat
 
+import yaml
+
 from hwmodels.errors import InputError
 
 CONFIG_LIMIT_BYTES = 4 * 2**20  # config.json, scenario files, accelerator specs
+# YAML nodes a document may hold once its aliases are expanded: a few hundred in any real scenario, model
+# or price file; an alias "bomb" (billion laughs: 9 levels of 9 aliases) expands to 9^9
+MAX_YAML_NODES = 100_000
 PROFILE_LIMIT_BYTES = 64 * 2**20  # calibration profiles, validation results, measurement tables
 
 
@@ -80,3 +85,54 @@ def is_regular_file(path: str | os.PathLike) -> bool:
 
 __all__ = ["CONFIG_LIMIT_BYTES", "PROFILE_LIMIT_BYTES", "decode_text", "is_regular_file",
            "read_bytes_bounded", "read_text_bounded"]
+
+
+def safe_load_bounded(text: str, field: str, name: str = "the file", max_nodes: int = MAX_YAML_NODES):
+    """``yaml.safe_load(text)``, refusing a document whose aliases expand to more than ``max_nodes`` nodes
+    (or recurse) with one ``InputError`` line naming ``name``: PyYAML builds an aliased value once and
+    shares it, but whatever walks the result (validation, JSON, printing) would walk every copy. The
+    expanded size is counted on the node graph before anything is built, in time linear in its distinct
+    nodes. Syntax errors raise ``yaml.YAMLError`` as ``yaml.safe_load`` does."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_nodes(node, max_nodes) > max_nodes:
+            raise InputError(field, f"{name}: its YAML aliases expand to more than {max_nodes:,} nodes "
+                                    "(an alias bomb?); write the values out instead")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _children(node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    return []
+
+
+def _expanded_nodes(root, limit: int) -> int:
+    """Nodes of the document with every alias expanded (a shared node counted at each use), counted up to
+    just past ``limit``; a node that contains itself counts as past it."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            size = 1 + sum(sizes[id(child)] for child in _children(node))
+            if size > limit:
+                return size
+            sizes[key] = size
+        elif key not in sizes:
+            if key in on_path:  # a recursive alias: endless when expanded
+                return limit + 1
+            on_path.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    return sizes[id(root)]

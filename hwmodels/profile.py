@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PrivateAttr
 from hwmodels.errors import InputError, unknown_name, validated
 from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
 
+_bisect_right = bisect.bisect_right
 SCHEMA_VERSION = 1
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -92,20 +93,38 @@ class Curve(BaseModel):
 
     def __call__(self, size) -> np.ndarray:
         """Efficiency at ``size`` (scalar or array, in FLOPs or bytes)."""
-        x = np.log10(np.maximum(np.asarray(size, dtype=float), 1.0))
+        x = np.maximum(np.asarray(size, dtype=float), 1.0)
+        x = np.log10(x, out=x) if isinstance(x, np.ndarray) else np.log10(x)  # in place: a new array
         return np.interp(x, self.log10_size, self.efficiency)
+
+    def size_over(self, size: np.ndarray, factor: float) -> np.ndarray:
+        """``size * factor / self(size)`` for an array ``size`` and a scalar ``factor``, in one new array
+        (a sweep's grid is allocated once and passed over three times): the knots are divided by
+        ``factor`` before interpolating, and sizes are not clamped to 1 where the first knot is at 1 or
+        above (log10 of a size below 1, or -inf at 0, is then below every knot, as log10 of 1 is)."""
+        xs = self.log10_size
+        if xs[0] >= 0.0:
+            with np.errstate(divide="ignore"):
+                x = np.log10(size)
+        else:
+            x = np.maximum(size, 1.0)
+            np.log10(x, out=x)
+        eff = np.interp(x, xs, [y / factor for y in self.efficiency])
+        return np.divide(size, eff, out=x)
 
     def at(self, size: float) -> float:
         """``self(size)`` for one scalar size, in floats (no numpy call; the point path of pricing)."""
         xs, ys = self.log10_size, self.efficiency
+        if len(xs) == 1:  # a constant
+            return ys[0]
         x = math.log10(size) if size > 1.0 else 0.0
         if x <= xs[0]:
             return ys[0]
         if x >= xs[-1]:
             return ys[-1]
-        i = bisect.bisect_right(xs, x)
-        x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
-        return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        i = _bisect_right(xs, x)
+        x0, y0 = xs[i - 1], ys[i - 1]
+        return y0 + (ys[i] - y0) * (x - x0) / (xs[i] - x0)
 
     @classmethod
     def constant(cls, value: float) -> "Curve":

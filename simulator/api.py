@@ -14,7 +14,13 @@ from simulator import metrics
 from simulator.checks import scenario_warnings
 from simulator.engine import AXES, PER_VALUE_AXES, evaluate
 from simulator.parallel.report import collective_fields, parallelism_report
-from simulator.prediction import MemoryReport, OperatorReport, Prediction, ResourceTimes
+from simulator.prediction import (
+    MemoryReport,
+    OperatorReport,
+    Prediction,
+    ResourceTimes,
+    row_fields_set,
+)
 from simulator.scenario import Scenario
 from simulator.technique_report import technique_effects
 
@@ -38,44 +44,47 @@ def predict(scenario: Scenario | Mapping[str, Any] | None = None, **overrides: A
     """Predict one scenario. ``overrides`` are dotted fields, e.g. ``**{"workload.batch_size": 8}``."""
     sc = as_scenario(scenario, **overrides)
     ev = evaluate(sc)
-    a = {k: v.item() for k, v in ev.arrays.items()}
+    a = ev.arrays  # a point's outputs are Python scalars
     dep = ev.dep
     breakdown = [report for phase, step in ev.steps.items() for report in _operator_reports(phase, step)]
     effects, combined = technique_effects(sc)
     f = _float_or_none
-    # every value is one the engine computed, of its field's type: built without re-validation
-    # (tests/test_speed_paths.py checks it equals the validated object, JSON included)
-    return Prediction.trusted(
-        phase=sc.workload.phase, model=dep.model.name, gpu=dep.gpu.name, num_gpus=sc.hardware.num_gpus,
-        tp=int(np.max(dep.tp)), pp=dep.pp, replicas=dep.replicas, calibration=dep.profile.name, overlap=ev.overlap,
-        latency_s=float(a["latency_s"]), tokens_per_s=float(a["tokens_per_s"]),
-        ttft_s=f(a.get("ttft_s")), tpot_s=f(a.get("tpot_s")), e2e_s=f(a.get("e2e_s")),
-        memory=MemoryReport.trusted(**{k: (bool(a[k]) if k == "fits" else float(a[k])) for k in MemoryReport.model_fields}),
-        max_concurrency=int(a["max_concurrency"]), bound=BOUND_NAMES[int(a["bound"])],
-        resources=ResourceTimes.trusted(sm_s=float(a["sm_time_s"]), hbm_s=float(a["hbm_time_s"]),
-                                        link_s=float(a["link_time_s"]), overhead_s=float(a["overhead_s"])),
-        mfu=float(a["mfu"]), mbu=float(a["mbu"]), breakdown=breakdown, tokens_per_step=float(a["tokens_per_step"]),
-        s_mbu=float(a["s_mbu"]), s_mfu=float(a["s_mfu"]),
-        optimal_tokens_per_s_per_gpu=float(a["optimal_tokens_per_s_per_gpu"]),
-        optimal_fraction=float(a["optimal_fraction"]), techniques=effects, techniques_combined=combined,
-        max_concurrency_total=int(a["max_concurrency"]) * dep.replicas,
-        prompt_tokens_per_s=f(a.get("prompt_tokens_per_s")), prompt_tokens_credited=f(a.get("prompt_tokens_credited")),
-        dominant_phase=metrics.dominant_phase(sc.workload.phase, a.get("ttft_s"),
-                                              a["latency_s"] - a.get("ttft_s", 0.0)),
-        warnings=scenario_warnings(sc, dep),
-        parallelism=parallelism_report(ev),
-        **_bands(a, sc.workload.phase), band_basis=ev.band_basis,
-    )
+    # every value is one the engine computed, of its field's type: built without re-validation, every
+    # field in the schema's order (tests/test_speed_paths.py checks it equals the validated object, JSON
+    # included)
+    phase = sc.workload.phase
+    generate = phase == "generate"
+    latency, ttft = a["latency_s"], a.get("ttft_s")
+    concurrency = int(a["max_concurrency"])
+    bands = (a["latency_band_lo_s"], a["latency_band_hi_s"])
+    return Prediction.from_trusted_dict({
+        "phase": phase, "model": dep.model.name, "gpu": dep.gpu.name, "num_gpus": sc.hardware.num_gpus,
+        "tp": dep.tp if type(dep.tp) is int else int(np.max(dep.tp)), "pp": dep.pp, "replicas": dep.replicas,
+        "calibration": dep.profile.name, "overlap": ev.overlap,
+        "latency_s": float(latency), "tokens_per_s": float(a["tokens_per_s"]),
+        "ttft_s": f(ttft), "tpot_s": f(a.get("tpot_s")), "e2e_s": f(a.get("e2e_s")),
+        "memory": MemoryReport.from_trusted_dict({k: (bool(a[k]) if k == "fits" else float(a[k]))
+                                                  for k in _MEMORY_FIELDS}),  # in the schema's order
+        "max_concurrency": concurrency, "bound": BOUND_NAMES[int(a["bound"])],
+        "resources": ResourceTimes.ordered((float(a["sm_time_s"]), float(a["hbm_time_s"]),
+                                            float(a["link_time_s"]), float(a["overhead_s"]))),
+        "mfu": float(a["mfu"]), "mbu": float(a["mbu"]), "breakdown": breakdown,
+        "tokens_per_step": float(a["tokens_per_step"]), "s_mbu": float(a["s_mbu"]), "s_mfu": float(a["s_mfu"]),
+        "optimal_tokens_per_s_per_gpu": float(a["optimal_tokens_per_s_per_gpu"]),
+        "optimal_fraction": float(a["optimal_fraction"]), "techniques": effects, "techniques_combined": combined,
+        "warnings": scenario_warnings(sc, dep), "parallelism": parallelism_report(ev),
+        "latency_band_s": bands, "tokens_per_s_band": (a["tokens_per_s_band_lo"], a["tokens_per_s_band_hi"]),
+        "ttft_band_s": (a["ttft_band_lo_s"], a["ttft_band_hi_s"]) if generate else None,
+        "tpot_band_s": (a["tpot_band_lo_s"], a["tpot_band_hi_s"]) if generate else None,
+        "e2e_band_s": bands if generate else None, "band_basis": ev.band_basis,
+        "max_concurrency_total": concurrency * dep.replicas,
+        "prompt_tokens_per_s": f(a.get("prompt_tokens_per_s")),
+        "prompt_tokens_credited": f(a.get("prompt_tokens_credited")),
+        "dominant_phase": metrics.dominant_phase(phase, ttft, latency - (0.0 if ttft is None else ttft)),
+    })
 
 
-def _bands(a: dict, phase: str) -> dict:
-    """The error-band fields of a prediction (``simulator.stacks.bands``)."""
-    out = {"latency_band_s": (a["latency_band_lo_s"], a["latency_band_hi_s"]),
-           "tokens_per_s_band": (a["tokens_per_s_band_lo"], a["tokens_per_s_band_hi"])}
-    if phase == "generate":
-        out.update(ttft_band_s=(a["ttft_band_lo_s"], a["ttft_band_hi_s"]),
-                   tpot_band_s=(a["tpot_band_lo_s"], a["tpot_band_hi_s"]), e2e_band_s=out["latency_band_s"])
-    return out
+_MEMORY_FIELDS = tuple(MemoryReport.model_fields)
 
 
 def _float_or_none(x) -> float | None:
@@ -94,28 +103,32 @@ def _operator_reports(phase: str, step) -> list[OperatorReport]:
     no token takes) are left out. Rows are built without re-validation: every value is one we made, of
     its field's type."""
     rows = []
-    trusted = OperatorReport.trusted
+    row, fields = OperatorReport.kernel_row, row_fields_set()
     for op, t in zip(step.ops, step.times):
-        if type(t.time_s) is float and type(op.flops) is float and type(op.hbm_bytes) is float \
-                and type(op.link_bytes) is float and type(op.count) in (int, float) and type(t.bound) is int \
-                and t.hidden_s == 0.0 and op.kind != "collective":
-            count = op.count  # a point priced in floats: no conversions
-            if (t.time_s == 0.0 and op.flops == 0.0 and op.hbm_bytes == 0.0) or count == 0:
+        count, time_s, flops, nbytes = op.count, t.time_s, op.flops, op.hbm_bytes
+        if type(time_s) is float and type(flops) is float and type(nbytes) is float \
+                and type(op.link_bytes) is float and type(count) in (int, float) and t.hidden_s == 0.0:
+            # a point priced in floats: no conversions
+            if (time_s == 0.0 and flops == 0.0 and nbytes == 0.0) or count == 0:
                 continue
-            rows.append(trusted(
-                name=op.name, kind=op.kind, phase=phase, count=int(round(count)), flops=op.flops * count,
-                bytes=op.hbm_bytes * count, link_bytes=op.link_bytes * count, time_s=t.time_s,
-                compute_s=t.compute_s, memory_s=t.memory_s, link_s=t.link_s, overhead_s=t.overhead_s,
-                bound=BOUND_NAMES[t.bound], collective=None, group=None, link=None, algorithm=None, ranks=None,
-                hidden_s=0.0))  # every field, in the schema's order
+            if op.kind == "collective":
+                rows.append(OperatorReport.trusted(
+                    name=op.name, kind=op.kind, phase=phase, count=int(round(count)), flops=flops * count,
+                    bytes=nbytes * count, link_bytes=op.link_bytes * count, time_s=time_s, compute_s=t.compute_s,
+                    memory_s=t.memory_s, link_s=t.link_s, overhead_s=t.overhead_s, bound=BOUND_NAMES[t.bound],
+                    **collective_fields(op, t)))
+                continue
+            rows.append(row(op.name, op.kind, phase, count if type(count) is int else int(round(count)),
+                            flops * count, nbytes * count, op.link_bytes * count, time_s, t.compute_s,
+                            t.memory_s, t.link_s, t.overhead_s, BOUND_NAMES[t.bound], fields))
             continue
-        time_s = _scalar(t.time_s)  # generate's decode: the mean over the generation
+        time_s = _scalar(time_s)  # generate's decode: the mean over the generation
         hidden = _scalar(getattr(t, "hidden_s", 0.0))
         count = _scalar(op.count)  # fractional for layers some tokens skip; 0 for unchosen paths
         flops, nbytes = _scalar(op.flops), _scalar(op.hbm_bytes)
         if (time_s == 0.0 and hidden == 0.0 and flops == 0.0 and nbytes == 0.0) or count == 0.0:
             continue  # e.g. collectives with tp = 1
-        bound = int(t.bound) if np.ndim(t.bound) == 0 else int(np.round(np.median(t.bound)))
+        bound = t.bound if type(t.bound) is int else int(np.round(np.median(t.bound)))
         rows.append(OperatorReport.trusted(
             name=op.name, kind=op.kind, phase=phase, count=int(round(count)),
             flops=_scalar(op.flops * op.count), bytes=_scalar(op.hbm_bytes * op.count),
@@ -143,7 +156,7 @@ def sweep(scenario: Scenario | Mapping[str, Any] | None = None, **axes: Any) -> 
     sc = as_scenario(scenario)
     per_value = [name for name in axes if name in PER_VALUE_AXES]
     if not per_value:
-        ev = evaluate(sc, axes)
+        ev = evaluate(sc, axes, operators=False)
         out = SweepResult(ev.arrays)
         out.axes = {name: np.ravel(arr) for name, arr in ev.axes.items()}
         return out
@@ -153,7 +166,7 @@ def sweep(scenario: Scenario | Mapping[str, Any] | None = None, **axes: Any) -> 
     for combo in itertools.product(*values.values()):
         overrides = {AXES[name]: value for name, value in zip(values, combo)}
         try:
-            results.append(evaluate(sc.with_overrides(**overrides), inner))
+            results.append(evaluate(sc.with_overrides(**overrides), inner, operators=False))
         except InputError as exc:
             where = ", ".join(f"{name}={value}" for name, value in zip(values, combo))
             raise InputError(exc.field, f"{exc.message} (at {where})") from None

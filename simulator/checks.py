@@ -52,7 +52,7 @@ def sequence_tokens(scenario) -> tuple[str, int]:
 def context_warning(model, tokens, what: str = "workload.context_len") -> str | None:
     """A warning when ``tokens`` positions (a number, or the largest of an array) exceed the model's trained ones."""
     limit = model.max_position_embeddings
-    longest = float(np.max(tokens))
+    longest = float(tokens) if isinstance(tokens, int | float) else float(np.max(tokens))
     if limit is None or longest <= limit:
         return None
     return (f"{what}: {show(longest)} positions exceed {model.name}'s max_position_embeddings ({limit:,}); "
@@ -85,8 +85,13 @@ def checkpoint_warning(model, weights: str) -> str | None:
 def scenario_warnings(scenario, dep) -> list[str]:
     """Warnings for a point scenario once resolved (``dep``: its ``Deployment``)."""
     what, tokens = sequence_tokens(scenario)
-    found = [context_warning(dep.model, tokens, what),
-             idle_gpus_warning(scenario.hardware.num_gpus, int(np.max(dep.tp)), dep.pp,
-                               int(getattr(scenario.parallelism, "cp", 1))),
-             checkpoint_warning(dep.model, scenario.precision.weights)]
-    return [w for w in found if w]
+    # the deployment is resolved from everything of the scenario but its workload: the GPU count, layout
+    # and weight format give the same warnings every time (``Deployment.cached``)
+    fixed = dep.cached("configuration_warnings", _configuration_warnings, scenario, dep)
+    return [w for w in (context_warning(dep.model, tokens, what), *fixed) if w]
+
+
+def _configuration_warnings(scenario, dep) -> list[str | None]:
+    tp = dep.tp if type(dep.tp) is int else int(np.max(dep.tp))
+    return [idle_gpus_warning(scenario.hardware.num_gpus, tp, dep.pp, int(getattr(scenario.parallelism, "cp", 1))),
+            checkpoint_warning(dep.model, scenario.precision.weights)]

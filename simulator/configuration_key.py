@@ -22,9 +22,23 @@ def source_key(spec) -> object:
 def configuration_key(scenario) -> tuple:
     """Everything of a scenario but its workload (which a deployment does not depend on)."""
     key = [source_key(scenario.model), source_key(scenario.calibration)]
-    for name in type(scenario).model_fields:
+    for name, value in scenario.__dict__.items():
         if name not in ("model", "calibration", "workload"):
-            value = getattr(scenario, name)
             key.append(source_key(value.gpu) if name == "hardware" and isinstance(value.gpu, str) else None)
-            key.append(repr(value.__dict__) if isinstance(value, BaseModel) else repr(value))
+            key.append(_frozen(value))
     return tuple(key)
+
+
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
+def _frozen(value) -> object:
+    """A hashable stand-in equal exactly when the values are: sections field by field, lists as tuples,
+    mappings (a technique's parameters, an inline spec) by their repr."""
+    if type(value) in _PLAIN:
+        return value
+    if isinstance(value, BaseModel):
+        return (type(value).__name__, *[v if type(v) in _PLAIN else _frozen(v) for v in value.__dict__.values()])
+    if isinstance(value, list | tuple):
+        return tuple([v if type(v) in _PLAIN else _frozen(v) for v in value])
+    return repr(value)

@@ -66,13 +66,25 @@ class Deployment:
     def hbm_bandwidth_bytes_per_s(self) -> float:
         return self.gpu.hbm_bandwidth_bytes_per_s
 
-    def cached(self, key: str, compute):
-        """``compute()`` once per deployment: configuration-only quantities (weights per GPU, parameter
+    def cached(self, key: str, compute, *args):
+        """``compute(*args)`` once per deployment: configuration-only quantities (weights per GPU, parameter
         sums) that every evaluation of the same deployment reuses. A ``replace``d copy starts empty."""
-        memo = self.__dict__.setdefault("_memo", {})
-        if key not in memo:
-            memo[key] = compute()
-        return memo[key]
+        memo = self.__dict__.get("_memo")
+        if memo is None:
+            memo = self.memo
+        try:
+            return memo[key]
+        except KeyError:
+            value = memo[key] = compute(*args)
+            return value
+
+    @property
+    def memo(self) -> dict:
+        """The dict ``cached`` keeps its values in (this deployment's own)."""
+        memo = self.__dict__.get("_memo")
+        if memo is None:
+            memo = self.__dict__["_memo"] = {}
+        return memo
 
     # --- layers and bytes per element -----------------------------------------------------------
 
@@ -169,10 +181,14 @@ class Deployment:
 
     def kv_resident_fraction(self) -> float:
         """Share of a request's KV cache held in device memory (the rest offloaded to the host)."""
+        if not self.techniques:
+            return 1.0
         return float(math.prod(tech.kv_resident_fraction(self) for tech in self.techniques))
 
     def kv_shared_fraction(self) -> float:
         """Share of a request's KV cache that is a prefix shared by every request on the GPU."""
+        if not self.techniques:
+            return 0.0
         return 1.0 - float(math.prod(1.0 - tech.kv_shared_fraction() for tech in self.techniques))
 
     def kv_shared_read_once(self) -> bool:

@@ -115,7 +115,7 @@ _RESOLVED_MAX = 256
 def resolve(scenario: Scenario, axes: dict[str, np.ndarray]) -> tuple[Deployment, dict[str, object]]:
     """Resolve names into specs and scalar-or-array knobs; check parallelism fits the model.
     Without configuration axes the deployment comes from a cache keyed on the whole configuration."""
-    if any(name in axes for name in _CONFIG_AXES):
+    if axes and any(name in axes for name in _CONFIG_AXES):
         return _resolve(scenario, axes)
     key = configuration_key(scenario)
     dep = _RESOLVED.get(key)
@@ -213,16 +213,16 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
     hbm = total([t.memory_s for t in times])
     link = total([t.link_s for t in times])
     overhead = total([t.overhead_s for t in times])
-    flops = total([op.flops * op.count for op in ops])
-    hbm_bytes = total([op.hbm_bytes * op.count for op in ops])
+    op_flops = [op.flops * op.count for op in ops]  # each operator's FLOPs over its launches
+    flops = total(op_flops)
+    hbm_bytes = total([op.hbm_bytes * op.count for op in ops], owned=True)
     # each operator's FLOPs at its format's peak; never above the step's dtype peak for an operator a
     # technique slowed (dequantisation, waiting for the busiest expert GPU): that time is not work
-    format_s = total([op.flops * (op.count * getattr(op, "work_fraction", 1.0))
-                       / format_peak(op.peak_flops_per_s, dep.peak_flops_per_s)
-                       for op in ops if op.kind not in TRANSFER_KINDS])
-    attention = [op for op in ops if op.kind in ATTENTION_KINDS]
-    kv_read = total([getattr(op, "kv_read_bytes", 0.0) * op.count for op in attention])
-    att_flops = total([op.flops * op.count for op in attention])
+    format_s = total([_useful(f, getattr(op, "work_fraction", 1.0)) / format_peak(op.peak_flops_per_s, dep.peak_flops_per_s)
+                      for op, f in zip(ops, op_flops) if op.kind not in TRANSFER_KINDS], owned=True)
+    attention = [(op, f) for op, f in zip(ops, op_flops) if op.kind in ATTENTION_KINDS]
+    kv_read = total([getattr(op, "kv_read_bytes", 0.0) * op.count for op, _ in attention], owned=True)
+    att_flops = total([f for _, f in attention])
     tokens = shape.tokens
     if overlap == "overlapped":
         by_resource = np.stack(np.broadcast_arrays(sm, hbm, link, overhead))
@@ -244,6 +244,11 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
                                                                               hbm_bytes, latency))
     return StepResult(ops, times, latency, np.broadcast_to(bound, full), sm, hbm, link, overhead, flops, hbm_bytes,
                       format_s, kv_read, att_flops, tokens)
+
+
+def _useful(flops, fraction):
+    """The share ``fraction`` of ``flops`` that is work (``StepOp.work_fraction``); the array itself at 1."""
+    return flops if fraction == 1.0 else flops * fraction
 
 
 def prefill_step(dep: Deployment, batch, prompt, overlap: str) -> tuple[StepResult, np.ndarray]:
@@ -287,6 +292,18 @@ def _integrate(step: StepResult, scale) -> StepResult:
                       mean(step.attention_flops), mean(step.tokens))
 
 
+def _summed_only(step: StepResult) -> StepResult:
+    """``step`` without its operators and their times (``evaluate(operators=False)``)."""
+    return replace(step, ops=[], times=[])
+
+
+def _latency_only(step: StepResult) -> StepResult:
+    """``step`` with its latency, bound and resource times only (what ``evaluate(operators=False)`` still
+    reads once the metrics are made); its other sums are zero."""
+    return StepResult([], [], step.latency_s, step.bound, step.sm_time_s, step.hbm_time_s, step.link_time_s,
+                      step.overhead_s, 0.0, 0.0)
+
+
 def _pick(condition, if_true: StepResult, if_false: StepResult) -> StepResult:
     """Element-wise choice between two steps' combined quantities (operator lists are not merged)."""
     def pick(name):
@@ -306,9 +323,12 @@ def _blend(share, a: StepResult, b: StepResult) -> StepResult:
     return StepResult(main.ops, main.times, bound=main.bound, **values)
 
 
-def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evaluation:
+def evaluate(scenario: Scenario, axes: dict[str, object] | None = None, operators: bool = True) -> Evaluation:
     """All outputs of a scenario as arrays over ``axes``, each spanning every axis (one a phase ignores,
-    such as context_len in prefill, is broadcast along)."""
+    such as context_len in prefill, is broadcast along). ``operators=False`` (a sweep, which returns only
+    the outputs) keeps no step's operators and their times: their grid-sized arrays are freed as soon as a
+    step is summed, so the outputs take their memory instead of fresh pages."""
+    keep = (lambda step: step) if operators else _summed_only
     ax = _axis_arrays(axes or {})
     dep, work = resolve(scenario, ax)
     phase = scenario.workload.phase
@@ -322,7 +342,7 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
 
     if phase in ("prefill", "generate"):
         pre, pre_new = prefill_step(dep, b, prompt, overlap)
-        ev.steps["prefill"] = pre
+        ev.steps["prefill"] = pre = keep(pre)
     if phase == "prefill":
         a["latency_s"] = pre.latency_s
         a["tokens_per_s"] = replicas * bf * prompt / pre.latency_s
@@ -330,12 +350,14 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         main = pre
     elif phase == "decode":
         shape = dep.transform_shape(StepShape(b, 1.0, ctx, "decode"))
-        dec = run_step(dep, shape, overlap)
+        dec = keep(run_step(dep, shape, overlap))
         ev.steps["decode"] = main = dec
         a["latency_s"] = dec.latency_s
         a["tokens_per_s"] = replicas * bf * per_step / dec.latency_s
         # prompt tokens of other requests a mixed step prefills (chunked prefill; Sarathi-Serve)
-        a["prompt_tokens_per_s"] = replicas * shape.chunk_tokens / dec.latency_s
+        chunk = shape.chunk_tokens
+        a["prompt_tokens_per_s"] = replicas * chunk / dec.latency_s \
+            if (chunk if isinstance(chunk, float) else np.any(chunk)) else 0.0
         cached, new = ctx + shape.new_tokens, shape.new_tokens
         processed = bf * per_step + shape.chunk_tokens
     else:  # generate: prefill, then output_len - 1 tokens from decode steps over a growing context
@@ -343,7 +365,7 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         nodes = np.asarray(prompt, dtype=float)[..., None] + np.maximum(steps - 1.0, 0.0)[..., None] * _GL_X
         dep_nodes = _with_trailing_axis(dep)
         shape = dep_nodes.transform_shape(StepShape(np.asarray(bf, dtype=float)[..., None], 1.0, nodes, "decode"))
-        dec = _integrate(run_step(dep_nodes, shape, overlap), 1.0)  # the mean decode step of the generation
+        dec = keep(_integrate(run_step(dep_nodes, shape, overlap), 1.0))  # the mean decode step of the generation
         # Sarathi-Serve's trade-off: decode steps that carry a prompt chunk are slower (TPOT), but the
         # chunks prefill the next batch's prompts, so in steady state that share of its prefill is done
         # (credited) and the serving cycle is shorter than prefill + decode. Steps carry a chunk only while
@@ -353,10 +375,11 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         credited = 0.0
         if np.any(chunk):
             plain = replace(shape, chunk_tokens=0.0, chunk_past=0.0)
-            pure = _integrate(run_step(dep_nodes, plain, overlap), 1.0)
-            decode_steps = np.maximum(steps / per_step, 1.0)
+            pure = keep(_integrate(run_step(dep_nodes, plain, overlap), 1.0))
+            # (a generation of one token has no decode step to carry a chunk: nothing is credited)
+            decode_steps = steps / per_step
             mixed = np.minimum(np.ceil(pre.tokens / np.maximum(chunk, 1.0)), decode_steps)
-            dec = _blend(mixed / decode_steps, dec, pure)
+            dec = _blend(mixed / np.maximum(decode_steps, 1.0), dec, pure)
             credited = np.minimum(mixed * chunk / pre.tokens, 1.0)
         ev.steps["decode"] = dec
         tpot = dec.latency_s / per_step
@@ -378,11 +401,14 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
         a[key] = getattr(main, key)
     a["mfu"] = metrics.mfu(main, dep)
     a["mbu"] = metrics.mbu(main, dep)
+    # MoE-CAP's sparsity-aware utilisation of the step that sets the pace, and NanoFlow's optimum
+    sparse = metrics.sparse_utilisation(dep, pre if phase == "prefill" else dec)
+    if not operators:  # the steps' sums not in the outputs are spent: freed before the outputs still to come
+        ev.steps = {name: _latency_only(step) for name, step in ev.steps.items()}
+        pre = dec = main = None
     decode_new = dep.transform_shape(StepShape(1.0, 1.0, cached, "decode")).new_tokens
     a.update(memory_arrays(dep, b, cached, new, decode_new))
-
-    # MoE-CAP's sparsity-aware utilisation of the step that sets the pace, and NanoFlow's optimum
-    a["s_mbu"], a["s_mfu"] = metrics.sparse_utilisation(dep, pre if phase == "prefill" else dec)
+    a["s_mbu"], a["s_mfu"] = sparse
     gpus_used = replicas * dep.tp * dep.pp
     optimum = metrics.optimal_tokens_per_s_per_gpu(dep)
     a["optimal_tokens_per_s_per_gpu"] = optimum
@@ -394,17 +420,28 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None) -> Evalu
 
 
 def _span(a: dict, axes: dict[str, np.ndarray]) -> None:
-    """Every output over the full shape of the axes; a point's as 0-d arrays. Non-finite values are refused."""
-    scalar = (float, int, bool, np.floating, np.integer, np.bool_)
-    point = not axes and all(isinstance(v, scalar) or (isinstance(v, np.ndarray) and v.ndim == 0) for v in a.values())
-    shape = () if point else np.broadcast_shapes(*(np.shape(v) for v in a.values()),
-                                                 *(np.shape(v) for v in axes.values()))
-    if shape == ():
+    """Every output over the full shape of the axes; a point's as Python scalars. Non-finite values are
+    refused."""
+    if not axes:
+        converted = {}  # numpy scalars as Python ones; Python floats and ints stay as they are
+        isfinite = math.isfinite
         for key, value in a.items():
-            value = value.item() if isinstance(value, np.ndarray | np.generic) else value
-            if isinstance(value, float) and not math.isfinite(value):
+            if type(value) is not float:
+                if isinstance(value, np.ndarray | np.generic):
+                    if np.ndim(value):
+                        break
+                    value = converted[key] = value.item()
+                elif not isinstance(value, int | float):
+                    break
+            if type(value) is float and not isfinite(value):
                 raise InputError(key, "the model produced a non-finite value; check the scenario's sizes")
-            a[key] = np.asarray(value)
+        else:
+            a.update(converted)
+            return
+    shape = np.broadcast_shapes(*(np.shape(v) for v in a.values()), *(np.shape(v) for v in axes.values()))
+    if shape == ():  # a point with a value of another scalar type
+        _check_finite(a)
+        a.update((key, np.asarray(value).item()) for key, value in a.items())
         return
     _check_finite(a)  # before broadcasting: each value at its own (often smaller) shape
     for key, value in a.items():
@@ -428,5 +465,7 @@ def _check_finite(arrays: dict[str, np.ndarray]) -> None:
     (for outputs far below 1e300, as times, bytes and rates are), one pass without a mask."""
     for key, value in arrays.items():
         value = np.asarray(value)
+        if value.ndim and 0 in value.strides:  # a broadcast view: its distinct elements only
+            value = value[tuple(slice(0, 1) if st == 0 else slice(None) for st in value.strides)]
         if np.issubdtype(value.dtype, np.floating) and not math.isfinite(float(np.sum(value))):
             raise InputError(key, "the model produced a non-finite value; check the scenario's sizes")

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from costmodels.numeric import num
 from costmodels.memory import LOGIT_BYTES, max_concurrency
+from costmodels.numeric import num
 from simulator.deployment import Deployment
 from simulator.step import KV_PROJECTIONS
 
 
 def weight_bytes_per_gpu(dep: Deployment):
     """Every parameter once, sharded by tp (except replicated matrices) and by pp (once per deployment)."""
-    return dep.cached("weight_bytes_per_gpu", lambda: _weight_bytes_per_gpu(dep))
+    return dep.cached("weight_bytes_per_gpu", _weight_bytes_per_gpu, dep)
 
 
 def _weight_bytes_per_gpu(dep: Deployment):
@@ -70,7 +70,9 @@ def kv_split(dep: Deployment, tokens):
     draft model's KV, eviction scores) on the first."""
     resident = layer_kv_bytes(dep, tokens) * dep.kv_resident_fraction()
     shared = dep.kv_shared_fraction()
-    own = resident * (1.0 - shared) + sum(tech.extra_request_bytes(dep, tokens) for tech in dep.techniques)
+    own = resident * (1.0 - shared)
+    if dep.techniques:
+        own = own + sum(tech.extra_request_bytes(dep, tokens) for tech in dep.techniques)
     return own, resident * shared
 
 
@@ -89,6 +91,12 @@ def activation_bytes_per_sequence(dep: Deployment, new_tokens):
     plus the widest intermediate of a layer (q/k/v/o, or gate/up/act of the MLP or the routed experts),
     and the fp32 logits of its last position. Layers run one after another, so only one layer's
     intermediates are live (inference keeps no activations for a backward pass)."""
+    per_token, logits = dep.cached("activation_bytes", _activation_bytes, dep)
+    return num(new_tokens) * per_token + logits
+
+
+def _activation_bytes(dep: Deployment):
+    """(bytes per token of a layer's live activations, bytes of one position's logits): configuration only."""
     m = dep.model
     attn_width = m.q_dim / dep.tp + dep.kv_elems_per_token_layer_local + m.attn_out_dim / dep.tp
     mlp_width = 3.0 * m.intermediate_size / dep.tp
@@ -96,7 +104,7 @@ def activation_bytes_per_sequence(dep: Deployment, new_tokens):
         mlp_width = np.maximum(mlp_width, 3.0 * m.moe.top_k * m.moe.expert_intermediate_size / dep.tp)
     per_token = (2.0 * m.hidden_size + np.maximum(attn_width, mlp_width)) * dep.act_bytes
     logits = m.vocab_size / dep.tp * LOGIT_BYTES
-    return num(new_tokens) * per_token + logits
+    return (float(per_token) if np.ndim(per_token) == 0 else per_token), logits
 
 
 def memory_arrays(dep: Deployment, batch, cached, new_tokens, decode_new_tokens=1.0) -> dict[str, np.ndarray]:
@@ -105,16 +113,17 @@ def memory_arrays(dep: Deployment, batch, cached, new_tokens, decode_new_tokens=
     ``max_concurrency`` is the number of sequences of ``cached`` tokens whose KV cache fits beside the
     weights, workspace and shared prefix while they decode (``decode_new_tokens`` per sequence a step:
     1, or a verify pass's draft + 1), per model replica (each replica's GPUs hold its own cache); the
-    activations of a prefill of the phase do not bound it."""
+    activations of a prefill of the phase do not bound it. A point stays in Python floats."""
     b = batch * 1.0 if isinstance(batch, (int, float)) else num(batch)
     weights = weight_bytes_per_gpu(dep)
     kv_req, shared = kv_split(dep, cached)
     act_seq = activation_bytes_per_sequence(dep, new_tokens)
     workspace = dep.profile.workspace_bytes
     capacity = dep.gpu.hbm_capacity_bytes * dep.memory_utilization
+    has_shared = shared != 0.0 if type(shared) is float else np.any(shared)
     a = {
         "weights_bytes": weights,
-        "kv_cache_bytes": b * kv_req + shared if np.any(shared) else b * kv_req,
+        "kv_cache_bytes": b * kv_req + shared if has_shared else b * kv_req,
         "activation_bytes": b * act_seq,
         "workspace_bytes": workspace,
     }
@@ -122,7 +131,8 @@ def memory_arrays(dep: Deployment, batch, cached, new_tokens, decode_new_tokens=
     a["capacity_bytes"] = capacity
     a["fits"] = a["total_bytes"] <= capacity
     a["kv_bytes_per_request"] = kv_req
-    a["kv_bytes_per_token"] = kv_req / np.maximum(num(cached), 1.0)
+    c = num(cached)
+    a["kv_bytes_per_token"] = kv_req / (max(c, 1.0) if type(c) is float else np.maximum(c, 1.0))
     decode_act = activation_bytes_per_sequence(dep, decode_new_tokens)
     a["max_concurrency"] = max_concurrency(capacity, weights + workspace + shared, kv_req + decode_act)
     return a

@@ -35,7 +35,7 @@ def mfu(step, dep):
 
 def mbu(step, dep):
     """HBM bandwidth utilisation: bytes / (latency · peak bandwidth)."""
-    return step.hbm_bytes / (step.latency_s * dep.hbm_bandwidth_bytes_per_s)
+    return _per_latency(step.hbm_bytes / step.latency_s, 1.0 / dep.hbm_bandwidth_bytes_per_s)
 
 
 # Launch sizes at which a profile's curves have reached their plateau: the calibrated ceilings are the
@@ -70,13 +70,13 @@ def dominant_phase(phase: str, ttft_s, decode_s) -> str:
 
 def active_params(model) -> int:
     """Parameters a token multiplies: all but unrouted experts and the input embedding table (a lookup)."""
-    return model.active_params(count_input_embedding=False)
+    return model.active_params(count_input_embedding=False, count_output_head=True)
 
 
 def optimal_tokens_per_s_per_gpu(dep, params: float | None = None):
     """NanoFlow's optimum: achievable FLOP/s per GPU / (2 · active parameters)."""
     flops = dep.peak_flops_per_s if dep.achievable_flops_per_s is None else dep.achievable_flops_per_s
-    p = dep.cached("active_params", lambda: active_params(dep.model)) if params is None else params
+    p = dep.cached("active_params", active_params, dep.model) if params is None else params
     return np.asarray(flops, dtype=float) / (2.0 * p) if isinstance(flops, np.ndarray) else flops / (2.0 * p)
 
 
@@ -97,7 +97,7 @@ def _param_sums(model) -> dict[str, float]:
 def sparse_utilisation(dep, step):
     """MoE-CAP's (S-MBU, S-MFU) of a priced step (see the module docstring); ``step.tokens`` tokens
     computed, ``step.kv_read_bytes`` read by attention, ``step.attention_flops`` in the attention core."""
-    p = dep.cached("sparse_param_sums", lambda: _param_sums(dep.model))
+    p = dep.cached("sparse_param_sums", _param_sums, dep.model)
     # an expert-parallel group of ``edp`` attention replicas reads its experts once for all their tokens
     group = dep.placement.edp if dep.placement is not None else 1
     tokens = step.tokens
@@ -111,7 +111,23 @@ def sparse_utilisation(dep, step):
     gpus = replica * group
     # the group's weights and FLOPs per GPU, plus the per-GPU attention operators
     # (small terms first: one pass over a sweep's grid per operation)
-    s_mbu = (read * dep.layer_weight_bytes / gpus + step.kv_read_bytes) / (step.latency_s * dep.hbm_bandwidth_bytes_per_s)
+    s_mbu = _per_latency(read * dep.layer_weight_bytes / gpus + step.kv_read_bytes, 1.0 / dep.hbm_bandwidth_bytes_per_s,
+                         step.latency_s)
     # / (latency · format peak) with format peak = FLOPs / format_peak_s
-    s_mfu = (2.0 * used * tokens / replica + step.attention_flops) * step.format_peak_s / (step.flops * step.latency_s)
+    s_mfu = _per_latency(2.0 * used * tokens / replica + step.attention_flops, step.format_peak_s, step.flops,
+                         step.latency_s)
     return s_mbu, s_mfu
+
+
+def _per_latency(x, factor, *divisors):
+    """``x · factor / d_1 / d_2 ...``; on a sweep's grid each step is done in place in ``x`` (an array the
+    caller has just computed), so that no further grid-sized array is allocated."""
+    for d in divisors:
+        if isinstance(x, np.ndarray) and x.ndim and np.broadcast_shapes(x.shape, np.shape(d)) == x.shape:
+            x /= d
+        else:
+            x = x / d  # a scalar, or grows to the divisor's shape: a new array, ours from here on
+    if isinstance(x, np.ndarray) and x.ndim and np.broadcast_shapes(x.shape, np.shape(factor)) == x.shape:
+        x *= factor
+        return x
+    return x * factor

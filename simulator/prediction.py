@@ -46,12 +46,50 @@ class _Out(BaseModel):
                 if name not in values:
                     values[name] = list(default) if isinstance(default, list) else default
             values = {name: values[name] for name in spec[0]}
-        obj = object.__new__(cls)
-        object.__setattr__(obj, "__dict__", values)
-        object.__setattr__(obj, "__pydantic_fields_set__", given)
-        object.__setattr__(obj, "__pydantic_extra__", None)
-        object.__setattr__(obj, "__pydantic_private__", None)
-        return obj
+        return _instance(cls, values, given)
+
+    @classmethod
+    def ordered(cls, values: tuple):
+        """``trusted`` from a value for every field, in the schema's order."""
+        return cls.from_trusted_dict(dict(zip(_field_names(cls), values)))
+
+    @classmethod
+    def from_trusted_dict(cls, values: dict):
+        """``trusted`` from a dict of every field in the schema's order (the breakdown rows), kept as is."""
+        names = _FIELD_SETS.get(cls)
+        if names is None:
+            names = _FIELD_SETS[cls] = set(_field_names(cls))
+        return _instance(cls, values, names.copy())
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_FIELD_SETS: dict[type, set[str]] = {}
+
+
+def _field_names(cls) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(cls.model_fields)
+    return names
+
+
+_new = object.__new__
+# the setters of the instance attributes every pydantic model has (its __dict__ and three slots), called
+# directly: what object.__setattr__ finds for these names, without the lookup
+_SLOTS = BaseModel.__dict__
+_set_dict = _SLOTS["__dict__"].__set__
+_set_fields_set = _SLOTS["__pydantic_fields_set__"].__set__
+_set_extra = _SLOTS["__pydantic_extra__"].__set__
+_set_private = _SLOTS["__pydantic_private__"].__set__
+
+
+def _instance(cls, values: dict, fields_set: set):
+    obj = _new(cls)
+    _set_dict(obj, values)
+    _set_fields_set(obj, fields_set)
+    _set_extra(obj, None)
+    _set_private(obj, None)
+    return obj
 
 
 class MemoryReport(_Out):
@@ -70,6 +108,36 @@ class MemoryReport(_Out):
 
 class OperatorReport(_Out):
     """One operator of the step, summed over its launches (per GPU)."""
+
+    @classmethod
+    def kernel_row(cls, name, kind, phase, count, flops, nbytes, link_bytes, time_s, compute_s, memory_s, link_s,
+                   overhead_s, bound, fields_set: set | None = None) -> "OperatorReport":
+        """``trusted`` of a row that is no collective (its collective fields empty), every value already of
+        its field's type: the breakdown of a point, built without re-validation. ``fields_set``: the set of
+        every field name the rows of one breakdown share (pydantic copies it before any change: a frozen
+        row is never assigned to, ``model_copy`` copies it first); default: a set of its own."""
+        obj = _new(cls)
+        # a copy of the row of defaults (every field, in the schema's order) with the values filled in: a
+        # dict of this size is copied in about half the time a literal of it is built in
+        values = _ROW_DEFAULTS.copy()
+        values["name"] = name
+        values["kind"] = kind
+        values["phase"] = phase
+        values["count"] = count
+        values["flops"] = flops
+        values["bytes"] = nbytes
+        values["link_bytes"] = link_bytes
+        values["time_s"] = time_s
+        values["compute_s"] = compute_s
+        values["memory_s"] = memory_s
+        values["link_s"] = link_s
+        values["overhead_s"] = overhead_s
+        values["bound"] = bound
+        _set_dict(obj, values)
+        _set_fields_set(obj, _ROW_FIELDS.copy() if fields_set is None else fields_set)
+        _set_extra(obj, None)
+        _set_private(obj, None)
+        return obj
 
     name: str
     kind: str  # the profile's operation kind: gemm, attention_prefill, attention_decode, memory, collective, ...
@@ -93,6 +161,17 @@ class OperatorReport(_Out):
     algorithm: str | None = None
     ranks: int | None = None
     hidden_s: float = 0.0
+
+
+_ROW_FIELDS = set(OperatorReport.model_fields)
+# every field of a row in the schema's order: the defaults, and None where the field has none (kernel_row
+# fills those in)
+_ROW_DEFAULTS = {name: None if f.is_required() else f.default for name, f in OperatorReport.model_fields.items()}
+
+
+def row_fields_set() -> set[str]:
+    """Every field name of a breakdown row: the fields-set a breakdown's rows share (``kernel_row``)."""
+    return _ROW_FIELDS.copy()
 
 
 class ResourceTimes(_Out):

@@ -39,9 +39,11 @@ class StepResult:
         return self.flops / self.format_peak_s
 
 
-def total(values):
+def total(values, owned: bool = False):
     """Sum of per-operator values without broadcasting a small one to the grid first: values of one
-    shape are added together, then the per-shape sums from the smallest up (plain floats stay floats)."""
+    shape are added together, then the per-shape sums from the smallest up (plain floats stay floats).
+    ``owned``: the values are arrays just computed for this sum, so the largest takes the others in place
+    (a sweep's grid is not allocated again)."""
     if all(type(v) is float for v in values):
         return sum(values)
     groups: dict[tuple, list] = {}
@@ -51,8 +53,14 @@ def total(values):
     if not parts:
         return 0.0
     total = parts[0]
-    for part in parts[1:]:
-        total = total + part
+    for i, part in enumerate(parts[1:], start=1):
+        last = i == len(parts) - 1
+        if last and owned and isinstance(part, np.ndarray) and part.ndim \
+                and np.broadcast_shapes(part.shape, np.shape(total)) == part.shape:
+            part += total  # the same sum (addition commutes exactly)
+            total = part
+        else:
+            total = total + part
     return total
 
 
@@ -62,25 +70,28 @@ def point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
     dtype_peak, tokens = dep.peak_flops_per_s, shape.tokens
     if type(dtype_peak) is not float or type(tokens) is not float or dep.stack is not None:
         return None
-    sm = hbm = link = overhead = flops = hbm_bytes = format_s = kv_read = att_flops = 0.0
+    sm = hbm = link = overhead = flops = hbm_bytes = format_s = kv_read = att_flops = serial = 0.0
     by_bound = [0.0] * len(BOUND_NAMES)
     for op, t in zip(ops, times):
-        if type(t.time_s) is not float or type(op.flops) is not float or type(op.hbm_bytes) is not float \
-                or type(op.count) not in (int, float):
+        time_s, op_flops, count, kind = t.time_s, op.flops, op.count, op.kind
+        if type(time_s) is not float or type(op_flops) is not float or type(op.hbm_bytes) is not float \
+                or type(count) not in (int, float):
             return None
-        count = op.count
         sm += t.compute_s
         hbm += t.memory_s
         link += t.link_s
         overhead += t.overhead_s
-        by_bound[t.bound] += t.time_s
-        op_flops = op.flops * count
+        by_bound[t.bound] += time_s
+        serial += time_s
+        op_flops = op_flops * count
         flops += op_flops
         hbm_bytes += op.hbm_bytes * count
-        if op.kind not in TRANSFER_KINDS:
+        if kind in TRANSFER_KINDS:
+            continue
+        if op_flops:
             peak = op.peak_flops_per_s
             format_s += op_flops * getattr(op, "work_fraction", 1.0) / (peak if peak > dtype_peak else dtype_peak)
-        if op.kind in ATTENTION_KINDS:
+        if kind in ATTENTION_KINDS:
             kv = getattr(op, "kv_read_bytes", 0.0)
             if type(kv) is not float:
                 return None
@@ -91,7 +102,7 @@ def point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
         latency = max(by_resource)
     else:
         by_resource = by_bound
-        latency = sum(t.time_s for t in times)
+        latency = serial
     bound = by_resource.index(max(by_resource))  # resource codes are the bound codes, in order
     return StepResult(ops, times, latency, bound, sm, hbm, link, overhead, flops, hbm_bytes, format_s, kv_read,
                       att_flops, tokens)
@@ -106,36 +117,52 @@ def chain_sum(values: list):
 
 def serial_bound(times: list[OpTime]):
     """The bound code with the most summed operator time, per point. Operators with one bound everywhere
-    add to that code's (usually small) total; when a single operator's bound varies over the grid (the
-    attention core: memory-, compute- or overhead-bound by size), its code c gets its time t on top:
-    the answer is c where S_c + t beats the best other total, else the best of the totals."""
+    add to that code's (usually small) total; one operator that varies over the whole grid (the attention
+    core, whose size is batch x context and whose bound is memory, compute or overhead by size) is
+    compared with those totals instead: its code c is the answer where its time t beats the best total
+    minus S_c, else the best of the totals (one pass over the grid per code it takes). Smaller operators
+    whose bound varies, and several full-size ones, add each code's share, masked at their own shape."""
+    sizes = [np.size(t.time_s) for t in times]
+    grid = max(sizes, default=1)
     per_code: list[list] = [[] for _ in BOUND_NAMES]
-    varying = []
-    for t in times:
+    special = []
+    def masked(codes, time_s, low, high):
+        if low == high:  # one bound everywhere: no per-code masks
+            per_code[low].append(time_s)
+            return
+        for code in range(low, high + 1):
+            per_code[code].append(np.where(codes == code, time_s, 0.0))
+
+    for t, size in zip(times, sizes):
         codes = np.asarray(t.bound)
         low, high = (int(codes), int(codes)) if codes.ndim == 0 else (int(codes.min()), int(codes.max()))
-        if low == high:  # one bound everywhere: no per-code masks
-            per_code[low].append(t.time_s)
+        if size < grid or grid == 1:  # at its own (small) shape
+            masked(codes, t.time_s, low, high)
         else:
-            varying.append((codes, t.time_s))
-    if len(varying) > 1:  # general case: masks per code
-        for codes, time_s in varying:
-            for code in range(len(BOUND_NAMES)):
-                per_code[code].append(np.where(codes == code, time_s, 0.0))
-        varying = []
+            special.append((codes, t.time_s, low, high))
+    if len(special) > 1:  # general case: full-size masks per code
+        for entry in special:
+            masked(*entry)
+        special = []
     totals = [total(c) for c in per_code]
-    if not varying:
-        return argmax_codes(totals)
-    codes, time_s = varying[0]
     best = argmax_codes(totals)
-    stacked = np.stack(np.broadcast_arrays(*totals))  # small unless a constant-bound operator is full size
-    small = stacked.shape[1:]
-    top = np.take_along_axis(stacked, np.broadcast_to(best, small).astype(np.intp)[None], 0)[0]
-    grid = np.broadcast_shapes(small, codes.shape)
-    index = np.broadcast_to(codes, grid).astype(np.intp)[None]
-    lifted = stacked.reshape((len(totals),) + (1,) * (len(grid) - len(small)) + small)
-    own = np.take_along_axis(np.broadcast_to(lifted, (len(totals), *grid)), index, 0)[0] + time_s
-    return np.where(own > top, codes, best)
+    if not special:
+        return best
+    codes, time_s, low, high = special[0]
+    top = totals[0]
+    for value in totals[1:]:
+        top = np.maximum(top, value)  # the best total (small)
+    out = best
+    for code in range(low, high + 1):
+        if low != high:
+            takes = codes == code
+            if not takes.any():  # a code between the lowest and highest the operator never takes
+                continue
+        wins = time_s > top - totals[code]
+        if low != high:
+            wins &= takes
+        out = np.where(wins, np.int8(code), out)
+    return out
 
 
 def argmax_codes(values: list):

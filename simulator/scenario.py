@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hwmodels.dtypes import DType
 from hwmodels.errors import InputError, validated
-from hwmodels.io import read_text_bounded
+from hwmodels.io import read_text_bounded, safe_load_bounded
 from simulator.bounds import Batch, GPUs, Tokens
 
 Phase = Literal["prefill", "decode", "generate"]
@@ -144,7 +144,7 @@ def read_scenario_file(path: str | Path) -> Any:
     """The parsed contents of a YAML or JSON scenario file, read with the size bound (empty: ``{}``)."""
     text = read_text_bounded(path, field="scenario")
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_bounded(text, "scenario", repr(str(path)))
     except yaml.YAMLError as exc:
         raise InputError("scenario", f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
     return data or {}

@@ -75,7 +75,7 @@ class StepShape:
         return num(self.past_tokens) + self.new_tokens
 
 
-@dataclass
+@dataclass(slots=True)
 class StepOp(OpCost):
     """An operator with the metadata techniques transform: ``per_layer`` (its count is a number of
     layers), ``rows``, ``weight_elems`` and ``input_elems`` (rows x in-features) of a GEMM launch,
@@ -139,45 +139,63 @@ class StepBuilder:
         self.shape = shape
         self.model = dep.model
         self.ops: list[OpCost] = []
+        # configuration-only values every operator reads, looked up once per step
+        self._peak = dep.peak_flops_per_s
+        self._bw = dep.hbm_bandwidth_bytes_per_s
+        self._act = dep.act_bytes
+        self._memo = dep.memo
 
     # --- operator constructors -------------------------------------------------------------------
 
-    def _fused(self, linears: list[Linear]) -> list[tuple[str, list[Linear]]]:
-        """``_fused``, once per deployment and list of linears (configuration only)."""
-        return self.dep.cached(("fused", *(lin.name for lin in linears)), lambda: _fused(linears))
+    def _fused(self, linears: list[Linear], key: str | None = None) -> list[tuple[str, list[Linear]]]:
+        """``_fused``, once per deployment and list of linears (configuration only), found under ``key``
+        where the caller names the list, else under the linears' names."""
+        return self.dep.cached(("fused", key) if key else ("fused", *(lin.name for lin in linears)), _fused, linears)
 
     def _kernel(self, name, kind, count, flops, hbm_bytes, **meta):
-        self.ops.append(StepOp(name, kind, count, flops=flops, hbm_bytes=hbm_bytes,
-                               peak_flops_per_s=self.dep.peak_flops_per_s,
-                               hbm_bandwidth_bytes_per_s=self.dep.hbm_bandwidth_bytes_per_s, **meta))
+        self.ops.append(StepOp(name, kind, count, flops, hbm_bytes, 0.0, 0.0, 0.0, self._peak, self._bw, **meta))
 
     def _elementwise(self, name, count, width, reads, writes, flops_per_element, tokens, per_layer=True):
-        flops, nbytes = elementwise(tokens, width, reads, writes, flops_per_element, self.dep.act_bytes)
-        self._kernel(name, "memory", count, flops, nbytes, per_layer=per_layer)
+        flops, nbytes = elementwise(tokens, width, reads, writes, flops_per_element, self._act)
+        self.ops.append(StepOp(name, "memory", count, flops, nbytes, 0.0, 0.0, 0.0, self._peak, self._bw,
+                               per_layer=per_layer))
 
     def _gemm(self, name, group: list[Linear], count, tokens, weight_bytes=None, copies=1.0, bias=None,
               per_layer=True, kind="gemm"):
         """One (fused) GEMM; ``copies`` weight sets are read (routed experts: the distinct ones touched).
         ``kind="grouped_gemm"``: the routed experts' GEMMs as one grouped launch, priced on the size of the
         whole launch (all experts' FLOPs and bytes) with the profile's grouped-GEMM efficiencies."""
-        dep = self.dep
-        k = dep.local_in(group[0])
-        n = sum(dep.local_out(lin) for lin in group)
-        per_elem = dep.layer_weight_bytes if weight_bytes is None else weight_bytes
-        bias = any(lin.bias for lin in group) if bias is None else bias
+        key = ("gemm", name, weight_bytes is None, bias)
+        dims = self._memo.get(key)
+        if dims is None:  # configuration only: the local (k, n), bytes per weight element and bias
+            dep = self.dep
+            dims = self._memo[key] = (dep.local_in(group[0]), sum(dep.local_out(lin) for lin in group),
+                                      dep.layer_weight_bytes if weight_bytes is None else weight_bytes,
+                                      any(lin.bias for lin in group) if bias is None else bias)
+        k, n, per_elem, has_bias = dims
         elems = copies * k * n
-        nbytes = gemm_ops.grouped_gemm_bytes(tokens, k, n, dep.act_bytes, per_elem, copies, bias=bias)
-        self._kernel(name, kind, count, gemm_ops.gemm_flops(tokens, k, n), nbytes, per_layer=per_layer, rows=tokens,
-                     weight_elems=elems, weight_bytes=elems * per_elem, input_elems=num(tokens) * k)
+        nbytes = gemm_ops.grouped_gemm_bytes(tokens, k, n, self._act, per_elem, copies, bias=has_bias)
+        self.ops.append(StepOp(name, kind, count, gemm_ops.gemm_flops(tokens, k, n), nbytes, 0.0, 0.0, 0.0,
+                               self._peak, self._bw, per_layer=per_layer, rows=tokens, weight_elems=elems,
+                               weight_bytes=elems * per_elem,
+                               input_elems=(tokens if type(tokens) is float else num(tokens)) * k))
 
     def _collective(self, name, collective, count, message_bytes, group, per_layer=True, overlap="", **span):
         """One collective of parallel ``group`` (tp, cp, ep, etp, pp), priced on the links the group spans
         (``simulator.parallel.comm``); ``span`` overrides the group's ranks / ranks per node."""
+        key = ("one_rank", name, collective, group, count, per_layer, overlap)
+        op = None if span else self._memo.get(key)
+        if op is not None:  # a one-rank collective of this deployment, built before
+            self.ops.append(op)
+            return
         size, _, intra, _ = group_shape(self.dep, group)
-        if not span and np.ndim(size) == 0 and size == 1:  # one rank: nothing moves (what the cost gives, cheaply)
-            self.ops.append(StepOp(name, "collective", count, link_bytes=0.0, link_latency_s=0.0,
-                                   link_bandwidth_bytes_per_s=1.0, per_layer=per_layer, collective=collective,
-                                   group=group, link=intra.name, algorithm="ring", ranks=1, overlap=overlap))
+        if not span and isinstance(size, int | np.integer) and size == 1:
+            # one rank: nothing moves (what the cost gives, cheaply); configuration only, so built once
+            # per deployment (operators are never changed in place, techniques replace them)
+            self.ops.append(self.dep.cached(key, lambda: StepOp(
+                name, "collective", count, link_bytes=0.0, link_latency_s=0.0, link_bandwidth_bytes_per_s=1.0,
+                per_layer=per_layer, collective=collective, group=group, link=intra.name, algorithm="ring", ranks=1,
+                overlap=overlap)))
             return
         cost, overhead, link, algorithm, ranks = group_cost(self.dep, group, collective, message_bytes, **span)
         self.ops.append(StepOp(name, "collective", count, **link_terms(cost, overhead), per_layer=per_layer,
@@ -191,7 +209,7 @@ class StepBuilder:
     def _tp_all_reduce(self, name, count, tokens, per_layer=True, overlap=""):
         """The row-parallel output's all-reduce over TP; under sequence parallelism (Korthikanti et al. 2022,
         arXiv 2205.05198, §4.2.2) a reduce-scatter and an all-gather of the same total traffic."""
-        message = num(tokens) * self.model.hidden_size * self.dep.act_bytes
+        message = (tokens if type(tokens) is float else num(tokens)) * self.model.hidden_size * self._act
         if self.dep.sp and np.any(np.asarray(self.dep.tp) > 1):
             self._collective(name.replace("all_reduce", "reduce_scatter"), "reduce_scatter", count, message, "tp",
                              per_layer, overlap)
@@ -208,15 +226,13 @@ class StepBuilder:
         m, dep, shape = self.model, self.dep, self.shape
         h = m.hidden_size
         tokens = shape.tokens
-        if len(dep.layer_kinds) != m.num_layers:
-            raise ValueError(f"{len(dep.layer_kinds)} attention kinds for {m.num_layers} layers")
 
         flops, nbytes = embedding_lookup(tokens, h / dep.tp, dep.emb_bytes, dep.act_bytes)
         self._kernel("embedding", "memory", 1, flops, nbytes)
         self._tp_all_reduce("embedding.all_reduce", 1, tokens, per_layer=False)
 
-        for prefix, layers, layer_shape in self._stacks():
-            self._layers(prefix, layers, layer_shape)
+        for prefix, counts, mlp_counts, layer_shape in self._stacks():
+            self._layers(prefix, counts, mlp_counts, layer_shape)
 
         if dep.pp > 1:  # activations between adjacent stages, once per stage boundary
             message = tokens * h * dep.act_bytes
@@ -226,42 +242,42 @@ class StepBuilder:
 
         self._elementwise("final_norm", 1, h, 1, 1, NORM_FLOPS_PER_ELEMENT, tokens, per_layer=False)
         logits_tokens = num(shape.batch) * shape.logits_per_seq  # sampled positions only
-        head = Linear("lm_head", h, m.vocab_size, "lm_head")
-        self._gemm("lm_head", [head], 1, logits_tokens, weight_bytes=dep.emb_bytes, per_layer=False)
+        head = dep.cached("lm_head", lambda: [Linear("lm_head", h, m.vocab_size, "lm_head")])
+        self._gemm("lm_head", head, 1, logits_tokens, weight_bytes=dep.emb_bytes, per_layer=False)
         return self.ops
 
-    def _stacks(self) -> list[tuple[str, list[int], StepShape]]:
-        """(name prefix, layer indices, shape) of each run of layers over the same tokens."""
-        kinds = self.dep.layer_kinds
-        shape = self.shape
-        if shape.phase == "prefill" and "cross" in kinds:
-            own = [i for i, k in enumerate(kinds) if k != "cross"]
-            cross = [i for i, k in enumerate(kinds) if k == "cross"]
-            last = StepShape(shape.batch, 1.0, num(shape.past_tokens) + shape.new_tokens - 1.0,
-                             "prefill", logits_per_seq=shape.logits_per_seq)
-            return [("", own, shape), ("cross.", cross, last)]
-        return [("", list(range(len(kinds))), shape)]
+    def _stacks(self) -> list[tuple[str, dict[str, int], dict[str, int], StepShape]]:
+        """(name prefix, layers per attention kind, layers per MLP kind, shape) of each run of layers over
+        the same tokens; the layer counts are configuration only (once per deployment)."""
+        dep, shape = self.dep, self.shape
+        split = shape.phase == "prefill" and "cross" in dep.cached("layer_kinds", lambda: dep.layer_kinds)
+        stacks = dep.cached(("stacks", split), _layer_stacks, dep, split)
+        if not split:
+            return [(*stacks[0], shape)]
+        last = StepShape(shape.batch, 1.0, num(shape.past_tokens) + shape.new_tokens - 1.0,
+                         "prefill", logits_per_seq=shape.logits_per_seq)
+        return [(*stacks[0], shape), (*stacks[1], last)]
 
-    def _layers(self, prefix: str, layers: list[int], shape: StepShape):
+    def _layers(self, prefix: str, counts: dict[str, int], mlp_counts: dict[str, int], shape: StepShape):
         m, dep = self.model, self.dep
-        h, n = m.hidden_size, len(layers)
+        h, n = m.hidden_size, sum(counts.values())
         if n == 0:
             return
         tokens = shape.tokens
-        key = tuple(layers)
-        counts = dep.cached(("kind_counts", key), lambda: dep.kind_counts(layers))
         n_cross = counts.get("cross", 0)
         n_own = n - n_cross
         cross_name = (lambda name: name) if prefix.startswith("cross") else (lambda name: "cross." + name)
 
         self._elementwise(prefix + "attn_norm", n, h, 1, 1, NORM_FLOPS_PER_ELEMENT, self._sp(tokens))
         linears = dep.cached("attention_linears", m.attention_linears)
-        columns = [lin for lin in linears if lin.tp != "row"]
         if n_own:
-            for name, group in self._fused(columns):
+            own = dep.cached("fused_columns", lambda: _fused([lin for lin in linears if lin.tp != "row"]))
+            for name, group in own:
                 self._gemm(prefix + name, group, n_own, tokens)
         if n_cross:
-            for name, group in self._fused([lin for lin in columns if lin.name not in KV_PROJECTIONS]):
+            cross = dep.cached("fused_cross_columns", lambda: _fused(
+                [lin for lin in linears if lin.tp != "row" and lin.name not in KV_PROJECTIONS]))
+            for name, group in cross:
                 self._gemm(prefix + cross_name(name), group, n_cross, tokens)
         rope_dim = m.mla.qk_rope_head_dim if m.mla else m.head_dim
         if n_own:
@@ -282,13 +298,11 @@ class StepBuilder:
                 chunk = StepShape(1.0, shape.chunk_tokens, shape.chunk_past, "prefill")
                 self._attention(prefix, kind, count, chunk, suffix=".chunk")
 
-        for lin in linears:
-            if lin.tp == "row":
-                self._gemm(prefix + lin.name, [lin], n, tokens)
+        for group in dep.cached("row_linears", lambda: [[lin] for lin in linears if lin.tp == "row"]):
+            self._gemm(prefix + group[0].name, group, n, tokens)
         self._tp_all_reduce(prefix + "attn.all_reduce", n, tokens, overlap="tp")
         self._elementwise(prefix + "attn_residual", n, h, 2, 1, ADD_FLOPS_PER_ELEMENT, self._sp(tokens))
 
-        mlp_counts = dep.cached(("mlp_counts", key), lambda: Counter(m.mlp_kinds()[i] for i in layers))
         for kind, count in mlp_counts.items():
             self._mlp_block(prefix, kind, count, tokens)
 
@@ -318,16 +332,17 @@ class StepBuilder:
             kv_read = b * cached * kv_elems * dep.kv_bytes
         else:  # each new query reads every kept token of its sequence once
             cached = dep.kv_tokens(shape.total_tokens, kind)
-            flops = attn.attention_flops(shape.new_tokens * cached, dep.q_heads_local, qk_dim, v_dim) * b
+            # 1/cp of the FLOPs per CP rank, divided before the batch broadcasts them over a sweep's grid
+            flops = attn.attention_flops(shape.new_tokens * cached, dep.q_heads_local, qk_dim, v_dim) / cp * b
             readers = b
             if dep.kv_shared_read_once():  # a shared prefix read once for the whole batch
                 shared = dep.kv_shared_fraction()
                 readers = b * (1.0 - shared) + shared
             held = cached / cp  # each CP rank holds 1/cp of the cache
             kv_read = attn.decode_kv_read_bytes(readers, held, kv_elems, dep.kv_bytes)
-            flops = flops / cp
             nbytes = attn.decode_attention_bytes(b, held, dep.q_heads_local, qk_dim, v_dim, kv_elems, dep.act_bytes,
-                                                 dep.kv_bytes, new_tokens=shape.new_tokens, kv_readers=readers)
+                                                 dep.kv_bytes, new_tokens=shape.new_tokens, kv_readers=readers,
+                                                 kv_read_bytes=kv_read)
         self._kernel(name, op_kind, count, flops, nbytes, per_layer=True, kv_read_bytes=kv_read)
         if cp > 1:
             self._context_parallel(prefix + f"attention.{kind}{suffix}", count, shape, qk_dim, v_dim)
@@ -344,11 +359,12 @@ class StepBuilder:
             message = context.decode_gather_bytes(dep, shape.batch, shape.new_tokens, v_dim)
             self._collective(name + ".cp_all_gather", "all_gather", count, message, "cp")
 
-    def _ffn(self, prefix: str, linears: list[Linear], count: int, tokens, weight_copies=None, kind="gemm"):
+    def _ffn(self, prefix: str, linears: list[Linear], count: int, tokens, weight_copies=None, kind="gemm",
+             key: str | None = None):
         """gate/up GEMM, activation, down GEMM. ``weight_copies`` overrides how many weight sets are read
         (routed experts: the distinct experts the batch touches); ``kind`` is the GEMMs' operation kind."""
         dep, m = self.dep, self.model
-        for name, group in self._fused(linears):
+        for name, group in self._fused(linears, key):
             copies = 1.0 if weight_copies is None else weight_copies
             self._gemm(prefix + name, group, count, tokens, copies=copies, bias=False, kind=kind)
             if group[-1].name.endswith("up_proj"):
@@ -364,7 +380,8 @@ class StepBuilder:
         self._elementwise(prefix + ("mlp_norm" if dense else "moe_norm"), count, h, 1, 1, NORM_FLOPS_PER_ELEMENT,
                           self._sp(tokens))
         if dense:
-            self._ffn(prefix, self.dep.cached("dense_mlp_linears", m.dense_mlp_linears), count, tokens)
+            self._ffn(prefix, self.dep.cached("dense_mlp_linears", m.dense_mlp_linears), count, tokens,
+                      key="dense_mlp_linears")
         else:
             assert m.moe is not None
             plan = self._routed_experts(prefix, count, tokens)
@@ -425,6 +442,18 @@ class StepBuilder:
         if imbalance != 1.0:
             self.ops[first:] = [replace(op, work_fraction=1.0 / imbalance) for op in self.ops[first:]]
         return plan
+
+
+def _layer_stacks(dep: Deployment, split: bool) -> list[tuple[str, dict[str, int], dict[str, int]]]:
+    """(prefix, layers per attention kind, layers per MLP kind) of the whole stack, or with ``split`` (a
+    prefill with cross layers) of the layers with their own KV and of the cross layers."""
+    kinds, mlp = dep.layer_kinds, dep.model.mlp_kinds()
+    if len(kinds) != dep.model.num_layers:
+        raise ValueError(f"{len(kinds)} attention kinds for {dep.model.num_layers} layers")
+    runs = [("", [i for i, k in enumerate(kinds) if k != "cross"]), ("cross.", [i for i, k in enumerate(kinds)
+                                                                                 if k == "cross"])] \
+        if split else [("", list(range(len(kinds))))]
+    return [(prefix, dep.kind_counts(layers), dict(Counter(mlp[i] for i in layers))) for prefix, layers in runs]
 
 
 def build_step(dep: Deployment, shape: StepShape) -> list[OpCost]:

@@ -103,3 +103,41 @@ def test_active_params_follow_the_authors_convention(name, counts):
     assert imported.active_params() == imported.active_params(count_input_embedding=counts)
     pub = preset.published_params
     assert imported.active_params() == pytest.approx(pub.active, rel=pub.rel_tol)
+
+
+# GLM-4.5's sizes: the GLM-4.5-Air config.json with the larger model's widths and depths, as the GLM-5
+# technical report's architecture table lists them beside GLM-5's (quoted at
+# https://glennklockwood.com/garden/GLM-5): hidden 5120, dense MLP 12288, expert 1536, 96 heads over 8 KV
+# heads of 128, 160 routed experts (8 per token) and 1 shared, 3 dense + 89 MoE layers, vocabulary
+# 151,552; qk-norm on (GLM-4.5's use_qk_norm)
+GLM_4_5 = {"hidden_size": 5120, "intermediate_size": 12288, "moe_intermediate_size": 1536, "n_routed_experts": 160,
+           "num_hidden_layers": 92, "first_k_dense_replace": 3, "use_qk_norm": True, "_name_or_path": "zai-org/GLM-4.5"}
+
+
+@pytest.mark.parametrize("sizes,total_b,active_b", [({}, 106, 12), (GLM_4_5, 355, 32)])
+def test_glm_4_5_active_params_leave_out_the_embedding_and_the_output_layer(sizes, total_b, active_b):
+    """Z.ai publishes GLM-4.5 as 355B total / 32B active and GLM-4.5-Air as 106B / 12B
+    (https://github.com/zai-org/GLM-4.5, README; arXiv 2508.06471, Table 1), in whole billions. The active
+    figures are the layers' alone: with the output layer (a 151,552 x hidden matrix every token multiplies)
+    or the input embedding counted they would round to 13B and 33B."""
+    spec = spec_from_hf_config({**config("glm-4.5-air"), **sizes})
+    assert not spec.counts_input_embedding and not spec.counts_output_head
+    assert round(spec.active_params() / 1e9) == active_b
+    table = spec.vocab_size * spec.hidden_size
+    assert spec.active_params(count_input_embedding=True, count_output_head=True) == spec.active_params() + 2 * table
+    for counted in ({"count_input_embedding": True}, {"count_output_head": True}):
+        assert round(spec.active_params(**counted) / 1e9) == active_b + 1
+    assert spec.total_params() == pytest.approx(total_b * 1e9, rel=0.01)  # every stored matrix, embeddings included
+    # what a token multiplies (NanoFlow's optimum, MoE-CAP's S-MFU) keeps the output layer
+    from simulator.metrics import active_params
+    assert active_params(spec) == spec.active_params() + table
+
+
+def test_a_tied_table_is_left_out_only_when_both_are():
+    spec = get_model("llama-3.2-1b")  # tied input embedding and output layer
+    assert spec.tie_word_embeddings
+    table = spec.vocab_size * spec.hidden_size
+    full = spec.active_params(count_input_embedding=True, count_output_head=True)
+    assert spec.active_params(count_input_embedding=False, count_output_head=True) == full
+    assert spec.active_params(count_input_embedding=True, count_output_head=False) == full
+    assert spec.active_params(count_input_embedding=False, count_output_head=False) == full - table

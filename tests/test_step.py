@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from simulator import sweep
+from simulator import predict, sweep
 from simulator.engine import evaluate, resolve
 from simulator.footprint import kv_bytes_per_request, weight_bytes_per_gpu
 from simulator.models import get_model
@@ -169,3 +169,15 @@ def test_moe_routing_under_tensor_parallelism():
     np.testing.assert_allclose(one["moe.route"].hbm_bytes, 4 * 8 * 2 + 4 * 2 * 8)
     for name in ("moe.expert.gate_up_proj", "moe.expert.down_proj"):
         np.testing.assert_allclose(two[name].flops, one[name].flops / 2)
+
+
+def test_a_one_token_generation_credits_no_prompt_chunk():
+    """With output_len 1 there is no decode step to carry a prompt chunk (Sarathi-Serve's credit is 0): the
+    cycle is the prefill, not 0 (which made the throughput infinite and the prediction an error)."""
+    kw = {"workload.phase": "generate", "workload.output_len": 1, "workload.prompt_len": 100,
+          "techniques": [{"name": "chunked_prefill", "chunk_tokens": 256}]}
+    p = predict(**kw)
+    assert p.prompt_tokens_credited == 0.0
+    assert p.tokens_per_s == pytest.approx(p.replicas * 1 * 1 / p.ttft_s)
+    two = predict(**{**kw, "workload.output_len": 2})
+    assert two.prompt_tokens_credited == pytest.approx(100.0)  # one decode step carries the whole 100-token prompt

@@ -59,7 +59,8 @@ class Timing:
     method: str  # "graph" or "eager"
 
 
-def _event_time(fn: Callable[[], None], reps: int) -> list[float]:
+def event_times(fn: Callable[[], None], reps: int) -> list[float]:
+    """Seconds of each of ``reps`` calls of ``fn``, timed with CUDA events on the current stream."""
     times = []
     for _ in range(reps):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -90,7 +91,7 @@ def time_launches(fns: Sequence[Callable[[], object]], *, target_s: float = 4e-3
     for fn in fns:
         fn()
     torch.cuda.synchronize()
-    est = statistics.median(_event_time(lambda: [fn() for fn in fns], 3)) / len(fns)
+    est = statistics.median(event_times(lambda: [fn() for fn in fns], 3)) / len(fns)
     n = int(min(max_launches, max(len(fns), round(target_s / max(est, 1e-7)))))
     n = max(1, n)
 
@@ -116,11 +117,11 @@ def time_launches(fns: Sequence[Callable[[], object]], *, target_s: float = 4e-3
             graph = None
             torch.cuda.synchronize()
         if graph is not None:
-            samples = _event_time(graph.replay, repeats + 2)[2:]
+            samples = event_times(graph.replay, repeats + 2)[2:]
             del graph
             return _summ(samples, n, repeats, "graph")
     body()
-    samples = _event_time(body, repeats + 1)[1:]
+    samples = event_times(body, repeats + 1)[1:]
     return _summ(samples, n, repeats, "eager")
 
 

@@ -30,12 +30,13 @@ def run_list(args) -> int:
     for name in list_models():
         m = get_model(name)
         moe = f"{m.moe.num_experts}e top{m.moe.top_k}" if m.moe else "dense"
-        active = count(m.active_params()) + ("" if m.counts_input_embedding else "*")
+        active = count(m.active_params()) + ("" if m.counts_input_embedding else "*") \
+            + ("" if m.counts_output_head else "*")
         rows.append([name, count(m.total_params()), active, str(m.num_layers), _attention(m), moe,
                      f"{m.kv_elements_per_token() * 2 / 1e3:.0f} KB"])
     print(table(["name", "params", "active", "layers", "attention", "mlp", "KV/token (bf16)"], rows))
     print("\nactive: parameters one token uses, counted as the authors publish them (* = input embedding "
-          "left out, as DeepSeek and gpt-oss count)")
+          "left out, as DeepSeek and gpt-oss count; ** = the output layer too, as GLM-4.5 counts)")
     return 0
 
 
@@ -44,6 +45,7 @@ def run_show(args) -> int:
     data = m.model_dump(mode="json", exclude_none=True)
     data["derived"] = {"total_params": m.total_params(), "active_params": m.active_params(),
                        "active_params_counts_input_embedding": m.counts_input_embedding,
+                       "active_params_counts_output_head": m.counts_output_head,
                        "kv_elements_per_token": m.kv_elements_per_token()}
     print(yaml.safe_dump(data, sort_keys=False), end="")
     return 0

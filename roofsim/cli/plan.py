@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from hwmodels.errors import InputError
 from roofsim.cli.format import seconds, table
@@ -86,6 +87,15 @@ def contract(result: PlanResult) -> dict:
             "rejected_cheaper": data["rejected_cheaper"], "request": data["request"]}
 
 
+def _gpus(p) -> str:
+    """The plan's GPUs, per pool for a prefill/decode split ('4x h100-sxm + 4x a100-80gb-sxm')."""
+    split = re.fullmatch(r"(\d+)P(\d+)D", p.disaggregate or "")
+    if split is None:
+        return f"{p.num_gpus}x {p.gpu}"
+    prefill = int(split.group(1)) * p.tp * p.pp
+    return f"{prefill}x {p.gpu} + {p.num_gpus - prefill}x {p.decode_gpu or p.gpu}"
+
+
 def _verdict(p) -> str:
     return "-" if p.verified is None else ("meets SLO" if p.verified else "misses SLO")
 
@@ -103,7 +113,7 @@ def render(result: PlanResult) -> str:
                                     + (f" ep{p.ep}" if p.ep > 1 else "")
                                     + (f" ({p.nodes} nodes each)" if p.nodes > 1 else ""))
         des = p.verification
-        rows.append([f"{p.num_gpus}x {p.gpu}" + (f"+{p.decode_gpu}" if p.decode_gpu and p.decode_gpu != p.gpu else ""),
+        rows.append([_gpus(p),
                      layout, ",".join(p.techniques) or "-", str(p.max_num_seqs), f"${p.usd_per_hour:,.2f}",
                      f"${p.usd_per_million_tokens:.3f}", seconds(p.ttft_p90_s), seconds(p.tpot_p90_s),
                      seconds(des.ttft_pct_s) if des else "-", seconds(des.tpot_pct_s) if des else "-",
@@ -114,7 +124,7 @@ def render(result: PlanResult) -> str:
     if best is None:
         lines += ["", "no plan meets the SLOs in this space"]
         return "\n".join(lines)
-    lines += ["", f"cheapest: {best.num_gpus}x {best.gpu} ({best.disaggregate or f'{best.replicas} x tp{best.tp}'}) "
+    lines += ["", f"cheapest: {_gpus(best)} ({best.disaggregate or f'{best.replicas} x tp{best.tp}'}) "
               f"${best.usd_per_hour:,.2f}/hour, ${best.usd_per_million_input_tokens:.3f}/M input and "
               f"${best.usd_per_million_output_tokens:.3f}/M output tokens, {best.joules_per_token:.3f} J/token, "
               f"{best.energy_kwh_per_day:,.0f} kWh/day",

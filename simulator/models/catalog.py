@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from hwmodels.errors import InputError, unknown_name, validated
-from hwmodels.io import read_text_bounded
+from hwmodels.io import read_text_bounded, safe_load_bounded
 from simulator.models.spec import ModelSpec
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -57,7 +57,7 @@ def get_model(spec: str | dict[str, Any] | ModelSpec, field: str = "model") -> M
             path = path / "config.json"
         text = read_text_bounded(path, field=field)
         try:
-            data = yaml.safe_load(text)  # YAML is a superset of JSON
+            data = safe_load_bounded(text, field, repr(spec))  # YAML is a superset of JSON
         except yaml.YAMLError as exc:
             raise InputError(field, f"cannot read {spec!r}: {exc.__class__.__name__}") from None
         if not isinstance(data, dict):

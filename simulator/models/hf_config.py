@@ -9,9 +9,9 @@ from the first spelling present.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
-
 
 from hwmodels.errors import InputError, validated
 from simulator.bounds import MAX_LAYERS, limit_message
@@ -37,9 +37,12 @@ class Family:
     attention_sinks: bool = False
     qk_norm_key: str | None = None  # a config flag that turns qk_norm on (GLM-4.5: use_qk_norm)
     # whether the authors' published active-parameter count includes the input embedding table: DeepSeek-V3
-    # (36.6B of 671B, README_WEIGHTS.md), Kimi K2 (same architecture) and gpt-oss (5.1B of 117B, model card
-    # Table 1) leave it out; the others count it (Mixtral 12.9B of 46.7B, Qwen3-30B-A3B 3.3B of 30.5B)
+    # (36.6B of 671B, README_WEIGHTS.md), Kimi K2 (same architecture), gpt-oss (5.1B of 117B, model card
+    # Table 1) and GLM-4.5 leave it out; the others count it (Mixtral 12.9B of 46.7B, Qwen3-30B-A3B 3.3B of
+    # 30.5B)
     active_counts_input_embedding: bool = True
+    # and the output layer: GLM-4.5 counts neither (32B of 355B, 12B of 106B for Air; tests/test_hf_import.py)
+    active_counts_output_head: bool = True
     defaults: dict[str, Any] = dc_field(default_factory=dict)  # values HF's config class supplies when absent
 
 
@@ -60,7 +63,8 @@ FAMILIES: dict[str, Family] = {
     # Kimi K2 is the DeepSeek-V3 architecture with its own model_type (moonshotai/Kimi-K2-Instruct README)
     "kimi_k2": Family("deepseek", moe=True, mla=True, active_counts_input_embedding=False),
     # GLM-4.5: biases on q/k/v only (HF Glm4MoeAttention: o_proj has none), sigmoid router, leading dense layers
-    "glm4_moe": Family("glm4_moe", qkv_bias_only=True, moe=True, qk_norm_key="use_qk_norm"),
+    "glm4_moe": Family("glm4_moe", qkv_bias_only=True, moe=True, qk_norm_key="use_qk_norm",
+                       active_counts_input_embedding=False, active_counts_output_head=False),
     "gemma2": Family("gemma2", sliding_pattern=2, defaults=_GEMMA_DEFAULTS, **_GEMMA),
     "gemma3_text": Family(
         "gemma3",
@@ -238,6 +242,7 @@ def spec_from_hf_config(config: dict[str, Any], name: str | None = None, field: 
         moe=_moe(cfg, fam, num_layers),
         mla=mla,
         active_counts_input_embedding=None if fam.active_counts_input_embedding else False,
+        active_counts_output_head=None if fam.active_counts_output_head else False,
         **quantization(config.get("quantization_config") or outer.get("quantization_config"), field),
         source=str(outer.get("source", "")),
     )

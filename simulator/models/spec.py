@@ -11,10 +11,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    model_validator,
+)
 
 from hwmodels.dtypes import DType
-from simulator.bounds import MAX_EXPERTS, MAX_HEADS, MAX_LAYERS, MAX_TOKENS, MAX_VOCAB, MAX_WIDTH, at_most
+from simulator.bounds import (
+    MAX_EXPERTS,
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_TOKENS,
+    MAX_VOCAB,
+    MAX_WIDTH,
+    at_most,
+)
 
 # Sizes no published model comes near (simulator/bounds.py says why each limit is safe).
 Layers = Annotated[PositiveInt, at_most(MAX_LAYERS, "layers")]
@@ -78,6 +93,9 @@ class PublishedParams(_Strict):
     source: str
     active_counts_input_embedding: bool = Field(
         True, description="False where the authors leave the input embedding table out of the active count (gpt-oss)"
+    )
+    active_counts_output_head: bool = Field(
+        True, description="False where the authors also leave the output layer (LM head) out (GLM-4.5)"
     )
     rel_tol: float = Field(
         0.01,
@@ -145,6 +163,9 @@ class ModelSpec(_Strict):
     published_params: PublishedParams | None = None
     active_counts_input_embedding: bool | None = Field(
         None, description="whether active_params() counts the input embedding, as the authors publish it; "
+        "None: as published_params says, else True")
+    active_counts_output_head: bool | None = Field(
+        None, description="whether active_params() counts the output layer (LM head), as the authors publish it; "
         "None: as published_params says, else True")
     weights_dtype: DType | None = Field(None, description="the checkpoint's stored weight format (quantization_config)")
     quantization: str = Field("", description="the checkpoint's quantization, as read from quantization_config")
@@ -301,18 +322,33 @@ class ModelSpec(_Strict):
             return self.active_counts_input_embedding
         return self.published_params.active_counts_input_embedding if self.published_params else True
 
-    def active_params(self, count_input_embedding: bool | None = None) -> int:
+    @property
+    def counts_output_head(self) -> bool:
+        """Whether the authors' active-parameter figure includes the output layer (LM head)."""
+        if self.active_counts_output_head is not None:
+            return self.active_counts_output_head
+        return self.published_params.active_counts_output_head if self.published_params else True
+
+    def active_params(self, count_input_embedding: bool | None = None, count_output_head: bool | None = None) -> int:
         """Parameters touched by one token: all but the routed experts it is not sent to.
 
-        ``count_input_embedding=False`` leaves out the input embedding table, of which a token reads one row
-        (unless it is tied to the output head, which every token uses whole); ``None`` follows the authors'
-        convention (``counts_input_embedding``): DeepSeek-V3 and gpt-oss leave it out.
+        ``count_input_embedding=False`` leaves out the input embedding table, of which a token reads one row;
+        ``count_output_head=False`` leaves out the output layer (LM head). A tied table is the head, used
+        whole by every token: it is left out only when both are. ``None`` follows the authors' convention
+        (``counts_input_embedding``, ``counts_output_head``): DeepSeek-V3 and gpt-oss leave the input
+        embedding out, GLM-4.5 both. Callers that want the parameters a token multiplies pass both.
         """
         if count_input_embedding is None:
             count_input_embedding = self.counts_input_embedding
+        if count_output_head is None:
+            count_output_head = self.counts_output_head
         layers = sum(n * self.layer_params(k, active_only=True) for k, n in self.layer_groups())
-        skip = not (count_input_embedding or self.tie_word_embeddings)
-        return self.embedding_params() - (self.vocab_size * self.hidden_size if skip else 0) + layers
+        table = self.vocab_size * self.hidden_size
+        if self.tie_word_embeddings:
+            skipped = 0 if (count_input_embedding or count_output_head) else table
+        else:
+            skipped = (0 if count_input_embedding else table) + (0 if count_output_head else table)
+        return self.embedding_params() - skipped + layers
 
     # --- KV cache --------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from costmodels.collectives import ALGORITHMS, CollectiveCost, collective_cost, 
 def group_shape(dep, group: str):
     """(ranks, ranks per node, scale-up link, scale-out link) of ``group`` in the deployment's placement.
     Without a placement (a deployment built by hand) every group is one node on the GPU's own link."""
-    return dep.cached(("group_shape", group), lambda: _group_shape(dep, group))
+    return dep.cached(("group_shape", group), _group_shape, dep, group)
 
 
 def _group_shape(dep, group: str):

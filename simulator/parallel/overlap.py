@@ -57,15 +57,23 @@ def _partners(op, ops, times, policy: str, cp: int):
     return None
 
 
+def _active(dep) -> dict[str, str]:
+    """Boundaries whose policy can hide anything: not ``none``, not pp's (the pipeline applies it), and a
+    group of more than one GPU (a one-rank collective moves nothing); ``cp_method`` is no policy."""
+    ranks = {"tp": np.max(dep.tp), "ep": dep.ep, "cp": dep.cp}
+    return {b: p for b, p in (dep.overlap_boundaries or {}).items()
+            if b in ranks and p != "none" and ranks[b] > 1}
+
+
 def apply_overlaps(ops, times, dep):
     """``times`` with each overlapped collective's exposed part in ``time_s`` and the rest in ``hidden_s``."""
-    policies = dep.overlap_boundaries or {}
-    if not policies:
+    active = dep.cached("active_overlaps", lambda: _active(dep))
+    if not active or not any(op.kind == "collective" and getattr(op, "overlap", "") in active for op in ops):
         return times
     out = []
     for op, t in zip(ops, times):
         boundary = getattr(op, "overlap", "")
-        policy = policies.get(boundary, "none") if op.kind == "collective" and boundary != "pp" else "none"
+        policy = active.get(boundary, "none") if op.kind == "collective" else "none"
         partner = None if policy == "none" else _partners(op, ops, times, policy, max(dep.cp, 1))
         if partner is not None:
             exposed = np.maximum(t.time_s - partner, 0.0)

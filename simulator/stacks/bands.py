@@ -20,6 +20,7 @@ bands are the latency bands inverted.
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -82,47 +83,78 @@ def _outside(x, lo_hi) -> np.ndarray:
     return np.maximum(0.0, np.maximum(lo - x, x - hi))
 
 
-def phase_band(latency, tokens, context, src: dict) -> tuple[np.ndarray, np.ndarray]:
-    w = 1.0 + _outside(np.log10(np.maximum(tokens, 1.0)), src["tokens"]) \
-        + _outside(np.log10(np.maximum(context, 1.0)), src["context"])
-    lat = np.asarray(latency, dtype=float)
-    return lat * np.exp(src["lo"] * w), lat * np.exp(src["hi"] * w)
+def _decades_outside(x, lo_hi):
+    """Decades ``x`` (a size, at least 1) lies outside ``lo_hi`` (log10 bounds); floats for a point."""
+    if isinstance(x, float | int):
+        lo, hi = lo_hi
+        d = math.log10(x if x > 1.0 else 1.0)
+        return max(0.0, lo - d, d - hi)
+    return _outside(np.log10(np.maximum(x, 1.0)), lo_hi)
+
+
+def band_factors(tokens, context, src: dict) -> tuple:
+    """(lo, hi) factors of a phase's latency band: exp(q · w) for the 10/90% residual quantiles q, widened
+    by w = 1 + the decades ``tokens`` and ``context`` lie outside the measured ranges, as
+    exp(q · (1 + d_tokens)) · exp(q · d_context): each widening at its own (small) shape, so that a
+    sweep's grid is touched once per factor."""
+    wt = _decades_outside(tokens, src["tokens"])
+    wc = _decades_outside(context, src["context"])
+    if isinstance(wt, float) and isinstance(wc, float):
+        return tuple(math.exp(q * (1.0 + wt)) * math.exp(q * wc) for q in (src["lo"], src["hi"]))
+    return tuple(np.exp(q * (1.0 + wt)) * np.exp(q * wc) for q in (src["lo"], src["hi"]))
 
 
 def band_arrays(ev, work) -> tuple[dict[str, np.ndarray], str]:
     """Band arrays of an evaluation (``simulator.engine.Evaluation``) and the sentence describing them."""
     a, dep, phase = ev.arrays, ev.dep, ev.phase
     cal = getattr(dep, "calibration", None)
-    b = np.asarray(work["batch_size"], dtype=float)
-    prompt, ctx = np.asarray(work["prompt_len"], dtype=float), np.asarray(work["context_len"], dtype=float)
+    b, prompt, ctx = _floats(work["batch_size"]), _floats(work["prompt_len"]), _floats(work["context_len"])
     out: dict[str, np.ndarray] = {}
     bases = []
     if phase in ("prefill", "generate"):
-        src = band_source(cal, dep.gpu.name, "prefill")
+        src = dep.cached(("band_source", "prefill"), band_source, cal, dep.gpu.name, "prefill")
         bases.append(src["basis"])
         pre = ev.steps["prefill"].latency_s
-        out["prefill_lo_s"], out["prefill_hi_s"] = phase_band(pre, b * prompt, prompt, src)
+        f_lo, f_hi = band_factors(b * prompt, prompt, src)
+        out["prefill_lo_s"], out["prefill_hi_s"] = pre * f_lo, pre * f_hi
     if phase in ("decode", "generate"):
-        src = band_source(cal, dep.gpu.name, "decode")
+        src = dep.cached(("band_source", "decode"), band_source, cal, dep.gpu.name, "decode")
         bases.append(src["basis"])
-        context = ctx if phase == "decode" else prompt + np.asarray(work["output_len"], dtype=float) / 2.0
+        context = ctx if phase == "decode" else prompt + _floats(work["output_len"]) / 2.0
         dec = a["latency_s"] if phase == "decode" else a["tpot_s"]
-        out["decode_lo_s"], out["decode_hi_s"] = phase_band(dec, b, context, src)
-    if phase == "prefill":
-        lo, hi = out["prefill_lo_s"], out["prefill_hi_s"]
-    elif phase == "decode":
-        lo, hi = out["decode_lo_s"], out["decode_hi_s"]
-    else:
-        steps = np.maximum(np.asarray(work["output_len"], dtype=float) - 1.0, 0.0)
+        f_lo, f_hi = band_factors(b, context, src)
+        out["decode_lo_s"], out["decode_hi_s"] = dec * f_lo, dec * f_hi
+    if phase == "generate":
+        out_len = _floats(work["output_len"])
+        steps = max(out_len - 1.0, 0.0) if type(out_len) is float else np.maximum(out_len - 1.0, 0.0)
         lo, hi = out["prefill_lo_s"] + steps * out["decode_lo_s"], out["prefill_hi_s"] + steps * out["decode_hi_s"]
-    bands = {"latency_band_lo_s": lo, "latency_band_hi_s": hi,
-             "tokens_per_s_band_lo": a["tokens_per_s"] * a["latency_s"] / hi,
-             "tokens_per_s_band_hi": a["tokens_per_s"] * a["latency_s"] / lo}
+        rate = a["tokens_per_s"] * a["latency_s"]
+        tps_lo, tps_hi = rate / hi, rate / lo
+    else:  # one step: the latency band is latency x factor, so the throughput band is throughput / factor
+        lo, hi = out[f"{phase}_lo_s"], out[f"{phase}_hi_s"]
+        tps = a["tokens_per_s"]
+        tps_lo, tps_hi = _divided(tps, f_hi), _divided(tps, f_lo)
+    bands = {"latency_band_lo_s": lo, "latency_band_hi_s": hi, "tokens_per_s_band_lo": tps_lo,
+             "tokens_per_s_band_hi": tps_hi}
     if phase == "generate":
         bands.update({"ttft_band_lo_s": out["prefill_lo_s"], "ttft_band_hi_s": out["prefill_hi_s"],
                       "tpot_band_lo_s": out["decode_lo_s"], "tpot_band_hi_s": out["decode_hi_s"]})
-    basis = "; ".join(bases) + " (10-90% of log residuals, widened outside the measured shapes)"
+    basis = dep.cached(("band_basis", phase), lambda: "; ".join(bases)
+                       + " (10-90% of log residuals, widened outside the measured shapes)")
     return bands, basis
+
+
+def _divided(x, factor):
+    """``x / factor``, in ``factor``'s own array where it already has the result's shape (the factors are
+    this module's: a sweep's grid is not allocated again)."""
+    if isinstance(factor, np.ndarray) and factor.ndim and np.broadcast_shapes(factor.shape, np.shape(x)) == factor.shape:
+        return np.divide(x, factor, out=factor)
+    return x / factor
+
+
+def _floats(x):
+    """A workload value as a float (a point) or a float array."""
+    return float(x) if isinstance(x, int | float) else np.asarray(x, dtype=float)
 
 
 def train_band(calibration, gpu_name: str, step_time_s: float) -> tuple[float, float, str]:

@@ -422,7 +422,7 @@ def _price(sc: TrainScenario, gpu: str):
 def _report(s, prec, sc, cats, m, bubble, dp_exposed, optimizer_s, offload_s, step, per_op):
     model = s.model
     tokens_step = np.asarray(s.global_batch, dtype=float) * s.seq_len
-    matmul_params = model.active_params(count_input_embedding=bool(model.tie_word_embeddings))
+    matmul_params = model.active_params(count_input_embedding=bool(model.tie_word_embeddings), count_output_head=True)
     layer_matmul = matmul_params - model.vocab_size * model.hidden_size
     heads, hd = model.num_attention_heads, model.head_dim
     per_token = palm_flops_per_token(matmul_params, model.num_layers, heads, hd, s.seq_len)

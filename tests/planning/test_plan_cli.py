@@ -67,3 +67,17 @@ def test_cheapest_plan_served_by_roofsim_serve_meets_the_slo(capsys, tmp_path):
                  str(cfg["max_num_batched_tokens"]), "--json", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["ttft_s"]["p90"] <= 1.0 and out["tpot_s"]["p90"] <= 0.05 and out["rejected"] == 0
+
+
+def test_split_plans_name_each_pool_with_its_gpus():
+    """A prefill/decode split on two GPU types reads as its two pools, not as one GPU type."""
+    from types import SimpleNamespace
+
+    from roofsim.cli.plan import _gpus
+
+    hetero = SimpleNamespace(num_gpus=8, gpu="h100-sxm", tp=4, pp=1, disaggregate="1P1D", decode_gpu="a100-80gb-sxm")
+    assert _gpus(hetero) == "4x h100-sxm + 4x a100-80gb-sxm"
+    two_prefill = SimpleNamespace(num_gpus=8, gpu="h100-sxm", tp=2, pp=1, disaggregate="2P1D", decode_gpu=None)
+    assert _gpus(two_prefill) == "4x h100-sxm + 4x h100-sxm"
+    colocated = SimpleNamespace(num_gpus=4, gpu="h200-sxm", tp=4, pp=1, disaggregate=None, decode_gpu=None)
+    assert _gpus(colocated) == "4x h200-sxm"

@@ -27,8 +27,16 @@ TINY = {"name": "tiny", "num_layers": 2, "hidden_size": 64, "num_attention_heads
 
 
 def test_decoder_has_the_specs_parameters():
-    spec = get_model(TINY)
-    assert sum(p.numel() for p in from_spec(spec).parameters()) == spec.total_params()
+    for cfg in (TINY, {**TINY, "attention_bias": True}, {**TINY, "tie_word_embeddings": True}):
+        spec = get_model(cfg)
+        model = from_spec(spec)
+        assert sum(p.numel() for p in model.parameters()) == spec.total_params()
+        assert (model.lm_head.weight is model.embed.weight) == spec.tie_word_embeddings
+        assert (model.blocks[0].qkv.bias is not None) == spec.attention_bias
+    for name in ("llama-3.2-3b", "qwen2.5-7b"):  # the held-out shapes: tied 3B, Qwen2's QKV bias
+        spec = get_model(steps.MODELS[name])
+        with torch.device("meta"):
+            assert sum(p.numel() for p in from_spec(spec).parameters()) == spec.total_params()
 
 
 def test_optimizer_points_use_the_decoders_parameter_lists():
@@ -86,8 +94,9 @@ def test_fused_rotary_and_swiglu_match_autograd():
     assert _rel(y, yr) < 1e-6 and _rel(dgu, dgr) < 1e-6
 
 
-def test_fused_decoder_computes_the_reference_decoder_and_checkpointing_keeps_it():
-    spec = get_model(TINY)
+@pytest.mark.parametrize("cfg", [TINY, {**TINY, "attention_bias": True, "tie_word_embeddings": True}])
+def test_fused_decoder_computes_the_reference_decoder_and_checkpointing_keeps_it(cfg):
+    spec = get_model(cfg)
     torch.manual_seed(1)
     ref = from_spec(spec, fused=False)
     for p in ref.parameters():
@@ -95,8 +104,8 @@ def test_fused_decoder_computes_the_reference_decoder_and_checkpointing_keeps_it
     ids = torch.randint(0, 100, (2, 8))
     expected = ref(ids, ids)
     expected.backward()
-    for ckpt in (False, True):
-        model = from_spec(spec, checkpoint_blocks=ckpt)
+    for ckpt, attn in ((False, False), (True, False), (False, True)):
+        model = from_spec(spec, checkpoint_blocks=ckpt, checkpoint_attention=attn)
         model.load_state_dict(ref.state_dict())
         loss = model(ids, ids)
         loss.backward()
@@ -105,12 +114,34 @@ def test_fused_decoder_computes_the_reference_decoder_and_checkpointing_keeps_it
             assert _rel(p.grad, q.grad) < 1e-5
 
 
-@pytest.mark.parametrize("precision", ["bf16", "amp"])
-def test_step_runner_on_cpu(monkeypatch, precision):
-    monkeypatch.setitem(steps.MODELS, "tiny", TINY)
-    case = steps.run_case("tiny", precision, "full", 1, 8, device="cpu", repeats=1, warmup=1)
+@pytest.mark.parametrize("precision, recompute", [("bf16", "full"), ("amp", "full"), ("mixed", "selective")])
+def test_step_runner_on_cpu(monkeypatch, precision, recompute):
+    monkeypatch.setitem(steps.MODELS, "tiny", {**TINY, "tie_word_embeddings": True})
+    case = steps.run_case("tiny", precision, recompute, 1, 8, device="cpu", repeats=1, warmup=1)
     assert case["fits"] and case["step_time_s"] > 0 and np.isfinite(case["loss"])
     assert abs(case["loss"] - np.log(100)) < 1.0  # random weights: near uniform over the vocabulary
+
+
+def test_mixed_adamw_is_torch_adamw_on_fp32_master_weights():
+    from validation.training.optim import MixedAdamW
+
+    torch.manual_seed(5)
+    params = [torch.nn.Parameter(torch.randn(5000).bfloat16()),  # 5000: a partial last block
+              torch.nn.Parameter(torch.randn(33, 7).bfloat16())]
+    ref = [torch.nn.Parameter(p.detach().float()) for p in params]
+    opt = MixedAdamW(params, lr=1e-2, weight_decay=0.1)
+    ref_opt = torch.optim.AdamW(ref, lr=1e-2, weight_decay=0.1, foreach=False)
+    for _ in range(3):  # the bias corrections change with the step count the kernel reads
+        for p, r in zip(params, ref):
+            p.grad = torch.randn_like(p)
+            r.grad = p.grad.float()
+        opt.step()
+        ref_opt.step()
+    for p, w, r in zip(params, opt.master, ref):
+        assert w.dtype == torch.float32 and p.dtype == torch.bfloat16
+        assert _rel(w, r) < 1e-6 and _rel(w, p.detach().float()) > 0  # moved, and fp32 kept apart from bf16
+        assert bool(((p.detach().float() - w).abs() <= w.abs() * 2.0 ** -7).all())  # p is w to bf16's ulp
+    assert float(opt.step_count) == 3.0
 
 
 def test_fits_reproduce_the_shipped_training_kinds():
@@ -156,3 +187,54 @@ def test_h100_training_kinds_are_the_h200s_carried_and_labelled(tmp_path):
         assert eff["memory"]["efficiency"] == src["memory"]["efficiency"]
         assert eff["memory"]["log10_size"] == pytest.approx([x + shift for x in src["memory"]["log10_size"]], abs=1e-4)
         assert load_profile("h100-sxm").has_kind(kind)
+
+
+HELD_OUT = ROOT / "validation" / "results" / "h200-sxm.training-heldout.json"
+
+
+def _decoder_matrices(spec):
+    """(in, out) of each GEMM weight of the validation decoder: packed QKV and gate/up, o, down, head."""
+    h, d = spec.hidden_size, spec.head_dim
+    return {(h, (spec.num_attention_heads + 2 * spec.num_kv_heads) * d), (spec.num_attention_heads * d, h),
+            (h, 2 * spec.intermediate_size), (spec.intermediate_size, h), (h, spec.vocab_size)}
+
+
+def test_held_out_steps_share_no_shape_with_the_fits():
+    from validation.sweeps import HEADS, LAYER_SHAPES
+
+    raw, fitted = json.loads(HELD_OUT.read_text()), json.loads(RAW.read_text())
+    assert raw["cases"] == "held-out" and len(raw["steps"]) == len(steps.HELD_OUT)
+    seen = {tuple(c[k] for k in ("model", "precision", "recompute", "micro_batch", "seq_len")) for c in fitted["steps"]}
+    fitted_models = {c["model"] for c in fitted["steps"]}
+    mats = {(p["K"], p["N"]) for p in fitted["kernels"] if p["kind"].startswith("gemm")}
+    mats |= {(k, n) for _, _, k, n in LAYER_SHAPES}  # the forward kinds' GEMM shapes
+    mats |= {(n, k) for k, n in mats}
+    heads = {(p["H"], p["Hkv"]) for p in fitted["kernels"] if p["kind"] == "attention_backward"} | set(HEADS)
+    lists = {p["param_list"] for p in fitted["kernels"] if p["kind"] == "optimizer"}
+    new_models = 0
+    for c in raw["steps"]:
+        assert tuple(c[k] for k in ("model", "precision", "recompute", "micro_batch", "seq_len")) not in seen
+        if c["model"] in fitted_models:  # a fitted model's shape: its micro-batch and sequence are new
+            assert c["micro_batch"] not in {f["micro_batch"] for f in fitted["steps"]}
+            assert c["seq_len"] not in {f["seq_len"] for f in fitted["steps"]}
+            continue
+        spec = get_model(steps.MODELS[c["model"]])
+        assert not _decoder_matrices(spec) & mats  # no weight matrix of the model was timed
+        assert (spec.num_attention_heads, spec.num_kv_heads) not in heads and c["model"] not in lists
+        new_models += 1
+    assert new_models >= len(raw["steps"]) - 1
+
+
+def test_held_out_h200_steps_repredicted():
+    """Steps of shapes no fit saw, predicted with the shipped profile as it is: the issue's 10% median
+    targets and a 20% p90 (docs/validation.md, "Held out")."""
+    raw = json.loads(HELD_OUT.read_text())
+    rows = repredict(raw)
+    s = summary(rows)
+    assert s["cases"] == len(raw["steps"]) and s["fits_agree"] == s["cases"]
+    assert s["n"] < s["cases"]  # one case is out of memory, and predicted so
+    assert all(r["timing"] == "graph" for r in rows if "time_err" in r)
+    assert {r["precision"] for r in rows} == {"bf16", "amp", "mixed"}
+    assert {r["recompute"] for r in rows} == {"none", "selective", "full"}
+    for key in ("time_err", "memory_err"):
+        assert s[key]["median"] <= 0.10 and s[key]["p90"] <= 0.20

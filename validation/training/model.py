@@ -9,7 +9,11 @@ element-wise kernels (forward and backward) are ``validation.training.fused``'s 
 ``fused=False``, or where Triton cannot run, the same functions in plain torch ops. The loss upcasts
 the logits to fp32 and calls ``cross_entropy``, as Hugging Face causal-LM heads do. Under ``amp`` the
 embedding output is cast to the autocast dtype, so the residual stream is 16-bit (Megatron-LM's
-default). ``checkpoint_blocks=True`` wraps each block in ``torch.utils.checkpoint`` (full recompute).
+default). ``checkpoint_blocks=True`` wraps each block in ``torch.utils.checkpoint`` (full recompute);
+``checkpoint_attention=True`` wraps only the attention core, the SDPA call, so its backward runs the
+attention forward again from the saved Q, K and V (selective recompute, Korthikanti et al. 2022, §5).
+Models with ``attention_bias`` (Qwen2) give the QKV projection a bias; with ``tie_word_embeddings`` the
+LM head is the embedding table (one parameter, both gradients accumulated into it).
 """
 
 from __future__ import annotations
@@ -32,12 +36,18 @@ class RMSNorm(nn.Module):
         return fz.rms_norm(x, self.weight, self.eps, self.fused)
 
 
+def _attend(q, k, v, gqa: bool):
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+
+
 class Block(nn.Module):
-    def __init__(self, h: int, heads: int, kv_heads: int, head_dim: int, inter: int, fused: bool = True):
+    def __init__(self, h: int, heads: int, kv_heads: int, head_dim: int, inter: int, fused: bool = True,
+                 qkv_bias: bool = False, checkpoint_attention: bool = False):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim, self.fused = heads, kv_heads, head_dim, fused
+        self.checkpoint_attention = checkpoint_attention
         self.attn_norm = RMSNorm(h, fused=fused)
-        self.qkv = nn.Linear(h, (heads + 2 * kv_heads) * head_dim, bias=False)
+        self.qkv = nn.Linear(h, (heads + 2 * kv_heads) * head_dim, bias=qkv_bias)
         self.o = nn.Linear(heads * head_dim, h, bias=False)
         self.mlp_norm = RMSNorm(h, fused=fused)
         self.gate_up = nn.Linear(h, 2 * inter, bias=False)
@@ -47,19 +57,27 @@ class Block(nn.Module):
         b, s, _ = x.shape
         q, k, v = fz.rotary_qkv(self.qkv(self.attn_norm(x)), cos, sin, self.heads, self.kv_heads, self.head_dim,
                                 self.fused)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.kv_heads != self.heads)
+        gqa = self.kv_heads != self.heads
+        if self.checkpoint_attention:  # no dropout in attention: nothing random to replay, and capturable
+            a = checkpoint(_attend, q, k, v, gqa, use_reentrant=False, preserve_rng_state=False)
+        else:
+            a = _attend(q, k, v, gqa)
         x = x + self.o(a.transpose(1, 2).reshape(b, s, -1))
         return x + self.down(fz.swiglu(self.gate_up(self.mlp_norm(x)), self.fused))
 
 
 class Decoder(nn.Module):
     def __init__(self, layers: int, h: int, heads: int, kv_heads: int, head_dim: int, inter: int, vocab: int,
-                 checkpoint_blocks: bool = False, theta: float = 500000.0, fused: bool = True):
+                 checkpoint_blocks: bool = False, theta: float = 500000.0, fused: bool = True,
+                 qkv_bias: bool = False, tie_embeddings: bool = False, checkpoint_attention: bool = False):
         super().__init__()
         self.embed = nn.Embedding(vocab, h)
-        self.blocks = nn.ModuleList(Block(h, heads, kv_heads, head_dim, inter, fused) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(h, heads, kv_heads, head_dim, inter, fused, qkv_bias, checkpoint_attention)
+                                    for _ in range(layers))
         self.norm = RMSNorm(h, fused=fused)
         self.lm_head = nn.Linear(h, vocab, bias=False)
+        if tie_embeddings:
+            self.lm_head.weight = self.embed.weight
         self.checkpoint_blocks = checkpoint_blocks
         self.head_dim, self.theta = head_dim, theta
         self._tables: dict = {}
@@ -88,7 +106,10 @@ class Decoder(nn.Module):
         return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1))
 
 
-def from_spec(spec, checkpoint_blocks: bool = False, fused: bool = True) -> Decoder:
-    """A ``Decoder`` with the shape of a ``simulator.models.ModelSpec`` (dense, untied Llama-style)."""
+def from_spec(spec, checkpoint_blocks: bool = False, fused: bool = True, checkpoint_attention: bool = False) -> Decoder:
+    """A ``Decoder`` with the shape of a ``simulator.models.ModelSpec`` (dense Llama-style; Qwen2's QKV
+    bias and tied embeddings as the spec says)."""
     return Decoder(spec.num_layers, spec.hidden_size, spec.num_attention_heads, spec.num_kv_heads, spec.head_dim,
-                   spec.intermediate_size, spec.vocab_size, checkpoint_blocks, fused=fused)
+                   spec.intermediate_size, spec.vocab_size, checkpoint_blocks, fused=fused,
+                   qkv_bias=spec.attention_bias, tie_embeddings=spec.tie_word_embeddings,
+                   checkpoint_attention=checkpoint_attention)

@@ -1,6 +1,8 @@
 """Measure everything training validation needs in one GPU session: ``python -m validation.training.run
 --out DIR`` writes ``training_raw.json`` (environment, step cases, kernel points), rewritten after each
-step case and after the kernels, so a run cut short keeps what it measured."""
+step case and after the kernels, so a run cut short keeps what it measured. ``--cases held-out`` times
+the steps held out of every fit (``validation.training.steps.HELD_OUT``) instead of the validation
+cases."""
 
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--skip-kernels", action="store_true")
     ap.add_argument("--skip-steps", action="store_true")
+    ap.add_argument("--cases", choices=("validation", "held-out"), default="validation")
     args = ap.parse_args(argv)
     from validation.env import environment
     from validation.training import kernels, steps
 
     t0 = time.time()
-    out = {"environment": environment(), "kernels": [], "steps": []}
+    out = {"environment": environment(), "cases": args.cases, "kernels": [], "steps": []}
     path = Path(args.out) / "training_raw.json"
     path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -29,7 +32,8 @@ def main(argv=None) -> int:
         path.write_text(json.dumps(out, indent=1))
 
     if not args.skip_steps:
-        steps.run(log=lambda line: print(line, flush=True), results=out["steps"], save=save)
+        steps.run(steps.CASE_SETS[args.cases], log=lambda line: print(line, flush=True), results=out["steps"],
+                  save=save)
     if not args.skip_kernels:
         out["kernels"] = kernels.run()
     save()

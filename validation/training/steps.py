@@ -3,6 +3,9 @@
 A step is ``zero_grad(set_to_none=True)``, forward with the fp32 loss, backward and a fused AdamW step
 (``torch.optim.AdamW(fused=True, capturable=True)``). ``bf16``: parameters, gradients and AdamW states in
 bf16. ``amp``: fp32 parameters and states, forward and backward under ``torch.autocast(dtype=bfloat16)``.
+``mixed``: bf16 parameters and gradients, fp32 master weights and states, updated by
+``validation.training.optim.MixedAdamW`` (one fused Triton pass per tensor). Recompute ``full`` checkpoints
+every block, ``selective`` the attention core only (``validation.training.model``).
 
 Each case is timed two ways, in one process:
 
@@ -32,14 +35,17 @@ from typing import Any
 import torch
 
 from simulator.models import get_model
+from validation.bench import event_times
 from validation.training.model import from_spec
+from validation.training.optim import MixedAdamW
 
 # A 1.5B Llama-style shape (Llama-3.2 proportions: GQA 16/8 heads of 128, SwiGLU 4x, 32K vocabulary).
 LLAMA_1_5B = {
     "name": "llama-1.5b", "num_layers": 24, "hidden_size": 2048, "num_attention_heads": 16, "num_kv_heads": 8,
     "head_dim": 128, "intermediate_size": 8192, "vocab_size": 32000,
 }
-MODELS = {"llama-1.5b": LLAMA_1_5B, "llama-3.1-8b": "llama-3.1-8b"}
+MODELS = {"llama-1.5b": LLAMA_1_5B, "llama-3.1-8b": "llama-3.1-8b", "llama-3.2-3b": "llama-3.2-3b",
+          "qwen2.5-7b": "qwen2.5-7b"}
 
 CASES = [  # (model, precision, recompute, micro_batch, seq_len)
     *[("llama-1.5b", p, r, b, s) for p in ("bf16", "amp") for r in ("none", "full")
@@ -50,17 +56,30 @@ CASES = [  # (model, precision, recompute, micro_batch, seq_len)
     ("llama-3.1-8b", "amp", "full", 1, 2048),  # 16 bytes/param of fp32 states + the autocast cache: over 141 GB
 ]
 
-
-def _event_times(fn, n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e-3)
-    return times
+# Held out from every fit in the shipped profile (``validation.training.kernels`` timed the 1.5B and 8B
+# projections, their 16/8 and 32/8 head attention and their AdamW parameter lists, at 1K-16K tokens):
+# Llama-3.2-3B (h 3072, 24/8 heads, tied 128K vocabulary) and Qwen2.5-7B (h 3584, 28/4 heads, SwiGLU
+# 18944, QKV bias, 152K vocabulary) shapes, micro-batches 3, 8 and 16, sequences of 512 and 1024 tokens,
+# the ``mixed`` precision (``validation.training.optim``) and selective recompute, none of which any
+# fitted point or CASES step used. Ordered so that a run cut short keeps the widest spread; the last
+# case needs more than the GPU has (fp32 states and the autocast copies of 7.6B parameters).
+HELD_OUT = [
+    ("qwen2.5-7b", "bf16", "none", 1, 4096),
+    ("llama-3.2-3b", "bf16", "selective", 3, 2048),
+    ("qwen2.5-7b", "mixed", "full", 1, 2048),
+    ("llama-3.2-3b", "mixed", "none", 8, 512),
+    ("qwen2.5-7b", "bf16", "selective", 8, 512),
+    ("llama-3.2-3b", "bf16", "none", 1, 8192),
+    ("qwen2.5-7b", "bf16", "none", 1, 512),
+    ("llama-3.2-3b", "amp", "full", 2, 2048),
+    ("qwen2.5-7b", "mixed", "selective", 1, 1024),
+    ("llama-3.2-3b", "mixed", "selective", 1, 4096),
+    ("llama-1.5b", "mixed", "selective", 16, 512),
+    ("qwen2.5-7b", "bf16", "full", 3, 2048),
+    ("llama-3.2-3b", "amp", "none", 1, 8192),
+    ("qwen2.5-7b", "amp", "none", 1, 8192),
+]
+CASE_SETS = {"validation": CASES, "held-out": HELD_OUT}
 
 
 def run_case(model_name: str, precision: str, recompute: str, micro_batch: int, seq_len: int, *,
@@ -74,13 +93,19 @@ def run_case(model_name: str, precision: str, recompute: str, micro_batch: int, 
     torch.manual_seed(0)
     model = opt = None
     try:
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        dtype = torch.float32 if precision == "amp" else torch.bfloat16
         with torch.device("meta"):
-            model = from_spec(spec, checkpoint_blocks=recompute == "full")
+            model = from_spec(spec, checkpoint_blocks=recompute == "full",
+                              checkpoint_attention=recompute == "selective")
         model = model.to_empty(device=device).to(dtype)
+        if spec.tie_word_embeddings:  # to_empty gives the two names one new tensor each: tie them again
+            model.lm_head.weight = model.embed.weight
         for p in model.parameters():
             torch.nn.init.normal_(p, std=0.02) if p.dim() > 1 else torch.nn.init.ones_(p)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda, capturable=cuda)
+        if precision == "mixed":
+            opt = MixedAdamW(model.parameters(), lr=1e-4)
+        else:
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda, capturable=cuda)
         ids = torch.randint(0, spec.vocab_size, (micro_batch, seq_len), device=device)
         labels = torch.randint(0, spec.vocab_size, (micro_batch, seq_len), device=device)
         autocast = (torch.autocast(device_type="cuda" if device == "cuda" else "cpu", dtype=torch.bfloat16)
@@ -100,7 +125,7 @@ def run_case(model_name: str, precision: str, recompute: str, micro_batch: int, 
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             losses = []
-            times = _event_times(lambda: losses.append(step()), repeats)
+            times = event_times(lambda: losses.append(step()), repeats)
             loss = losses[-1]
             del losses
         else:
@@ -117,7 +142,7 @@ def run_case(model_name: str, precision: str, recompute: str, micro_batch: int, 
         del loss  # the last step's autograd graph holds AccumulateGrad nodes of the default stream
         if cuda:
             case["kernels"] = profile_step(step)
-            case["optimizer_step_s"] = statistics.median(_event_times(opt.step, 3))
+            case["optimizer_step_s"] = statistics.median(event_times(opt.step, 3))
         if capture:
             case.update(graph_time(model, opt, ids, labels, precision, graph_repeats))
     except torch.OutOfMemoryError:
@@ -208,7 +233,7 @@ def graph_time(model, opt, ids, labels, precision: str, repeats: int) -> dict[st
         with torch.cuda.graph(graph):
             static_loss = body()
         graph.replay()
-        times = _event_times(graph.replay, repeats)
+        times = event_times(graph.replay, repeats)
         out = {"graph_step_time_s": statistics.median(times), "graph_step_times_s": times,
                "graph_loss": float(static_loss), "graph_peak_bytes": float(torch.cuda.max_memory_allocated())}
         if not torch.isfinite(static_loss):
