@@ -32,7 +32,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from simulator import Scenario, predict, sweep  # noqa: E402
-from simulator.engine import resolve, run_step  # noqa: E402
+from simulator.engine import run_step  # noqa: E402
+from simulator.resolve import resolve  # noqa: E402
 from simulator.step import StepShape  # noqa: E402
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from costmodels.host_transfer import context_switch_time_s
 from simulator.api import as_scenario, sweep
 from simulator.bounds import MAX_TOKENS, check_counts
-from simulator.engine import resolve
+from simulator.resolve import resolve
 from simulator.scenario import Scenario
 
 PAPER_CONTEXTS = (4096, 50_000)

@@ -12,8 +12,9 @@ import hwmodels.profile
 from hwmodels.errors import InputError
 from simulator import predict, sweep
 from simulator.api import _operator_reports
-from simulator.engine import evaluate, resolve, run_step
+from simulator.engine import evaluate, run_step
 from simulator.prediction import OperatorReport, Prediction
+from simulator.resolve import resolve
 from simulator.scenario import Scenario
 from simulator.step import StepShape
 

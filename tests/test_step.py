@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from simulator import predict, sweep
-from simulator.engine import evaluate, resolve
+from simulator.engine import evaluate
 from simulator.footprint import kv_bytes_per_request, weight_bytes_per_gpu
 from simulator.models import get_model
+from simulator.resolve import resolve
 from simulator.scenario import Scenario
 from simulator.step import StepShape, build_step, expected_distinct_experts
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwmodels import InputError, get_accelerator
-from simulator.engine import resolve
 from simulator.models import get_model
 from simulator.parallel import cluster_links
+from simulator.resolve import resolve
 from simulator.scenario import Scenario
 from simulator.serving.analytic import BATCH_GRID, StepTables
 from simulator.serving.config import ServeConfig

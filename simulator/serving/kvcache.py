@@ -31,8 +31,8 @@ import numpy as np
 
 from hwmodels.errors import InputError
 from simulator.deployment import Deployment
-from simulator.engine import resolve
 from simulator.footprint import activation_bytes_per_sequence, kv_bytes_per_request, weight_bytes_per_gpu
+from simulator.resolve import resolve
 from simulator.scenario import Scenario
 from simulator.step import StepShape
 

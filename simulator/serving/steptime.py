@@ -2,7 +2,7 @@
 
 A step runs ``decode`` sequences (one new token each after their cached context) and prefill chunks
 (``chunk_tokens`` new prompt tokens after ``chunk_past`` already computed). The deployment is resolved
-once per scenario (``simulator.engine.resolve``) with the scenario's techniques and calibration, and a
+once per scenario (``simulator.resolve.resolve``) with the scenario's techniques and calibration, and a
 batch is priced by ``simulator.engine.run_step`` on one ``StepShape``:
 
 * decodes present: ``StepShape(b, 1, mean context, "decode", chunk_tokens=N, chunk_past=P)`` with N the
@@ -30,16 +30,17 @@ exact step (``tests/serving/test_steptime.py``); ``StepTimer.exact`` prices a ba
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from costmodels.attention import attended_pairs
 from simulator.api import as_scenario
-from simulator.engine import resolve, run_step
+from simulator.engine import run_step
+from simulator.resolve import resolve
 from simulator.scenario import Scenario
 from simulator.step import StepShape
 

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from costmodels.attention import attended_pairs
-from simulator.engine import resolve, run_step
+from simulator.engine import run_step
+from simulator.resolve import resolve
 from simulator.scenario import Scenario
 from simulator.serving.analytic import BATCH_GRID, StepTables
 from simulator.serving.config import ServeConfig

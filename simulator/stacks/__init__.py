@@ -4,7 +4,7 @@
 * :mod:`~simulator.stacks.presets` -- implementations read off known stacks' code;
 * :mod:`~simulator.stacks.transform` -- corrected profile, operator transform, host pace;
 * :mod:`~simulator.stacks.resolve` -- one function from a scenario's ``calibration`` to the profile and
-  stack (every command goes through ``simulator.engine.resolve``), family transfer for GPUs without a
+  stack (every command goes through ``simulator.resolve.resolve``), family transfer for GPUs without a
   measured profile;
 * :mod:`~simulator.stacks.measurements` -- the measurement CSV; :mod:`~simulator.stacks.fit` -- the fit;
 * :mod:`~simulator.stacks.bands` -- error bands on every prediction.

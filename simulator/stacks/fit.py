@@ -167,7 +167,7 @@ def _scenario(m: Measurement):
 def build_groups(rows: list[Measurement], structure: StackProfile, base: str = "auto") -> list[_Group]:
     """Rows grouped by (model, GPU, parallelism, precision, phase), each group's operators built once with
     the structure's implementation applied (it does not change during the fit)."""
-    from simulator.engine import resolve
+    from simulator.resolve import resolve
     from simulator.step import StepShape, build_step
 
     keyed: dict[tuple, list[int]] = defaultdict(list)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import simulator
-from simulator.engine import resolve
 from simulator.planning.space import build
+from simulator.resolve import resolve
 from simulator.scenario import Scenario
 from simulator.serving.kvcache import kv_blocks
 from simulator.serving.tables import holds_one, kv_sequences, step_tables

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.engine import resolve
+from simulator.resolve import resolve
 from simulator.scenario import Scenario
 from simulator.stacks.fit import build_groups, structure_stack
 from simulator.stacks.measurements import Measurement

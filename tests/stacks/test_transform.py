@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.engine import resolve, run_step
+from simulator.engine import run_step
+from simulator.resolve import resolve
 from simulator.scenario import Scenario
 from simulator.stacks.presets import STRUCTURES
 from simulator.stacks.profile import EfficiencyCorrection, Elementwise, FixedCosts, Implementation, StackProfile

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.engine import evaluate, resolve
+from simulator.engine import evaluate
+from simulator.resolve import resolve
 from simulator.scenario import Scenario
 
 

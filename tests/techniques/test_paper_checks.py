@@ -7,7 +7,7 @@ plot; latency checks use the ``peak`` profile (pure roofline), where "memory-bou
 import numpy as np
 import pytest
 
-from simulator.engine import resolve
+from simulator.resolve import resolve
 from simulator.footprint import kv_bytes_per_request, layer_kv_bytes
 from simulator.models import get_model
 from simulator.techniques.decoding import expected_tokens_per_pass

@@ -9,9 +9,9 @@ same group of an inference deployment on the same cluster, its ranks ordered as 
 
 import pytest
 
-from simulator.engine import resolve
 from simulator.models import get_model
 from simulator.parallel.comm import group_cost, group_shape, price_collective
+from simulator.resolve import resolve
 from simulator.scenario import Scenario
 from simulator.training.api import as_train_scenario, train
 from simulator.training.engine import evaluate

@@ -212,7 +212,7 @@ def test_sweep_points_count_like_the_cost_model():
     ms = {p.shape["M"] for p in sweeps.gemm_points() if p.tag == "llama-3.1-8b.qkv"}
     assert {1, 2, 4, 8, 16, 32, 64, 128, 256} <= ms
     # grouped GEMMs count as the step counts the routed experts (OLMoE-1B-7B, one token: exactly top-8 experts)
-    from simulator.engine import resolve
+    from simulator.resolve import resolve
     from simulator.scenario import Scenario
     from simulator.step import StepShape, build_step
 
