@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 
-from pydantic import BaseModel
-
 
 def source_key(spec) -> object:
     """A key for a name, inline mapping or file path: a file is keyed by its path, size and mtime."""
@@ -16,29 +14,17 @@ def source_key(spec) -> object:
         except (OSError, ValueError):
             return spec
         return (spec, st.st_size, st.st_mtime_ns)
-    return repr(spec)
+    return None  # a catalog name or an inline spec: the JSON holds all of it
 
 
 def configuration_key(scenario) -> tuple:
-    """Everything of a scenario but its workload (which a deployment does not depend on)."""
-    key = [source_key(scenario.model), source_key(scenario.calibration)]
-    for name, value in scenario.__dict__.items():
-        if name not in ("model", "calibration", "workload"):
-            key.append(source_key(value.gpu) if name == "hardware" and isinstance(value.gpu, str) else None)
-            key.append(_frozen(value))
-    return tuple(key)
+    """Everything of a scenario but its workload (which a deployment does not depend on): the validated
+    scenario's JSON without it (pydantic's serializer, one string: cheaper to build and to hash than a
+    nested tuple; a value JSON has no form for, such as a numpy number in a technique's parameters, by its
+repr), and the files it names. Equal configurations written differently (a mapping's keys in
+    another order, 1 for 1.0) get different keys, so a key is at worst a cache miss, never a collision."""
+    return (scenario.model_dump_json(exclude=_WORKLOAD, fallback=repr), source_key(scenario.model),
+            source_key(scenario.calibration), source_key(scenario.hardware.gpu))
 
 
-_PLAIN = frozenset((str, int, float, bool, type(None)))
-
-
-def _frozen(value) -> object:
-    """A hashable stand-in equal exactly when the values are: sections field by field, lists as tuples,
-    mappings (a technique's parameters, an inline spec) by their repr."""
-    if type(value) in _PLAIN:
-        return value
-    if isinstance(value, BaseModel):
-        return (type(value).__name__, *[v if type(v) in _PLAIN else _frozen(v) for v in value.__dict__.values()])
-    if isinstance(value, list | tuple):
-        return tuple([v if type(v) in _PLAIN else _frozen(v) for v in value])
-    return repr(value)
+_WORKLOAD = {"workload"}
