@@ -354,7 +354,8 @@ def evaluate(sc: TrainScenario, knobs: dict[str, Any] | None = None) -> dict[str
     opt_params = trainable / np.where(zero >= 1, shard, 1.0)
     f, b = optimizer_step(opt_params, sc.optimizer, prec.param_bytes, prec.grad_bytes, prec.master_bytes,
                           state_elems * prec.state_bytes)
-    opt_op = OpCost("optimizer.step", "optimizer", 1, flops=f, hbm_bytes=b, peak_flops_per_s=s.gpu.peak_for("fp32"),
+    opt_kind = "optimizer_bf16" if prec.state_bytes == 2.0 else "optimizer"  # hwmodels.profile.KIND_FALLBACK
+    opt_op = OpCost("optimizer.step", opt_kind, 1, flops=f, hbm_bytes=b, peak_flops_per_s=s.gpu.peak_for("fp32"),
                     hbm_bandwidth_bytes_per_s=s.gpu.hbm_bandwidth_bytes_per_s)
     optimizer_s = price(opt_op, s.profile).time_s
     gpu_s = pipeline_s + dp_exposed

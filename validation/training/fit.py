@@ -32,8 +32,10 @@ TRAINING_KINDS = {  # kind -> (peak dtype, basis)
     "attention_backward": ("bf16", "causal scaled_dot_product_attention backward (FlashAttention/cuDNN), "
                                    "FLOPs 2.5x forward, bytes 2x, timed as forward+backward minus forward in "
                                    "CUDA graphs"),
-    "optimizer": ("fp32", "torch.optim.AdamW(fused=True, capturable=True) in CUDA graphs over bf16 and fp32 "
-                          "parameters (equal chunks and the validation models' parameter lists)"),
+    "optimizer": ("fp32", "torch.optim.AdamW(fused=True, capturable=True) in CUDA graphs over fp32 parameters "
+                          "and states (equal chunks and the validation models' parameter lists)"),
+    "optimizer_bf16": ("fp32", "torch.optim.AdamW(fused=True, capturable=True) in CUDA graphs over bf16 "
+                               "parameters and states (equal chunks and the validation models' parameter lists)"),
     "cross_entropy": ("fp32", "cross_entropy(logits.float()) forward and backward to bf16 logits, in CUDA graphs"),
 }
 
@@ -52,7 +54,7 @@ def fit_training_kinds(points: list[dict[str, Any]], gpu_name: str,
     gpu = get_accelerator(gpu_name)
     kinds = {}
     for kind, (dtype, basis) in TRAINING_KINDS.items():
-        pts = [p for p in points if p["kind"] == kind and p.get("time_s")]
+        pts = [p for p in points if _fitted_kind(p) == kind and p.get("time_s")]
         if not pts:
             continue
         fixed = FIXED_OVERHEAD.get(kind)
@@ -63,6 +65,14 @@ def fit_training_kinds(points: list[dict[str, Any]], gpu_name: str,
         kinds[kind] = fit.kind_efficiency(f"{basis}; fitted to {stats['points']} points, median |err| "
                                           f"{stats['median_abs_err']:.1%}, p90 {stats['p90_abs_err']:.1%}")
     return kinds
+
+
+def _fitted_kind(point: dict[str, Any]) -> str:
+    """The kind a measured point is fitted to: an optimizer step over bf16 parameters (2 bytes each, bf16
+    states) has its own curve."""
+    if point["kind"] == "optimizer" and point.get("param_bytes") == 2.0:
+        return "optimizer_bf16"
+    return point["kind"]
 
 
 def merge_into_profile(profile_path: str | Path, raw_path: str | Path, out: str | Path | None = None) -> dict:
