@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.serving.analytic import BATCH_GRID, StepTables, colocated, decode_pool, prefill_pool
+from simulator.serving.analytic import colocated, decode_pool, prefill_pool
+from simulator.serving.analytic_tables import BATCH_GRID, StepTables
 
 
 def linear_tables(a=0.02, s=1e-4, prefill=0.1, kv_capacity=1000.0, chunk=0.0, budget=2048.0, prompt=1024.0,

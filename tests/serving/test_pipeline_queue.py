@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from simulator.serving import pipeline_queue as pq
-from simulator.serving.analytic import BATCH_GRID, StepTables, colocated
+from simulator.serving.analytic import colocated
+from simulator.serving.analytic_tables import BATCH_GRID, StepTables
 
 
 def _entries(slots, p):
