@@ -16,10 +16,8 @@ over a configuration axis; no Python loop per configuration).
 * **TTFT.** Chunked prefill: ``simulator.serving.prefill_queue`` (the queue of prompt tokens that steps
   serve: the step in progress, the prompts ahead, the steps a prompt spans, the prompts that join its
   last step), whose quantiles are exact for its piecewise-linear CDF. Prefill-first scheduling (vLLM V0
-  without chunked prefill): prompts are an M/G/1 queue of service S_p (a prompt prefilled alone) with
-  the Pollaczek-Khinchine mean wait E[W] = rho S_p (1 + c_s^2) / (2 (1 - rho)) (Kleinrock 1975, Queueing
-  Systems I eq. 5.105), a delayed request's wait exponential with mean E[W] / rho (Kingman 1962), plus
-  R = (1 - rho) t_d / 2, the rest of the decode step in progress.
+  without chunked prefill): prompts are an M/G/1 queue of service S_p (a prompt prefilled alone; its
+  wait: ``simulator.serving.mg1``), plus R = (1 - rho) t_d / 2, the rest of the decode step in progress.
 * **TPOT percentiles**: a request's decode time D gains the prefill work of the Poisson(lambda D)
   arrivals it overlaps: Var D = lambda D Delta^2 (compound Poisson), TPOT_p = TPOT + z_p sqrt(Var D) / (O - 1).
 * **Capacity**: with the batch cap M (min of max_num_seqs and the sequences whose KV fits) full, each
@@ -46,35 +44,11 @@ from scipy.special import ndtri
 
 from simulator.serving import pipeline_queue as pq
 from simulator.serving.analytic_tables import BATCH_GRID, StepTables, _interp, _segment, _solve_batch, _step_parts
+from simulator.serving.mg1 import _mixture_quantile, _wait_percentile
 from simulator.serving.prefill_queue import ttft as chunked_ttft
 
 LOAD_POINTS = 40  # lambda grid per kind: s_g = 1 - (1 - g / G)^2 of the kind's largest capacity
 EXACT_POINTS = 4096  # up to this many configurations the model is evaluated at their own rates
-
-
-def _wait_percentile(mean_wait, rho, p):
-    """The p-quantile of an M/G/1 wait with an exponential tail for delayed requests."""
-    rho_c = np.clip(rho, 1e-12, 1.0 - 1e-12)
-    tail = mean_wait / rho_c * np.log(np.maximum(rho_c / (1.0 - p), 1.0))
-    return np.where(rho_c > 1.0 - p, tail, 0.0)
-
-
-def _mixture_quantile(p: float, q, s_short, s_long, mean_wait, rho):
-    """The p-quantile of S + W, exactly: S = s_long with probability q else s_short; W the M/G/1 wait,
-    0 with probability 1 - rho, else exponential with mean m = E[W] / rho. The mixture's CDF
-    F(t) = (1 - q) G(t - s_short) + q G(t - s_long) is piecewise: an atom at s_short, one exponential
-    between the branches, an atom at s_long, and a sum of two exponentials above, each inverted in
-    closed form."""
-    rho = np.clip(rho, 1e-12, 1.0 - 1e-12)
-    m = np.maximum(mean_wait / rho, 1e-300)
-    gap = np.maximum(s_long - s_short, 0.0) / m
-    short = 1.0 - q
-    before = short * (1.0 - rho * np.exp(-gap))  # F just below s_long
-    between = s_short + m * np.log(np.maximum(short * rho / np.maximum(short - p, 1e-300), 1.0))
-    # above s_long: 1 - p = rho e^{-(t - s_short)/m} ((1 - q) + q e^{gap}), log-sum-exp for large gaps
-    above = s_short + m * (gap + np.log(np.maximum(rho * (q + short * np.exp(-gap)) / (1.0 - p), 1e-300)))
-    return np.where(p <= short * (1.0 - rho), s_short,
-                    np.where(p < before, between, np.where(p <= before + q * (1.0 - rho), s_long, above)))
 
 
 def _marginal(tables: StepTables, kind, u, m):

@@ -115,7 +115,7 @@ def test_vectorised_over_many_configurations():
 def test_mixture_quantile_matches_monte_carlo(q, rho, p, gap):
     """The closed-form quantile of S + W against 400,000 samples: S = 1 + gap w.p. q else 1, W = 0 w.p.
     1 - rho else exponential with mean 1 (E[W] = rho)."""
-    from simulator.serving.analytic import _mixture_quantile
+    from simulator.serving.mg1 import _mixture_quantile
 
     rng = np.random.default_rng(0)
     n = 400_000
