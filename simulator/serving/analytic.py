@@ -44,7 +44,7 @@ from scipy.special import ndtri
 
 from simulator.serving import pipeline_queue as pq
 from simulator.serving.analytic_tables import BATCH_GRID, StepTables, _interp, _segment, _solve_batch, _step_parts
-from simulator.serving.mg1 import _mixture_quantile, _wait_percentile
+from simulator.serving.mg1 import _mean_wait, _mixture_quantile, _wait_percentile
 from simulator.serving.prefill_queue import ttft as chunked_ttft
 
 LOAD_POINTS = 40  # lambda grid per kind: s_g = 1 - (1 - g / G)^2 of the kind's largest capacity
@@ -320,7 +320,7 @@ def _single_model(tables: StepTables, kind, lam, P: float, O: float, percentile:
     if np.any(off):  # prefill-first: M/G/1 of whole prompts between decode steps
         i = np.flatnonzero(off)
         rho = lam[i] * s_p[i]
-        mean_wait = rho * s_p[i] * (1.0 + cv2) / (2.0 * np.maximum(1.0 - rho, 1e-12))
+        mean_wait = _mean_wait(rho, s_p[i], cv2)
         residual = (1.0 - np.exp(-B[i])) * (1.0 - rho) * _interp(d, "d", kind[i], _lane_batch(tables, kind[i], u1[i])) / 2.0
         bad = np.where(rho < 1.0, 0.0, np.inf)
         p50[i] = residual + s_p[i] + _wait_percentile(mean_wait, rho, 0.5) + bad
@@ -434,7 +434,7 @@ def prefill_pool(tables: StepTables, kind, replicas, rate, *, percentile: float 
     s_p = tables.prefill_s[kind]
     lanes = tables.lane_count()[kind]
     rho = rate / (replicas * lanes) * s_p
-    mean_wait = rho * s_p * (1.0 + prompt_cv2) / (2.0 * np.maximum(1.0 - rho, 1e-12))
+    mean_wait = _mean_wait(rho, s_p, prompt_cv2)
     inf = np.where(rho >= 1.0, np.inf, 0.0)
     return {"saturated": rho >= 1.0, "busy_fraction": np.minimum(rho, 1.0), "capacity_req_per_s": replicas * lanes / s_p,
             "ttft_p50_s": s_p + _wait_percentile(mean_wait, rho, 0.5) + inf,

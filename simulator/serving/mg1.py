@@ -11,6 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def _mean_wait(rho, service, cv2):
+    """The Pollaczek-Khinchine mean wait E[W] at utilisation ``rho`` of a service of mean ``service`` and
+    squared coefficient of variation ``cv2``."""
+    return rho * service * (1.0 + cv2) / (2.0 * np.maximum(1.0 - rho, 1e-12))
+
+
 def _wait_percentile(mean_wait, rho, p):
     """The p-quantile of an M/G/1 wait with an exponential tail for delayed requests."""
     rho_c = np.clip(rho, 1e-12, 1.0 - 1e-12)
