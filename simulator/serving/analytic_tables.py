@@ -9,7 +9,8 @@ of n prompt tokens riding on it (chunked prefill, Sarathi-Serve arXiv 2403.02310
 through the tables' points X(C) (one prompt's chunk C = min(P, T)) and X(T) (a full budget of prompts).
 
 ``_solve_batch`` finds the decode batch of a replica at a rate, the fixed point u = 1 + kappa t_d(u)
-(``simulator.serving.analytic``), exactly on that piecewise-linear table.
+(``simulator.serving.analytic``, ``simulator.serving.analytic_split``), exactly on that piecewise-linear
+table.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.serving.analytic import colocated, decode_pool, prefill_pool
+from simulator.serving.analytic import colocated
+from simulator.serving.analytic_split import decode_pool, prefill_pool
 from simulator.serving.analytic_tables import BATCH_GRID, StepTables
 
 
