@@ -20,7 +20,8 @@ from hwmodels.costs import cheapest_prices, power_model
 from hwmodels.errors import InputError
 from simulator.planning.models import PlanRequest
 from simulator.planning.space import Space, build
-from simulator.serving.analytic import colocated, decode_pool, prefill_pool
+from simulator.serving.analytic import colocated
+from simulator.serving.analytic_split import decode_pool, prefill_pool
 
 SCALE_OUT = "ib-ndr-400"  # the KV link between pools on different nodes: one 400 Gb/s NIC per GPU (DGX H100)
 MAX_POOL_REPLICAS = 8

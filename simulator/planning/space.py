@@ -10,7 +10,7 @@ the groups on the cluster and prices each collective on the slowest link it span
 (``simulator.parallel``): a TP 16 all-reduce over two DGX H100s runs over InfiniBand, TP 8 x PP 2 keeps
 the all-reduce on NVLink and sends activations between the stages over InfiniBand.
 
-A kind's tables are the serving fast path's (``simulator.serving.analytic.StepTables``), priced by
+A kind's tables are the serving fast path's (``simulator.serving.analytic_tables.StepTables``), priced by
 ``simulator.serving.tables.price`` exactly as ``simulator.serving.tables.step_tables`` prices one
 replica for the simulation's comparison (one home for the serving pricing): decode steps of b sequences
 at the mean context P + O/2 over ``BATCH_GRID``, the same steps carrying one prompt's chunk and a full
@@ -34,7 +34,7 @@ from simulator.models import get_model
 from simulator.parallel import cluster_links
 from simulator.resolve import resolve
 from simulator.scenario import Scenario
-from simulator.serving.analytic import BATCH_GRID, StepTables
+from simulator.serving.analytic_tables import BATCH_GRID, StepTables
 from simulator.serving.config import ServeConfig
 from simulator.serving.kvcache import kv_blocks
 from simulator.serving.tables import holds_one, kv_sequences, price

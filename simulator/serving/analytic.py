@@ -1,12 +1,8 @@
-"""The analytical fast path: steady-state serving metrics of a replica (or a prefill/decode split)
-at a request rate, from step-time tables and queueing approximations, vectorised over millions of
-configurations (numpy arrays over a configuration axis; no Python loop per configuration).
-
-Notation (per replica): lambda the arrival rate, P and O the prompt and output tokens (P the new ones
-prefill computes), k the tokens a decode step commits per sequence (speculative decoding), T the token
-budget of a step (vLLM max_num_batched_tokens), t_d(b) a decode step of b sequences, X(n) the extra time
-of n prompt tokens riding on it (chunked prefill, Sarathi-Serve arXiv 2403.02310), piecewise linear in n
-through the tables' points X(C) (one prompt's chunk C = min(P, T)) and X(T) (a full budget of prompts).
+"""The analytical fast path: steady-state serving metrics of a co-located replica at a request rate
+(the pools of a prefill/decode split: ``simulator.serving.analytic_split``), from step-time tables
+(``simulator.serving.analytic_tables``, whose docstring sets the notation) and queueing
+approximations, vectorised over millions of configurations (numpy arrays over a configuration axis;
+no Python loop per configuration).
 
 * **Steps and the decode batch.** Steps run back to back; prompts arrive at m = lambda tau prompts per
   step of mean duration tau, a step carrying a Poisson(m) number of them up to its capacity c = T - B k.
@@ -21,23 +17,17 @@ through the tables' points X(C) (one prompt's chunk C = min(P, T)) and X(T) (a f
 * **TTFT.** Chunked prefill: ``simulator.serving.prefill_queue`` (the queue of prompt tokens that steps
   serve: the step in progress, the prompts ahead, the steps a prompt spans, the prompts that join its
   last step), whose quantiles are exact for its piecewise-linear CDF. Prefill-first scheduling (vLLM V0
-  without chunked prefill): prompts are an M/G/1 queue of service S_p (a prompt prefilled alone) with
-  the Pollaczek-Khinchine mean wait E[W] = rho S_p (1 + c_s^2) / (2 (1 - rho)) (Kleinrock 1975, Queueing
-  Systems I eq. 5.105), a delayed request's wait exponential with mean E[W] / rho (Kingman 1962), plus
-  R = (1 - rho) t_d / 2, the rest of the decode step in progress.
+  without chunked prefill): prompts are an M/G/1 queue of service S_p (a prompt prefilled alone; its
+  wait: ``simulator.serving.mg1``), plus R = (1 - rho) t_d / 2, the rest of the decode step in progress.
 * **TPOT percentiles**: a request's decode time D gains the prefill work of the Poisson(lambda D)
   arrivals it overlaps: Var D = lambda D Delta^2 (compound Poisson), TPOT_p = TPOT + z_p sqrt(Var D) / (O - 1).
 * **Capacity**: with the batch cap M (min of max_num_seqs and the sequences whose KV fits) full, each
   step admits m = M k / (O - 1) prompts, so lambda_max = M / ((O - 1) tau_M / k), tau_M = t_d(M) + m Delta(m);
   when those prompts overflow the budget (m P > T - M k) the batch is limited to B_T = T / (P k / (O - 1) + k).
   load = lambda / lambda_max; saturated at load >= 1 or where the prefill queue is unstable.
-* **Pipeline lanes** (``StepTables.lanes``): a pp-stage replica keeps pp batches in flight (vLLM V1's
-  batch queue, ``EngineCore.step_with_batch_queue``; ``simulator.serving.lanes``), each scheduled on its
-  own budgets and taking one trip through all stages; its tables then hold one batch's trip. Under
-  chunked prefill ``simulator.serving.pipeline_queue`` gives the mean cycle (a lane's period: the
-  longest trip of its p batches, over a Markov chain of cycles), TTFT and the capacity; the running
-  batch solves B = lambda (O - 1) E[C] / k with each lane's batch 1 + B / p (``_pipeline_steady``).
-  Under prefill-first the replica is one server whose decode step is a lane batch's trip.
+* **Pipeline lanes** (``StepTables.lanes``): under chunked prefill a pp-stage replica's lanes are
+  ``simulator.serving.analytic_pipeline``'s; under prefill-first the replica is one server whose decode
+  step is a lane batch's trip (``_steady``).
 
 TTFT and TPOT depend on a configuration only through its kind and lambda (the cap only sets where it
 saturates), so they are evaluated once per kind on a grid of lambda up to the kind's largest capacity
@@ -46,145 +36,17 @@ saturates), so they are evaluated once per kind on a grid of lambda up to the ki
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from scipy.special import ndtri
 
 from simulator.serving import pipeline_queue as pq
+from simulator.serving.analytic_pipeline import _lane_parts, _piped, _pipeline_capacity, _pipeline_model
+from simulator.serving.analytic_tables import BATCH_GRID, StepTables, _interp, _segment, _solve_batch, _step_parts
+from simulator.serving.mg1 import _mean_wait, _mixture_quantile, _wait_percentile
 from simulator.serving.prefill_queue import ttft as chunked_ttft
 
-# Batch sizes the step tables are evaluated at: 1 .. 1024 in half-octaves (2^(j/2)), so a batch's
-# segment is found arithmetically, j = floor(2 log2 b); between grid points t_d is linear.
-BATCH_GRID = 2.0 ** (np.arange(21) / 2.0)
-_PER_OCTAVE = 2.0
-_WIDTH = 32  # bisection width (a power of two above the grid size)
 LOAD_POINTS = 40  # lambda grid per kind: s_g = 1 - (1 - g / G)^2 of the kind's largest capacity
 EXACT_POINTS = 4096  # up to this many configurations the model is evaluated at their own rates
-
-
-@dataclass
-class StepTables:
-    """Step times of K replica kinds (one per row), all from the step model.
-
-    ``decode_s[k, j]``: one decode step of ``grid[j]`` sequences at the mean context P + O/2;
-    ``mixed_s[k, j]``: the same step carrying one prefill chunk of ``chunk_tokens[k]`` tokens (equal to
-    ``decode_s`` under prefill-first scheduling); ``prefill_s[k]``: one prompt's prefill alone;
-    ``tokens_per_step[k]``: tokens a decode step commits per sequence; ``kv_capacity[k]``: sequences whose
-    KV blocks fit in the steady state (P + O/2 tokens each, ``simulator.serving.tables.kv_sequences``);
-    ``chunk_tokens[k]``: the prefill chunk ``mixed_s`` carries (0:
-    prefill-first); ``budget_tokens[k]``: tokens per step (vLLM max_num_batched_tokens), decodes first;
-    ``new_prompt_tokens[k]``: prompt tokens prefill computes (fewer than P with a prefix-cache hit).
-    Optional: ``full_s[k, j]``, the decode step carrying ``budget_tokens[k]`` prompt tokens (prompts
-    merged as the simulator prices them; ``simulator.serving.tables``), without which X is taken
-    linear in the prompt tokens; ``lanes[k]``, batches in flight (pipeline stages; default 1), the other
-    tables then being one batch's trip through all stages. ``grid`` must be ``BATCH_GRID``.
-    """
-
-    grid: np.ndarray
-    decode_s: np.ndarray
-    mixed_s: np.ndarray
-    prefill_s: np.ndarray
-    tokens_per_step: np.ndarray
-    kv_capacity: np.ndarray
-    chunk_tokens: np.ndarray
-    budget_tokens: np.ndarray
-    new_prompt_tokens: np.ndarray
-    full_s: np.ndarray | None = None
-    lanes: np.ndarray | None = None
-    _derived: dict | None = field(default=None, init=False, repr=False, compare=False)
-    _curves: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    @property
-    def kinds(self) -> int:
-        return self.decode_s.shape[0]
-
-    def lane_count(self) -> np.ndarray:
-        return np.ones(self.kinds) if self.lanes is None else np.asarray(self.lanes, dtype=float)
-
-    def derived(self) -> dict[str, np.ndarray]:
-        """Flat per-segment intercepts and slopes of t_d, of X(C) = t_m - t_d and of X(T), and the
-        bisection keys r = (g - 1) / t_d(g) padded with +inf (computed once per table)."""
-        if self._derived is None:
-            if self.grid.shape != BATCH_GRID.shape or not np.allclose(self.grid, BATCH_GRID):
-                raise ValueError("step tables must be evaluated on BATCH_GRID")
-            g = self.grid
-            chunk = np.maximum(self.chunk_tokens, 1.0)[:, None]
-            extra = self.mixed_s - self.decode_s
-            full = (self.full_s - self.decode_s) if self.full_s is not None \
-                else extra * np.asarray(self.budget_tokens, dtype=float)[:, None] / chunk
-            out = {}
-            for name, t in (("d", self.decode_s), ("x", extra), ("f", full)):
-                slope = np.diff(t, axis=1) / np.diff(g)
-                out[name + "_s"] = slope.ravel()
-                out[name + "_a"] = (t[:, :-1] - slope * g[:-1]).ravel()
-            r = np.full((self.kinds, _WIDTH), np.inf)
-            r[:, : g.size] = (g - 1.0) / self.decode_s
-            out["r"] = r.ravel()
-            self._derived = out
-        return self._derived
-
-
-def _segment(b: np.ndarray) -> np.ndarray:
-    """Index j of the grid segment [g_j, g_j+1] holding b (the end segments extrapolate)."""
-    j = np.floor(_PER_OCTAVE * np.log2(np.maximum(b, 1.0))).astype(np.int64)
-    return np.minimum(j, BATCH_GRID.size - 2)
-
-
-def _interp(d: dict, name: str, kind: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The table ``name`` ("d": t_d, "x": X(C), "f": X(T)) of ``kind`` at batch ``b``, element-wise."""
-    i = kind * (BATCH_GRID.size - 1) + _segment(b)
-    return d[name + "_a"][i] + d[name + "_s"][i] * b
-
-
-def _solve_batch(tables: StepTables, kind: np.ndarray, kappa: np.ndarray) -> np.ndarray:
-    """u with u = 1 + kappa t_d(u) (the first crossing), exact on the piecewise-linear table; inf when
-    the table's largest batch cannot keep up. (u - 1) / t_d(u) rises with u, so the last grid point
-    still below the line is found by a branch-free bisection."""
-    d = tables.derived()
-    r, g = d["r"], BATCH_GRID.size
-    base = kind * _WIDTH
-    pos = np.zeros(kind.shape, dtype=np.int64)  # r[k, 0] = 0 <= kappa
-    step = _WIDTH // 2
-    while step:
-        pos += step * (r[base + pos + step] <= kappa)
-        step //= 2
-    seg = np.minimum(pos, g - 2)
-    i = kind * (g - 1) + seg
-    u = (1.0 + kappa * d["d_a"][i]) / np.maximum(1.0 - kappa * d["d_s"][i], 1e-12)
-    return np.where(pos >= g - 1, np.inf, np.maximum(u, 1.0))
-
-
-def _wait_percentile(mean_wait, rho, p):
-    """The p-quantile of an M/G/1 wait with an exponential tail for delayed requests."""
-    rho_c = np.clip(rho, 1e-12, 1.0 - 1e-12)
-    tail = mean_wait / rho_c * np.log(np.maximum(rho_c / (1.0 - p), 1.0))
-    return np.where(rho_c > 1.0 - p, tail, 0.0)
-
-
-def _mixture_quantile(p: float, q, s_short, s_long, mean_wait, rho):
-    """The p-quantile of S + W, exactly: S = s_long with probability q else s_short; W the M/G/1 wait,
-    0 with probability 1 - rho, else exponential with mean m = E[W] / rho. The mixture's CDF
-    F(t) = (1 - q) G(t - s_short) + q G(t - s_long) is piecewise: an atom at s_short, one exponential
-    between the branches, an atom at s_long, and a sum of two exponentials above, each inverted in
-    closed form."""
-    rho = np.clip(rho, 1e-12, 1.0 - 1e-12)
-    m = np.maximum(mean_wait / rho, 1e-300)
-    gap = np.maximum(s_long - s_short, 0.0) / m
-    short = 1.0 - q
-    before = short * (1.0 - rho * np.exp(-gap))  # F just below s_long
-    between = s_short + m * np.log(np.maximum(short * rho / np.maximum(short - p, 1e-300), 1.0))
-    # above s_long: 1 - p = rho e^{-(t - s_short)/m} ((1 - q) + q e^{gap}), log-sum-exp for large gaps
-    above = s_short + m * (gap + np.log(np.maximum(rho * (q + short * np.exp(-gap)) / (1.0 - p), 1e-300)))
-    return np.where(p <= short * (1.0 - rho), s_short,
-                    np.where(p < before, between, np.where(p <= before + q * (1.0 - rho), s_long, above)))
-
-
-def _step_parts(tables: StepTables, kind, u):
-    """t_d(u), X(C)(u) and X(T)(u), the extra times at least 0."""
-    d = tables.derived()
-    return (_interp(d, "d", kind, u), np.maximum(_interp(d, "x", kind, u), 0.0),
-            np.maximum(_interp(d, "f", kind, u), 0.0))
 
 
 def _marginal(tables: StepTables, kind, u, m):
@@ -213,98 +75,6 @@ def _marginal(tables: StepTables, kind, u, m):
         shared = np.where(m > 0, shared / np.maximum(m, 1e-300), 0.0)
     chunked = s1 * P + np.where(P < T, (s2 - s1) * P * shared, 0.0)
     return np.where(tables.chunk_tokens[kind] > 0, chunked, tables.prefill_s[kind])
-
-
-def _piped(tables: StepTables, kind) -> np.ndarray:
-    """Points served by a pipeline's lanes with chunked prefill (``simulator.serving.pipeline_queue``)."""
-    return (tables.lane_count()[kind] > 1) & (tables.chunk_tokens[kind] > 0)
-
-
-def _lane_parts(tables: StepTables, kind, v):
-    """A lane's batch of v sequences: its decode trip t_d, the prompt tokens' slopes s1 and s2 below and
-    above one prompt's chunk, and the prompt tokens it has room for."""
-    t_d, xc, xt = _step_parts(tables, kind, v)
-    C = np.maximum(tables.chunk_tokens[kind], 1.0)
-    T = tables.budget_tokens[kind]
-    s1 = xc / C
-    s2 = np.where(T > C, (xt - xc) / np.maximum(T - C, 1.0), s1)
-    return t_d, s1, s2, np.maximum(T - (v - 1.0) * tables.tokens_per_step[kind], 1.0)
-
-
-SECANT_STEPS = 6  # Illinois steps of the pipeline's fixed points
-
-
-def _illinois(f, lo, hi, f_lo, f_hi, live):
-    """The root of an increasing f between lo (f < 0 ... or > 0) and hi by the Illinois variant of
-    regula falsi (element-wise where ``live``; f(lo) and f(hi) of opposite signs)."""
-    side = np.zeros(np.shape(lo))
-    for _ in range(SECANT_STEPS):
-        x = np.where(live, hi - f_hi * (hi - lo) / np.where(f_hi != f_lo, f_hi - f_lo, -1.0), lo)
-        g = f(x)
-        right = (g < 0) == (f_hi < 0)  # x replaces the end whose sign it shares
-        hi, f_hi = np.where(right, x, hi), np.where(right, g, f_hi)
-        lo, f_lo = np.where(right, lo, x), np.where(right, f_lo, g)
-        f_lo = np.where(right & (side > 0), f_lo / 2.0, f_lo)  # Illinois: halve the stale end
-        f_hi = np.where(~right & (side < 0), f_hi / 2.0, f_hi)
-        side = np.where(right, 1.0, -1.0)
-    return hi - f_hi * (hi - lo) / np.where(f_hi != f_lo, f_hi - f_lo, -1.0)
-
-
-def _pipeline_capacity(tables: StepTables, kind, M, run, even):
-    """Requests/s of a pipeline whose lanes run M sequences each: lambda with lambda run E[C](lambda) = p M,
-    E[C] the mean cycle of batches filled by Poisson arrivals (``pipeline_queue``), below ``even`` (every
-    batch alike) and the rate at which full cycles just serve the prompts (lambda a C_full / p = 1)."""
-    p = tables.lane_count()[kind]
-    chains = pq.Chains(p, np.maximum(tables.chunk_tokens[kind], 1.0), np.maximum(tables.new_prompt_tokens[kind], 1.0))
-    t_d, s1, s2, c = _lane_parts(tables, kind, M)
-    full = t_d + pq.extra_s(s1, s2, np.maximum(tables.chunk_tokens[kind], 1.0), c)
-    top = np.minimum(even, p * c / (np.maximum(tables.new_prompt_tokens[kind], 1.0) * full))
-
-    def excess(lam):
-        return lam * run * chains.mean(lam, t_d, s1, s2, c) - p * M
-
-    hi = top * (1.0 - 1e-9)
-    f_hi = excess(hi)
-    live = f_hi > 0
-    lo = np.zeros_like(hi)
-    return np.where(live, _illinois(excess, lo, hi, -p * M, f_hi, live), hi)
-
-
-def _pipeline_steady(tables: StepTables, kind, lam, steps):
-    """The pipeline's steady state: the mean cycle tau solves tau = E[C] at the lane batch
-    v = 1 + lambda steps tau / p (Little's law over the lanes), found by the Illinois variant of regula
-    falsi between tau = t_d(1) and the tau that fills the budget with decodes; none (inf) where E[C]
-    stays above tau there or the prompt queue is unstable. Returns u, tau, Delta, 1 - lambda Delta, and
-    the chains and laws for TTFT."""
-    p = tables.lane_count()[kind]
-    k = tables.tokens_per_step[kind]
-    chains = pq.Chains(p, np.maximum(tables.chunk_tokens[kind], 1.0), np.maximum(tables.new_prompt_tokens[kind], 1.0))
-    top = np.minimum(BATCH_GRID[-1], 1.0 + (tables.budget_tokens[kind] - 1.0) / k)
-    rate = lam * steps / p  # lane batch per second of cycle: v = 1 + rate tau
-
-    def lane(tau):
-        return np.minimum(1.0 + rate * tau, top)
-
-    def gap(tau):
-        t_d, s1, s2, c = _lane_parts(tables, kind, lane(tau))
-        return chains.mean(lam, t_d, s1, s2, c) - tau
-
-    lo = _lane_parts(tables, kind, np.ones_like(lam))[0]
-    hi = np.where(rate > 0, (top - 1.0) / np.maximum(rate, 1e-300), lo)
-    g_lo, g_hi = gap(lo), gap(hi)
-    ok = (rate <= 0) | (g_hi < 0)
-    tau = np.where(rate > 0, lo, g_lo + lo)
-    if np.any(ok & (rate > 0)):
-        tau = np.where(rate > 0, _illinois(gap, lo, hi, g_lo, g_hi, ok & (rate > 0)), tau)
-    v = lane(tau)
-    t_d, s1, s2, c = _lane_parts(tables, kind, v)
-    solved = chains.solve(lam, t_d, s1, s2, c)
-    tau = np.where(rate > 0, pq.mean_cycle(solved, lam.size), tau)
-    ok &= ~pq.unstable(chains, lam, t_d, c) & np.isfinite(tau)
-    free = np.where(ok, t_d / np.where(ok, tau, 1.0), 0.0)
-    delta = (1.0 - free) / np.maximum(lam, 1e-300)
-    u = np.where(ok, 1.0 + p * (v - 1.0), np.inf)
-    return u, np.where(ok, tau, np.inf), delta, free, (chains, solved, t_d, c)
 
 
 def _lane_batch(tables: StepTables, kind, u):
@@ -389,32 +159,6 @@ def _model(tables: StepTables, kind, lam, P: float, O: float, percentile: float,
     return out
 
 
-def _pipeline_model(tables: StepTables, kind, lam, P: float, O: float, percentile: float, cv2: float):
-    """``_model`` for a pipeline's lanes under chunked prefill (``pipeline_queue``): TPOT the mean cycle,
-    its percentile with the compound-Poisson spread of the prompts a request overlaps; TTFT from the
-    chains' laws. Prompt-length variability is not followed here (fixed lengths)."""
-    steps = max(O - 1.0, 0.0)
-    k = tables.tokens_per_step[kind]
-    u, tau, delta, free, (chains, solved, t_d, c) = _pipeline_steady(tables, kind, lam, steps / k)
-    ok = np.isfinite(u)
-    (q50, qp), mean = pq.ttft(chains, solved, lam, t_d, c, [0.5, percentile])
-    bad = np.where(ok, 0.0, np.inf)
-    # the decode a request's prefill leaves behind: 0 unless its first cycles carry prompts, else
-    # exponential (as for one server)
-    excess, hit = pq.left_behind(chains, solved, lam)
-    excess, hit = np.where(ok, np.maximum(excess, 0.0), 0.0), np.clip(hit, 1e-9, 1.0 - 1e-9)
-    per_token = 1.0 / max(O - 1.0, 1.0)
-    tpot = tau / k
-    z = float(ndtri(percentile))
-    spread = np.sqrt(lam * np.maximum(steps / k * np.where(ok, tau, 0.0), 0.0) * delta**2) / max(O - 1.0, 1.0)
-    B = np.where(ok, u - 1.0, 0.0)
-    return {"u": u, "tpot": tpot + _wait_percentile(excess, hit, 0.5) * per_token + bad,
-            "tpot_pct": tpot + _wait_percentile(excess, hit, percentile) * per_token + max(z, 0.0) * spread + bad,
-            "prefill_fraction": np.where(ok, np.minimum(lam * delta, 1.0), 1.0),
-            "busy": np.where(ok, 1.0 - np.exp(-B), 1.0), "ttft_p50": q50 + bad, "ttft_pct": qp + bad,
-            "ttft_mean": mean + bad}
-
-
 def _single_model(tables: StepTables, kind, lam, P: float, O: float, percentile: float, cv2: float):
     """``_model`` for one server stepping every batch (see the module docstring); chunked prefill here
     has one lane."""
@@ -456,7 +200,7 @@ def _single_model(tables: StepTables, kind, lam, P: float, O: float, percentile:
     if np.any(off):  # prefill-first: M/G/1 of whole prompts between decode steps
         i = np.flatnonzero(off)
         rho = lam[i] * s_p[i]
-        mean_wait = rho * s_p[i] * (1.0 + cv2) / (2.0 * np.maximum(1.0 - rho, 1e-12))
+        mean_wait = _mean_wait(rho, s_p[i], cv2)
         residual = (1.0 - np.exp(-B[i])) * (1.0 - rho) * _interp(d, "d", kind[i], _lane_batch(tables, kind[i], u1[i])) / 2.0
         bad = np.where(rho < 1.0, 0.0, np.inf)
         p50[i] = residual + s_p[i] + _wait_percentile(mean_wait, rho, 0.5) + bad
@@ -561,47 +305,4 @@ def colocated(tables: StepTables, kind, replicas, max_batch, rate, prompt_len, o
     }
 
 
-def prefill_pool(tables: StepTables, kind, replicas, rate, *, percentile: float = 0.9,
-                 prompt_cv2: float = 0.0) -> dict[str, np.ndarray]:
-    """Prefill replicas of a prefill/decode split (Splitwise, arXiv 2311.18677; DistServe, arXiv
-    2401.09670): each an M/G/1 queue of prompts, TTFT = W + S_p."""
-    kind, replicas, rate = np.broadcast_arrays(np.asarray(kind, dtype=np.int64), np.asarray(replicas, float),
-                                               np.asarray(rate, float))
-    s_p = tables.prefill_s[kind]
-    lanes = tables.lane_count()[kind]
-    rho = rate / (replicas * lanes) * s_p
-    mean_wait = rho * s_p * (1.0 + prompt_cv2) / (2.0 * np.maximum(1.0 - rho, 1e-12))
-    inf = np.where(rho >= 1.0, np.inf, 0.0)
-    return {"saturated": rho >= 1.0, "busy_fraction": np.minimum(rho, 1.0), "capacity_req_per_s": replicas * lanes / s_p,
-            "ttft_p50_s": s_p + _wait_percentile(mean_wait, rho, 0.5) + inf,
-            "ttft_pct_s": s_p + _wait_percentile(mean_wait, rho, percentile) + inf,
-            "ttft_mean_s": s_p + mean_wait + inf}
-
-
-def decode_pool(tables: StepTables, kind, replicas, max_batch, rate, output_len, kv_transfer_s=0.0) -> dict[str, np.ndarray]:
-    """Decode replicas of a prefill/decode split: no prefill interference, so TPOT = t_d(u) / k, plus
-    the request's KV transfer, which delays its second token: kv_transfer_s / (O - 1) (vLLM's
-    TPOT = (e2e - TTFT) / (O - 1)). A request's TPOT is the mean of many equal steps: p50 = pct."""
-    kind, replicas, max_batch, rate, transfer = np.broadcast_arrays(
-        np.asarray(kind, dtype=np.int64), np.asarray(replicas, float), np.asarray(max_batch, float),
-        np.asarray(rate, float), np.asarray(kv_transfer_s, float))
-    O = float(output_len)
-    lanes = tables.lane_count()[kind]
-    lam = rate / (replicas * lanes)
-    k = tables.tokens_per_step[kind]
-    steps = max(O - 1.0, 0.0) / k
-    u = _solve_batch(tables, kind, lam * steps)
-    d = tables.derived()
-    cap = np.maximum(np.minimum(max_batch, tables.kv_capacity[kind] / lanes), 0.0)
-    t_cap = _interp(d, "d", kind, np.maximum(cap, 1.0))
-    lam_max = np.where(cap >= 1.0, cap / np.maximum(steps * t_cap, 1e-300), 0.0)
-    saturated = (lam >= lam_max) | ~np.isfinite(u)
-    u_ok = np.where(saturated, 1.0, u)
-    tpot = _interp(d, "d", kind, u_ok) / k + transfer / max(O - 1.0, 1.0)
-    tpot = tpot + np.where(saturated, np.inf, 0.0)
-    return {"saturated": saturated, "capacity_req_per_s": lam_max * replicas * lanes,
-            "batch_mean": lanes * np.where(saturated, cap, u_ok - 1.0),
-            "busy_fraction": np.where(saturated, 1.0, 1.0 - np.exp(-(u_ok - 1.0))), "tpot_p50_s": tpot, "tpot_pct_s": tpot}
-
-
-__all__ = ["BATCH_GRID", "StepTables", "colocated", "decode_pool", "prefill_pool"]
+__all__ = ["colocated"]

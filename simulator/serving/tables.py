@@ -1,4 +1,4 @@
-"""Step tables for the fast path (``simulator.serving.analytic.StepTables``), priced by the step model
+"""Step tables for the fast path (``simulator.serving.analytic_tables.StepTables``), priced by the step model
 exactly as the request-level simulation prices the same batches (``simulator.serving.steptime``).
 
 ``price`` gives one deployment's rows (vectorised over whatever axis the deployment carries, e.g. the
@@ -39,7 +39,7 @@ from costmodels.attention import attended_pairs
 from simulator.engine import run_step
 from simulator.resolve import resolve
 from simulator.scenario import Scenario
-from simulator.serving.analytic import BATCH_GRID, StepTables
+from simulator.serving.analytic_tables import BATCH_GRID, StepTables
 from simulator.serving.config import ServeConfig
 from simulator.serving.kvcache import kv_budget
 from simulator.serving.steptime import StepTimer

@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.serving.analytic import BATCH_GRID, StepTables, colocated, decode_pool, prefill_pool
+from simulator.serving.analytic import colocated
+from simulator.serving.analytic_split import decode_pool, prefill_pool
+from simulator.serving.analytic_tables import BATCH_GRID, StepTables
 
 
 def linear_tables(a=0.02, s=1e-4, prefill=0.1, kv_capacity=1000.0, chunk=0.0, budget=2048.0, prompt=1024.0,
@@ -114,7 +116,7 @@ def test_vectorised_over_many_configurations():
 def test_mixture_quantile_matches_monte_carlo(q, rho, p, gap):
     """The closed-form quantile of S + W against 400,000 samples: S = 1 + gap w.p. q else 1, W = 0 w.p.
     1 - rho else exponential with mean 1 (E[W] = rho)."""
-    from simulator.serving.analytic import _mixture_quantile
+    from simulator.serving.mg1 import _mixture_quantile
 
     rng = np.random.default_rng(0)
     n = 400_000

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from simulator.serving import pipeline_queue as pq
-from simulator.serving.analytic import BATCH_GRID, StepTables, colocated
+from simulator.serving.analytic import colocated
+from simulator.serving.analytic_tables import BATCH_GRID, StepTables
 
 
 def _entries(slots, p):
@@ -113,7 +114,7 @@ def test_what_a_prefill_leaves_behind_vanishes_at_low_load():
     lambda (nothing else runs): at 1e-4 of capacity it is below 1e-3 of its value at 60%."""
     tables = _pipeline_tables()
     cap = colocated(tables, 0, 1, 256, 1e-3, 1024, 256)["capacity_req_per_s"][()]
-    from simulator.serving.analytic import _pipeline_steady
+    from simulator.serving.analytic_pipeline import _pipeline_steady
 
     out = []
     for load in (1e-4, 0.6):
