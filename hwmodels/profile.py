@@ -48,6 +48,7 @@ from hwmodels.errors import InputError, unknown_name, validated
 from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
 
 _LN10 = math.log(10.0)
+_FLAT_TOP_MIN_SIZE = 1 << 16  # below this a mask costs more than the logarithms it saves
 _bisect_right = bisect.bisect_right
 SCHEMA_VERSION = 1
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -110,7 +111,24 @@ class Curve(BaseModel):
         """``size * factor / self(size)`` for an array ``size`` and a scalar ``factor``, in one new array
         (a sweep's grid is allocated once and passed over three times): the knots are divided by
         ``factor`` before interpolating, and sizes are not clamped to 1 where the first knot is at 1 or
-        above (log10 of a size below 1, or -inf at 0, is then below every knot, as log10 of 1 is)."""
+        above (log10 of a size below 1, or -inf at 0, is then below every knot, as log10 of 1 is).
+
+        Where most of a large array lies beyond the last knot (the curve's flat top: a sweep's attention
+        over long contexts), those sizes are divided by the top efficiency as they are, and only the
+        others pay for the logarithm and the interpolation: the same values, bit for bit."""
+        if size.size >= _FLAT_TOP_MIN_SIZE and len(self.log10_size) > 1:
+            # beyond ``top`` ln(size) is above the last knot however it rounds, so interp gives the last value
+            top = math.exp(self.log10_size[-1] * _LN10) * (1.0 + 1e-12)
+            inside = size < top
+            n_inside = int(np.count_nonzero(inside))
+            if 2 * n_inside < size.size:
+                out = np.divide(size, self.efficiency[-1] / factor)
+                if n_inside:
+                    out[inside] = self._size_over_all(size[inside], factor)
+                return out
+        return self._size_over_all(size, factor)
+
+    def _size_over_all(self, size: np.ndarray, factor: float) -> np.ndarray:
         xs = self._ln_size()
         if xs[0] >= 0.0:
             with np.errstate(divide="ignore"):

@@ -174,3 +174,25 @@ def test_a_sweep_keeps_no_operators_and_equals_the_evaluation_that_does():
     grid = sweep(sc, **axes)
     for key, value in kept.arrays.items():
         np.testing.assert_array_equal(grid[key], value, err_msg=key)
+
+
+@settings(max_examples=15, deadline=None)
+@given(first=st.floats(-2.0, 3.0), steps=st.lists(st.floats(0.1, 3.0), min_size=1, max_size=6),
+       effs=st.lists(st.floats(0.05, 1.0), min_size=7, max_size=7), factor=st.floats(1e-15, 1e-3),
+       inside=st.floats(0.0, 0.45), seed=st.integers(0, 2**31))
+def test_curve_size_over_past_the_flat_top_is_the_same_to_the_bit(first, steps, effs, factor, inside, seed):
+    """A large array mostly beyond the last knot (a sweep's attention over long contexts) takes the masked
+    path: its result equals the whole-array interpolation bit for bit, and the formula."""
+    xs = [first]
+    for step in steps:
+        xs.append(xs[-1] + step)
+    curve = hwmodels.profile.Curve(log10_size=xs, efficiency=effs[:len(xs)])
+    rng = np.random.default_rng(seed)
+    n = hwmodels.profile._FLAT_TOP_MIN_SIZE + 123
+    low = rng.uniform(xs[0] - 1.0, xs[-1], size=n)
+    high = rng.uniform(xs[-1], xs[-1] + 4.0, size=n)
+    size = 10.0 ** np.where(rng.random(n) < inside, low, high)
+    size[:3] = (0.0, 10.0 ** xs[-1], 10.0 ** xs[0])  # zero, and exactly at the knots
+    got = curve.size_over(size, factor)
+    np.testing.assert_array_equal(got, curve._size_over_all(size, factor))
+    np.testing.assert_allclose(got, size * factor / curve(size), rtol=1e-12, atol=0.0)
