@@ -33,7 +33,11 @@ import numpy as np  # noqa: E402
 
 from simulator import Scenario, predict, sweep  # noqa: E402
 from simulator.engine import run_step  # noqa: E402
-from simulator.resolve import resolve  # noqa: E402
+
+try:
+    from simulator.resolve import resolve  # noqa: E402
+except ImportError:  # --tree: a checkout from before simulator/resolve.py
+    from simulator.engine import resolve  # noqa: E402
 from simulator.step import StepShape  # noqa: E402
 
 
