@@ -215,7 +215,7 @@ def training_ops(dep, *, micro_batch, seq_len, cp, ep, sp, recompute, prec, micr
                               peak_flops_per_s=dep.gpu.peak_for("fp32"),
                               hbm_bandwidth_bytes_per_s=dep.hbm_bandwidth_bytes_per_s), "head", "forward"))
     f, b = cross_entropy_backward(tokens, vocab_local, dep.act_bytes)
-    ops.append(TrainOp(OpCost("cross_entropy.backward", "cross_entropy", 1, flops=f, hbm_bytes=b,
+    ops.append(TrainOp(OpCost("cross_entropy.backward", "cross_entropy_backward", 1, flops=f, hbm_bytes=b,
                               peak_flops_per_s=dep.gpu.peak_for("fp32"),
                               hbm_bandwidth_bytes_per_s=dep.hbm_bandwidth_bytes_per_s), "head", "backward"))
     if lora:

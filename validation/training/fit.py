@@ -36,7 +36,9 @@ TRAINING_KINDS = {  # kind -> (peak dtype, basis)
                           "and states (equal chunks and the validation models' parameter lists)"),
     "optimizer_bf16": ("fp32", "torch.optim.AdamW(fused=True, capturable=True) in CUDA graphs over bf16 "
                                "parameters and states (equal chunks and the validation models' parameter lists)"),
-    "cross_entropy": ("fp32", "cross_entropy(logits.float()) forward and backward to bf16 logits, in CUDA graphs"),
+    "cross_entropy": ("fp32", "cross_entropy(logits.float()) forward over bf16 logits, in CUDA graphs"),
+    "cross_entropy_backward": ("fp32", "cross_entropy(logits.float()) backward to bf16 logits, timed as forward and "
+                                       "backward minus forward in CUDA graphs"),
 }
 
 
@@ -44,7 +46,7 @@ TRAINING_KINDS = {  # kind -> (peak dtype, basis)
 # timed as differences of graph replays and their smallest launches already run far below the peaks, so
 # the fit's small-size asymptote would put that low efficiency into the overhead (tens of microseconds);
 # their overhead is taken as the forward kind's per-launch overhead instead, and the curves carry the rest.
-FIXED_OVERHEAD = {"attention_backward": "attention_prefill", "cross_entropy": "memory"}
+FIXED_OVERHEAD = {"attention_backward": "attention_prefill", "cross_entropy": "memory", "cross_entropy_backward": "memory"}
 
 
 def fit_training_kinds(points: list[dict[str, Any]], gpu_name: str,
@@ -69,9 +71,11 @@ def fit_training_kinds(points: list[dict[str, Any]], gpu_name: str,
 
 def _fitted_kind(point: dict[str, Any]) -> str:
     """The kind a measured point is fitted to: an optimizer step over bf16 parameters (2 bytes each, bf16
-    states) has its own curve."""
+    states) and the loss's backward have their own curves."""
     if point["kind"] == "optimizer" and point.get("param_bytes") == 2.0:
         return "optimizer_bf16"
+    if point["kind"] == "cross_entropy" and point.get("phase") == "backward":
+        return "cross_entropy_backward"
     return point["kind"]
 
 
