@@ -78,8 +78,10 @@ def _describe(space: Space, rows: Rows, i: int) -> str:
                 f" at ${rows.m['usd_per_hour'][i]:.2f}/h")
     extra = "+".join(k.labels())
     layout = f"tp{k.tp}" + (f" pp{k.pp}" if k.pp > 1 else "") + (f" ep{k.ep}" if k.ep > 1 else "")
-    return (f"{int(rows.replicas[i])} x {k.gpu} {layout}{' ' + extra if extra else ''}, max {int(rows.cap[i])} seqs"
-            f" at ${rows.m['usd_per_hour'][i]:.2f}/h")
+    replicas = int(rows.replicas[i])
+    # GPUs first, as the table counts them, then the replicas' layout
+    return (f"{replicas * k.gpus}x {k.gpu} ({replicas} x {layout}{' ' + extra if extra else ''}), max "
+            f"{int(rows.cap[i])} seqs at ${rows.m['usd_per_hour'][i]:.2f}/h")
 
 
 def _cheaper_if(req: PlanRequest, space: Space, rows: Rows, i: int) -> str:
