@@ -54,8 +54,8 @@ SCHEMA_VERSION = 1
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
 OpKind = Literal["gemm", "attention_prefill", "attention_decode", "memory", "collective", "host_transfer",
-                 "grouped_gemm", "gemm_dgrad", "gemm_wgrad", "attention_backward", "optimizer", "optimizer_bf16", "cross_entropy",
-                 "cross_entropy_backward"]
+                 "grouped_gemm", "gemm_dgrad", "gemm_wgrad", "attention_backward", "optimizer", "optimizer_bf16",
+                 "cross_entropy", "cross_entropy_backward"]
 # Kinds every profile must have.
 OP_KINDS: tuple[str, ...] = ("gemm", "attention_prefill", "attention_decode", "memory", "collective", "host_transfer")
 # Kinds a profile may leave out, and the kind whose efficiencies stand in for them.
@@ -114,7 +114,7 @@ class Curve(BaseModel):
         """``size * factor / self(size)`` for an array ``size`` and a scalar ``factor``, in one new array
         (a sweep's grid is allocated once and passed over three times): the knots are divided by
         ``factor`` before interpolating, and sizes are not clamped to 1 where the first knot is at 1 or
-        above (log10 of a size below 1, or -inf at 0, is then below every knot, as log10 of 1 is).
+        above (the log of a size below 1, or -inf at 0, is then below every knot, as the log of 1 is).
 
         Where most of a large array lies beyond the last knot (the curve's flat top: a sweep's attention
         over long contexts), those sizes are divided by the top efficiency as they are, and only the

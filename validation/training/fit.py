@@ -46,7 +46,8 @@ TRAINING_KINDS = {  # kind -> (peak dtype, basis)
 # timed as differences of graph replays and their smallest launches already run far below the peaks, so
 # the fit's small-size asymptote would put that low efficiency into the overhead (tens of microseconds);
 # their overhead is taken as the forward kind's per-launch overhead instead, and the curves carry the rest.
-FIXED_OVERHEAD = {"attention_backward": "attention_prefill", "cross_entropy": "memory", "cross_entropy_backward": "memory"}
+FIXED_OVERHEAD = {"attention_backward": "attention_prefill", "cross_entropy": "memory",
+                  "cross_entropy_backward": "memory"}
 
 
 def fit_training_kinds(points: list[dict[str, Any]], gpu_name: str,
