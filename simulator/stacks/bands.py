@@ -159,13 +159,21 @@ def _floats(x):
 
 def train_band(calibration, gpu_name: str, step_time_s: float) -> tuple[float, float, str]:
     """A training step's band: the stack's training residuals (each model held out) where it was fitted on
-    train rows; otherwise no training step has been validated with this profile, and the band is its
-    prefill band (forward GEMMs and attention, as a training step's are) at twice its width (backward,
-    optimizer and communication are not in those residuals)."""
+    train rows; a GPU's measured profile whose training steps were validated (``base_residuals.json``'s
+    ``train`` phase), those steps' residuals; otherwise no training step has been validated with this
+    profile, and the band is its prefill band (forward GEMMs and attention, as a training step's are) at
+    twice its width (backward, optimizer and communication are not in those residuals)."""
     stack = calibration.stack if calibration is not None else None
     if stack is not None and stack.residuals.phases.get("train"):
         src = band_source(calibration, gpu_name, "train")
         return step_time_s * float(np.exp(src["lo"])), step_time_s * float(np.exp(src["hi"])), src["basis"]
+    measured = calibration is not None and calibration.base_kind == "measured"
+    entry = base_residuals().get(gpu_name, {}).get("train") if measured else None
+    if entry is not None:
+        lo, hi = _quantiles(entry["log_residuals"])
+        basis = (f"{gpu_name}'s measured profile: {len(entry['log_residuals'])} validated training steps "
+                 "(CUDA-graph replays, in sample and held out)")
+        return step_time_s * float(np.exp(lo)), step_time_s * float(np.exp(hi)), basis
     src = band_source(calibration, gpu_name, "prefill")
     lo, hi = step_time_s * float(np.exp(2.0 * src["lo"])), step_time_s * float(np.exp(2.0 * src["hi"]))
     return lo, hi, f"{src['basis']}, doubled: no training step validated"

@@ -87,3 +87,28 @@ def test_bands_widen_far_from_the_calibrated_shapes_and_off_the_measured_gpu():
 def test_sweep_carries_band_arrays():
     r = sweep(batch_size=[1, 8, 64])
     assert np.all(r["latency_band_lo_s"] < r["latency_s"]) and np.all(r["latency_s"] < r["latency_band_hi_s"])
+
+
+def test_a_training_step_on_a_gpu_with_validated_training_steps_takes_their_residuals():
+    """The H200's training steps (validation/results/h200-sxm.training*.json, graph replays) re-predicted give
+    the band of a training step on its profile: their 10th/90th percentiles of log(measured / predicted);
+    the H100, whose training kinds are carried from the H200 and never validated, keeps the doubled prefill
+    band and says so."""
+    from pathlib import Path
+
+    from simulator.training.api import train
+    from validation.training.report import repredict
+
+    results = Path(__file__).resolve().parents[2] / "validation" / "results"
+    errs = [r["time_err"] for path in sorted(results.glob("h200-sxm.training*.json")) for r in repredict(path)
+            if "time_err" in r and r["timing"] == "graph"]
+    assert len(errs) == 36
+    q_lo, q_hi = np.percentile(-np.log1p(errs), (10, 90))
+    kw = dict(model="llama-3.1-8b", precision="bf16", micro_batch=1, seq_len=4096)
+    r = train(gpu="h200-sxm", **kw)
+    lo, hi = r.step_time_band_s
+    assert math.log(lo / r.step_time_s) == pytest.approx(min(q_lo, -0.01), abs=1e-4)
+    assert math.log(hi / r.step_time_s) == pytest.approx(max(q_hi, 0.01), abs=1e-4)
+    assert "36 validated training steps" in r.band_basis
+    h100 = train(gpu="h100-sxm", **kw)
+    assert "no training step validated" in h100.band_basis

@@ -6,7 +6,9 @@ GPU with (a) that GPU's own profile, (b) the other GPU's profile carried over by
 (``transfer:<gpu>``, ``simulator.stacks.resolve.transfer_profile``), (c) the other GPU's profile as it is
 (no shift) and (d) ``default``; prints the error table and writes the log residuals
 (log(measured / predicted)) per profile and phase, with the shapes they cover, to
-``simulator/stacks/data/base_residuals.json`` (what ``simulator.stacks.bands`` reads).
+``simulator/stacks/data/base_residuals.json`` (what ``simulator.stacks.bands`` reads). A GPU whose
+training steps were measured (``<gpu>.training*.json``: ``validation.training.run``, in sample and held
+out) also gets a ``train`` phase: those steps' CUDA-graph replays re-predicted with its own profile.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from hwmodels import get_accelerator, load_profile
 from simulator.api import predict
 from simulator.stacks.resolve import transfer_profile
+from validation.training.report import repredict
 from validation.validate import _scenario, kernel_summary
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -60,6 +63,20 @@ def _residuals(errs: dict[str, list]) -> dict:
     return out
 
 
+def train_residuals(gpu: str) -> dict | None:
+    """The ``train`` phase of ``gpu``'s own profile: every measured training step replayed in a CUDA graph
+    (the step roofsim prices), re-predicted; tokens are micro-batch x sequence, context the sequence."""
+    rows = [r for path in sorted(RESULTS.glob(f"{gpu}.training*.json")) for r in repredict(path)
+            if "time_err" in r and r["timing"] == "graph"]
+    if not rows:
+        return None
+    tokens = [r["micro_batch"] * r["seq_len"] for r in rows]
+    seq = [r["seq_len"] for r in rows]
+    return {"log_residuals": [round(-math.log1p(r["time_err"]), 5) for r in rows],
+            "log10_tokens": [math.log10(min(tokens)), math.log10(max(tokens))],
+            "log10_context": [math.log10(min(seq)), math.log10(max(seq))]}
+
+
 def _pool(*parts: dict) -> dict:
     out: dict = {}
     for part in parts:
@@ -86,6 +103,9 @@ def main() -> None:
             table.append((tgt, label, k, {ph: _stats([e for _, e in rows]) for ph, rows in errs.items()}))
             if label == "own":
                 residuals[tgt] = _residuals(errs)
+                train = train_residuals(tgt)
+                if train is not None:
+                    residuals[tgt]["train"] = train
             elif label.endswith("carried"):
                 transfers.append(_residuals(errs))
             elif label == "default":
@@ -96,7 +116,8 @@ def main() -> None:
     residuals["peak"] = _pool(*peaks)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"command": "python -m validation.stacks.transfer",
-                               "source": "validation/results/{h100-sxm,h200-sxm}.validation.json (end-to-end steps)",
+                               "source": "validation/results/{h100-sxm,h200-sxm}.validation.json (end-to-end "
+                                         "steps) and <gpu>.training*.json (training steps)",
                                "profiles": residuals}, indent=1) + "\n")
     print("| measured on | profile | kernels median / p90 | prefill median / p90 / max | decode median / p90 / max |")
     print("|---|---|---|---|---|")
