@@ -229,19 +229,30 @@ _WHY = {"attention_prefill": "no prefill rows", "attention_decode": "no decode r
         "gemm": "no rows with GEMMs", "memory": "no rows with element-wise kernels"}
 
 
+def identified(params: list[Param], predict, freeze) -> dict[int, bool]:
+    """For each parameter not in ``freeze``, whether the rows identify it: moving it by its sigma from the
+    priors (the others held) changes some row's predicted time ``predict(theta)`` by ``SENSITIVITY`` in log."""
+    theta0 = np.array([p.prior for p in params])
+    base = predict(theta0)
+    out = {}
+    for j, p in enumerate(params):
+        if p.name not in freeze:
+            theta = theta0.copy()
+            theta[j] += p.sigma
+            out[j] = bool(np.max(np.abs(np.log(predict(theta) / base))) >= SENSITIVITY)
+    return out
+
+
 def _free(params: list[Param], groups, stack, n, freeze) -> tuple[list[Param], dict[str, str], list[str]]:
     """Parameters the rows identify; tied ones (grouped_gemm -> gemm); notes. Refuses an unidentified one."""
-    theta0 = np.array([p.prior for p in params])
-    base = predict_groups(groups, build_stack(stack, params, theta0, {}), n)
+    sensitive = identified(params, lambda theta: predict_groups(groups, build_stack(stack, params, theta, {}), n),
+                           freeze)
     free, tied, notes = [], {}, []
     for j, p in enumerate(params):
         if p.name in freeze:
             notes.append(f"{p.name} frozen at its prior")
             continue
-        theta = theta0.copy()
-        theta[j] += p.sigma
-        moved = np.max(np.abs(np.log(predict_groups(groups, build_stack(stack, params, theta, {}), n) / base)))
-        if moved >= SENSITIVITY:
+        if sensitive[j]:
             free.append(p)
         elif p.name.split(".")[0] in _OPTIONAL_KINDS:
             notes.append(f"{p.name} held at its prior (no rows with {p.name.split('.')[0]} kernels)")

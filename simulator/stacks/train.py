@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from simulator.stacks.fit import SENSITIVITY, SIGMA_DATA, US, Param
+from simulator.stacks.fit import SIGMA_DATA, US, Param, identified
 from simulator.stacks.measurements import Measurement
 from simulator.stacks.profile import StackProfile, TrainCorrections
 from simulator.stacks.transform import train_step_time
@@ -82,15 +82,13 @@ def fit_train(rows: list[Measurement], stack: StackProfile, terms: TrainTerms | 
     terms = terms or train_terms(rows, stack)
     measured = np.array([m.latency_s for m in rows])
     theta0 = np.array([p.prior for p in TRAIN_PARAMS])
-    base = predict_train(terms, _with(stack, theta0))
+    sensitive = identified(TRAIN_PARAMS, lambda theta: predict_train(terms, _with(stack, theta)), freeze)
     free, notes = [], []
     for j, p in enumerate(TRAIN_PARAMS):
         if p.name in freeze:
             notes.append(f"{p.name} frozen at its prior")
             continue
-        theta = theta0.copy()
-        theta[j] += p.sigma
-        if np.max(np.abs(np.log(predict_train(terms, _with(stack, theta)) / base))) >= SENSITIVITY:
+        if sensitive[j]:
             free.append(j)
         else:
             notes.append(f"{p.name} held at its prior (no train row's time depends on it)")
