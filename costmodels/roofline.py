@@ -79,32 +79,34 @@ def price(op: OpCost, profile: Profile) -> OpTime:
     if eff is None:  # an optional kind the profile lacks: its fallback
         eff = profile.kind(kind)
     flops, hbm, count = op.flops, op.hbm_bytes, op.count
-    link_eff, link_overhead = op.link_efficiency, op.link_overhead_s
-    scalar_link = ((link_eff is None or _is_scalar(link_eff)) and (link_overhead is None or _is_scalar(link_overhead)))
-    if (scalar_link and type(flops) is float and type(hbm) is float and type(op.link_bytes) is float
-            and type(op.peak_flops_per_s) is float and type(count) in (int, float)
-            and type(op.link_latency_s) is float and type(op.hbm_bandwidth_bytes_per_s) is float):
-        # Python floats throughout (``_price_point``'s formulas, without its conversions)
-        overhead = count * eff.overhead_s
-        if kind in _TRANSFER:
-            link_bytes = op.link_bytes
-            if link_bytes <= 0.0:
-                return OpTime(op.name, 0.0, 0.0, 0.0, 0.0, 0.0, COMMUNICATION)
-            if link_overhead is not None:
-                overhead = count * float(link_overhead)
-            reach = eff.memory.at(link_bytes) if link_eff is None else float(link_eff)
-            link = count * (op.link_latency_s + link_bytes / (op.link_bandwidth_bytes_per_s * reach))
-            return OpTime(op.name, 0.0, 0.0, link, overhead, link + overhead, COMMUNICATION)
-        # (no work: no efficiency to look up; 0 / x is 0 at any efficiency)
-        compute = count * flops / (op.peak_flops_per_s * eff.compute.at(flops)) if flops \
-            else count * flops / op.peak_flops_per_s
-        memory = count * hbm / (op.hbm_bandwidth_bytes_per_s * eff.memory.at(hbm)) if hbm \
-            else count * hbm / op.hbm_bandwidth_bytes_per_s
-        if compute >= memory:
-            return OpTime(op.name, compute, memory, 0.0, overhead, compute + overhead,
-                          OVERHEAD if overhead > compute else COMPUTE)
-        return OpTime(op.name, compute, memory, 0.0, overhead, memory + overhead,
-                      OVERHEAD if overhead > memory else MEMORY)
+    if type(flops) is float and type(hbm) is float and (type(count) is int or type(count) is float):
+        # Python floats throughout (``_price_point``'s formulas, without its conversions); a kernel's
+        # point reads only its own sizes and peaks, a transfer's only its link terms
+        if kind not in _TRANSFER:
+            peak, bw = op.peak_flops_per_s, op.hbm_bandwidth_bytes_per_s
+            if type(peak) is float and type(bw) is float:
+                overhead = count * eff.overhead_s
+                # (no work: no efficiency to look up; 0 / x is 0 at any efficiency)
+                compute = count * flops / (peak * eff.compute.at(flops)) if flops else count * flops / peak
+                memory = count * hbm / (bw * eff.memory.at(hbm)) if hbm else count * hbm / bw
+                if compute >= memory:
+                    return OpTime(op.name, compute, memory, 0.0, overhead, compute + overhead,
+                                  OVERHEAD if overhead > compute else COMPUTE)
+                return OpTime(op.name, compute, memory, 0.0, overhead, memory + overhead,
+                              OVERHEAD if overhead > memory else MEMORY)
+        else:
+            link_bytes, link_eff, link_overhead = op.link_bytes, op.link_efficiency, op.link_overhead_s
+            if type(link_bytes) is float and type(op.link_latency_s) is float \
+                    and (link_eff is None or _is_scalar(link_eff)) \
+                    and (link_overhead is None or _is_scalar(link_overhead)):
+                if link_bytes <= 0.0:
+                    return OpTime(op.name, 0.0, 0.0, 0.0, 0.0, 0.0, COMMUNICATION)
+                overhead = count * (eff.overhead_s if link_overhead is None else float(link_overhead))
+                reach = eff.memory.at(link_bytes) if link_eff is None else float(link_eff)
+                link = count * (op.link_latency_s + link_bytes / (op.link_bandwidth_bytes_per_s * reach))
+                return OpTime(op.name, 0.0, 0.0, link, overhead, link + overhead, COMMUNICATION)
+    scalar_link = ((op.link_efficiency is None or _is_scalar(op.link_efficiency))
+                   and (op.link_overhead_s is None or _is_scalar(op.link_overhead_s)))
     if (_is_scalar(op.flops) and _is_scalar(op.hbm_bytes) and _is_scalar(op.link_bytes)
             and _is_scalar(op.link_latency_s) and _is_scalar(op.peak_flops_per_s) and _is_scalar(op.count)
             and _is_scalar(op.hbm_bandwidth_bytes_per_s) and scalar_link):
