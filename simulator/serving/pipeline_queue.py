@@ -86,7 +86,29 @@ def _open_states(P, c):
 
 def _stationary(trans):
     """The stationary law of per-point chains ``trans`` (n, S, S), rows summing to one: pi (T - I) = 0
-    with the probabilities summing to one, solved directly (each chain has one recurrent class)."""
+    with the probabilities summing to one, solved directly. A chain with more than one closed class has
+    no unique law (a saturated busy-lane chain: every cycle's arrivals fill every lane, so the lanes'
+    phases never change); such a point gets the law of the queue started empty, the chain that restarts
+    from state 0 (no prompt, every lane free) with probability ``_RESTART`` per cycle."""
+    try:
+        return _solve_stationary(trans)
+    except np.linalg.LinAlgError:
+        pass
+    pi = np.empty(trans.shape[:2])
+    for i in range(trans.shape[0]):
+        try:
+            pi[i] = _solve_stationary(trans[i:i + 1])[0]
+        except np.linalg.LinAlgError:
+            restarted = (1.0 - _RESTART) * trans[i]
+            restarted[:, 0] += _RESTART
+            pi[i] = _solve_stationary(restarted[None])[0]
+    return pi
+
+
+_RESTART = 1e-9
+
+
+def _solve_stationary(trans):
     n, S, _ = trans.shape
     A = np.swapaxes(trans, 1, 2) - np.eye(S)
     A[:, -1, :] = 1.0

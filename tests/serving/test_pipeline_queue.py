@@ -3,6 +3,8 @@ describes and against queueing results worked by hand."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -136,3 +138,41 @@ def test_curves_and_exact_paths_agree_for_pipelines():
     for key in ("ttft_mean_s", "tpot_p50_s", "capacity_req_per_s"):
         np.testing.assert_allclose(many[key][::100], few[key], rtol=0.03, err_msg=key)
     np.testing.assert_allclose(many["ttft_p50_s"][::100], few["ttft_p50_s"], rtol=0.10)
+
+
+def test_a_chain_with_two_closed_classes_gets_the_law_of_the_queue_started_empty():
+    """Two lanes each holding a prompt for two cycles, with every cycle's arrivals filling every lane
+    (saturation): lanes that start together stay in step, lanes one cycle apart stay apart, so the chain
+    has two closed classes and pi (T - I) = 0 no unique solution. The law returned is that of the queue
+    started with every lane free (the in-step class, both lanes at 2 then 1); an irreducible chain beside
+    it in the same call is solved as before, to the last bit."""
+    st = pq._busy_structure(2, 2)
+    states = st["states"]
+    saturated = np.zeros((st["n"], st["n"]))
+    for i, (residual, waiting) in enumerate(states):
+        left = sorted(max(x - 1, 0) for x in residual)
+        nxt = tuple(sorted(2 if x == 0 else x for x in left))
+        saturated[i, states.index((nxt, pq.Q_MAX))] = 1.0
+    irreducible = pq._busy_chain(st, np.array([0.3]), np.full((1, st["n"]), 1.0), np.array([0.5]))[1][0]
+    both = np.stack([irreducible, saturated])
+    with pytest.raises(np.linalg.LinAlgError):
+        pq._solve_stationary(saturated[None])
+    pi = pq._stationary(both)
+    assert np.array_equal(pi[0], pq._solve_stationary(irreducible[None])[0])
+    in_step = [states.index(((1, 1), pq.Q_MAX)), states.index(((2, 2), pq.Q_MAX))]
+    assert pi[1][in_step] == pytest.approx([0.5, 0.5], abs=1e-6)
+    assert pi[1].sum() == pytest.approx(1.0)
+
+
+def test_a_plan_whose_pipelines_saturate_at_the_search_bracket_is_priced_not_a_traceback(capsys):
+    """Llama-3.1-70B at 20 req/s of 32K prompts with speculative decoding: the two-stage kinds' steady
+    state is bracketed at a cycle where the busy-lane chain saturates (two closed classes); the plan used
+    to stop with numpy's 'Singular matrix'."""
+    from roofsim.cli.main import main
+
+    code = main(["plan", "--model", "llama-3.1-70b", "--rate", "20", "--prompt-len", "32768", "--output-len", "256",
+                 "--slo-ttft", "2", "--gpus", "h100-sxm", "--techniques", "speculative", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["searched_configs"] > 0
+    assert all(r["reason"] for r in out["rejected_cheaper"])
