@@ -136,7 +136,7 @@ c3.metric("Cheapest plan", f"${best.usd_per_hour:,.2f}/h" if best else "none")
 c4.metric("$/M tokens (in · out)", f"{best.usd_per_million_input_tokens:.3f} · {best.usd_per_million_output_tokens:.3f}"
           if best else "-")
 if best is None:
-    st.warning("No configuration in this space meets both SLOs at this rate.")
+    st.warning(f"No configuration in this space meets both SLOs at this rate: {result.why_none}.")
     st.stop()
 
 st.subheader("Cost against interactivity: the Pareto frontier")

@@ -122,7 +122,8 @@ def render(result: PlanResult) -> str:
                         f"TPOT {pct}", "DES TTFT", "DES TPOT", "load", "verified"], rows))
     best = result.cheapest
     if best is None:
-        lines += ["", "no plan meets the SLOs in this space"]
+        lines += ["", "no plan meets the SLOs in this space: " + result.why_none]
+        lines += ["", "nearest misses:"] + [f"  {r['config']}: {r['reason']}" for r in result.rejected_cheaper[:5]]
         return "\n".join(lines)
     lines += ["", f"cheapest: {_gpus(best)} ({best.disaggregate or f'{best.replicas} x tp{best.tp}'}) "
               f"${best.usd_per_hour:,.2f}/hour, ${best.usd_per_million_input_tokens:.3f}/M input and "

@@ -165,3 +165,4 @@ class PlanResult(BaseModel):
     backend: str
     rejected_cheaper: list[dict[str, Any]] = Field(
         default_factory=list, description="the configurations just cheaper than the cheapest plan and why each fails")
+    why_none: str | None = Field(None, description="when no plan is found: why, and the change that would give one")

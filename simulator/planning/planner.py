@@ -132,6 +132,49 @@ def _reason(req: PlanRequest, rows: Rows, i: int) -> str:
     return "; ".join(out) or "meets the SLOs in the fast path; not simulated"
 
 
+def _why_none(req: PlanRequest, space: Space, rows: Rows, plans: list[Plan]) -> str:
+    """Why no configuration is a plan, and the change that would give one: more GPUs when nothing within
+    the limits keeps up, else the SLO no layout reaches (its best value), else the simulation's verdict."""
+    m = rows.m
+    within = np.flatnonzero(m["within_limits"])
+    if within.size == 0:
+        return (f"no configuration is within the limits (max_gpus {req.max_gpus}, budget, power): every layout "
+                "needs more (see rejected_cheaper)")
+    allowed = np.flatnonzero(m["allowed"])
+    if allowed.size == 0:
+        # a co-located replica serves rate / replicas, so R replicas at load L keep up below max_load with
+        # ceil(R L / max_load) of them; the layout needing the fewest GPUs so
+        colocated = within[rows.d_replicas[within] == 0]
+        pool = colocated if colocated.size else within
+        replicas = np.ceil(rows.replicas[pool] * m["load"][pool] / req.max_load)
+        need = replicas * m["num_gpus"][pool] / rows.replicas[pool]
+        j = pool[np.argmin(need)]
+        return (f"nothing within max_gpus {req.max_gpus} keeps up with {req.rate:g} req/s below "
+                f"{req.max_load:.0%} load: the layout with the most capacity per GPU, {_describe(space, rows, j)}, "
+                f"runs at {m['load'][j]:.2f} x its capacity, so {int(need.min())} GPUs of it "
+                f"({int(replicas[np.argmin(need)])} replicas) are needed (raise max_gpus)")
+    pct = f"p{req.percentile:g}"
+    ttft, tpot = m["ttft_pct_s"][allowed], m["tpot_pct_s"][allowed]
+    misses = []
+    if ttft.min() > req.slo_ttft_s:
+        j = allowed[np.argmin(ttft)]
+        misses.append(f"the lowest {pct} TTFT of a configuration that keeps up is {ttft.min():.3f} s "
+                      f"({_describe(space, rows, j)}), above the {req.slo_ttft_s:g} s SLO")
+    if tpot.min() > req.slo_tpot_s:
+        j = allowed[np.argmin(tpot)]
+        misses.append(f"the lowest {pct} TPOT of a configuration that keeps up is {tpot.min() * 1e3:.1f} ms "
+                      f"({_describe(space, rows, j)}), above the {req.slo_tpot_s * 1e3:g} ms SLO")
+    if misses:
+        return "; ".join(misses) + " (a faster GPU, more GPUs per replica or a technique would lower it)"
+    if any(p.verified is False for p in plans):
+        return (f"the fast path admitted {sum(p.verified is not None for p in plans)} configurations and the "
+                "DES rejected each (see rejected_cheaper)")
+    tpot_ok = allowed[tpot <= req.slo_tpot_s]
+    j = tpot_ok[np.argmin(m["ttft_pct_s"][tpot_ok])]
+    return (f"each SLO is met alone but not both together: among configurations within the {pct} TPOT SLO the "
+            f"lowest {pct} TTFT is {m['ttft_pct_s'][j]:.3f} s ({_describe(space, rows, j)})")
+
+
 def _prefix_tokens(req: PlanRequest, techniques: list[str]) -> int:
     """The shared prompt prefix the verification's workload carries when the plan caches prefixes."""
     if "prefix_cache" not in techniques:
@@ -280,7 +323,8 @@ def plan(request: PlanRequest | Mapping[str, Any] | None = None, **fields: Any) 
                  for k in space.kinds if k.gpus > req.max_gpus]
     return PlanResult(request=req, plans=plans, pareto=[_plan(req, space, rows, int(i)) for i in front[:50]],
                       cheapest=cheapest, searched_configs=int(searched), search_time_s=search_time,
-                      verify_time_s=verify_time, backend=req.backend, rejected_cheaper=rejected)
+                      verify_time_s=verify_time, backend=req.backend, rejected_cheaper=rejected,
+                      why_none=None if cheapest is not None else _why_none(req, space, rows, plans))
 
 
 __all__ = ["plan"]

@@ -68,6 +68,8 @@ def test_an_impossible_slo_says_so():
     at = run({"pl.tpot": "0.001"})
     assert not at.exception
     assert any("No configuration" in w.value for w in at.warning)
+    # and why: the lowest TPOT any layout that keeps up reaches, above the 1 ms asked for
+    assert any("the lowest p90 TPOT of a configuration that keeps up is" in w.value for w in at.warning)
 
 
 def test_serve_link_opens_the_plan_with_its_settings():

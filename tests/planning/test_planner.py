@@ -160,3 +160,40 @@ def test_length_specs_enter_as_means_and_spread():
     fixed = plan({**base, "prompt_len": 1024}).plans[0]
     varied = plan({**base, "prompt_len": "uniform:512,1536"}).plans[0]
     assert varied.ttft_p90_s > fixed.ttft_p90_s
+
+
+LONG_PROMPTS = dict(model="llama-3.1-70b", rate=20.0, prompt_len=32768, output_len=256, slo_ttft_s=2.0,
+                    slo_tpot_s=0.05, gpus=["h100-sxm"], verify=0)
+
+
+def test_no_plan_says_how_many_gpus_keep_up_and_that_many_do():
+    """20 req/s of 32K prompts for Llama-3.1-70B on at most 64 H100s: nothing keeps up. The answer names
+    the GPUs the layout with the most capacity per GPU needs, and a search allowed exactly that many finds
+    a configuration of it below the load limit (SLOs relaxed, so that capacity alone decides)."""
+    import re
+
+    result = plan(LONG_PROMPTS)
+    assert result.cheapest is None
+    found = re.search(r"so (\d+) GPUs of it \((\d+) replicas\) are needed \(raise max_gpus\)", result.why_none)
+    assert found, result.why_none
+    gpus = int(found.group(1))
+    assert gpus > 64
+    relaxed = plan({**LONG_PROMPTS, "max_gpus": gpus, "slo_ttft_s": 1e4, "slo_tpot_s": 1e3, "disaggregate": False})
+    assert relaxed.cheapest is not None and relaxed.cheapest.num_gpus <= gpus
+    assert relaxed.cheapest.load <= 0.9
+
+
+def test_no_plan_names_the_lowest_ttft_any_layout_reaches():
+    """On 1024 H100s every layout keeps up but none reaches a p90 TTFT of 2 s; the answer names the lowest
+    one, and an SLO just above it (TPOT relaxed) admits a plan at that TTFT."""
+    import re
+
+    result = plan({**LONG_PROMPTS, "max_gpus": 1024})
+    assert result.cheapest is None
+    found = re.search(r"the lowest p90 TTFT of a configuration that keeps up is ([0-9.]+) s", result.why_none)
+    assert found, result.why_none
+    lowest = float(found.group(1))
+    assert lowest > 2.0
+    admitted = plan({**LONG_PROMPTS, "max_gpus": 1024, "slo_ttft_s": lowest * 1.001, "slo_tpot_s": 10.0})
+    assert admitted.cheapest is not None and admitted.why_none is None
+    assert lowest * 0.999 <= admitted.cheapest.ttft_p90_s <= lowest * 1.001
