@@ -34,26 +34,18 @@ def pareto_figure(result) -> go.Figure:
         pts = [p for p in result.pareto if p.gpu == gpu]
         fig.add_trace(go.Scatter(
             x=[p.tokens_per_s_per_user for p in pts], y=[p.output_tokens_per_s_per_gpu for p in pts],
-            mode="markers", name=gpu, text=[f"{p.num_gpus} GPUs, {p.disaggregate or f'{p.replicas}x tp{p.tp}'}, "
+            mode="markers", name=gpu, text=[f"{p.num_gpus} GPUs, {p.layout(nodes='')}, "
                                             f"${p.usd_per_hour:,.2f}/h" for p in pts]))
     fig.update_layout(xaxis_title="tokens/s per user (1 / TPOT p50)", yaxis_title="output tokens/s per GPU",
                       height=420, margin=dict(l=10, r=10, t=30, b=10))
     return fig
 
 
-def layout(p) -> str:
-    """xPyD for a split, else replicas x TP (x PP), with the nodes a replica spans when more than one."""
-    if p.disaggregate:
-        return p.disaggregate
-    return (f"{p.replicas}x tp{p.tp}" + (f" pp{p.pp}" if p.pp > 1 else "")
-            + (f", {p.nodes} nodes each" if p.nodes > 1 else ""))
-
-
 def plans_table(result) -> pd.DataFrame:
     pct = f"p{result.request.percentile:g}"
     return pd.DataFrame([{
         "GPUs": f"{p.num_gpus}x {p.gpu}" + (f" + {p.decode_gpu}" if p.decode_gpu and p.decode_gpu != p.gpu else ""),
-        "layout": layout(p), "techniques": ", ".join(p.techniques) or "-",
+        "layout": p.layout(nodes=", {} nodes each"), "techniques": ", ".join(p.techniques) or "-",
         "max seqs": p.max_num_seqs, "$/hour": round(p.usd_per_hour, 2), "$/M tokens": round(p.usd_per_million_tokens, 3),
         f"TTFT {pct}": seconds(p.ttft_p90_s), f"TPOT {pct}": seconds(p.tpot_p90_s),
         "DES TTFT": seconds(p.verification.ttft_pct_s) if p.verification else "-",
@@ -144,7 +136,7 @@ st.plotly_chart(pareto_figure(result), key="fig.pareto")
 st.subheader("Cheapest plans")
 st.dataframe(plans_table(result), hide_index=True)
 st.subheader("The cheapest plan")
-st.markdown(f"**{best.num_gpus}x {best.gpu}** ({layout(best)}), "
+st.markdown(f"**{best.num_gpus}x {best.gpu}** ({best.layout(nodes=', {} nodes each')}), "
             f"bound by {best.bound}. Cheaper if {best.cheaper_if}.")
 st.markdown(links(best, request))
 if best.serve_config.get("decode_overrides"):

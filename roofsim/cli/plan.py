@@ -109,9 +109,7 @@ def render(result: PlanResult) -> str:
              f"verified with the DES in {result.verify_time_s:.1f} s ({result.backend})", ""]
     rows = []
     for p in result.plans:
-        layout = p.disaggregate or (f"{p.replicas}x tp{p.tp}" + (f" pp{p.pp}" if p.pp > 1 else "")
-                                    + (f" ep{p.ep}" if p.ep > 1 else "")
-                                    + (f" ({p.nodes} nodes each)" if p.nodes > 1 else ""))
+        layout = p.layout()
         des = p.verification
         rows.append([_gpus(p),
                      layout, ",".join(p.techniques) or "-", str(p.max_num_seqs), f"${p.usd_per_hour:,.2f}",
@@ -125,7 +123,7 @@ def render(result: PlanResult) -> str:
         lines += ["", "no plan meets the SLOs in this space: " + result.why_none]
         lines += ["", "nearest misses:"] + [f"  {r['config']}: {r['reason']}" for r in result.rejected_cheaper[:5]]
         return "\n".join(lines)
-    lines += ["", f"cheapest: {_gpus(best)} ({best.disaggregate or f'{best.replicas} x tp{best.tp}'}) "
+    lines += ["", f"cheapest: {_gpus(best)} ({best.layout(nodes='')}) "
               f"${best.usd_per_hour:,.2f}/hour, ${best.usd_per_million_input_tokens:.3f}/M input and "
               f"${best.usd_per_million_output_tokens:.3f}/M output tokens, {best.joules_per_token:.3f} J/token, "
               f"{best.energy_kwh_per_day:,.0f} kWh/day",

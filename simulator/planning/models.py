@@ -153,6 +153,14 @@ class Plan(BaseModel):
     vllm_command: str = ""
     sglang_command: str = ""
 
+    def layout(self, nodes: str = " ({} nodes each)") -> str:
+        """'xPyD' for a split, else replicas x TP (PP, EP), with ``nodes`` formatted with the nodes one replica
+        spans when it spans more than one."""
+        if self.disaggregate:
+            return self.disaggregate
+        return (f"{self.replicas}x tp{self.tp}" + (f" pp{self.pp}" if self.pp > 1 else "")
+                + (f" ep{self.ep}" if self.ep > 1 else "") + (nodes.format(self.nodes) if self.nodes > 1 else ""))
+
 
 class PlanResult(BaseModel):
     request: PlanRequest

@@ -111,7 +111,7 @@ def _cheaper_by_des(req: PlanRequest, best: Plan, plans: list[Plan]) -> None:
         if ttft_over != tpot_over and v.rejected == 0:
             label, value, slo = ("TPOT", v.tpot_pct_s, req.slo_tpot_s) if tpot_over else ("TTFT", v.ttft_pct_s, req.slo_ttft_s)
             best.cheaper_if = (f"a p{req.percentile:g} {label} SLO of {value * 1e3:.0f} ms (now {slo * 1e3:.0f} ms) admits "
-                               f"{p.num_gpus}x {p.gpu} ({p.disaggregate or f'{p.replicas} x tp{p.tp}'}, max "
+                               f"{p.num_gpus}x {p.gpu} ({p.layout(nodes='')}, max "
                                f"{p.max_num_seqs} seqs) at ${p.usd_per_hour:,.2f}/h, as simulated")
             return
 
