@@ -109,8 +109,16 @@ class Kind:
             "parallelism": {"tp": self.tp, "pp": self.pp, **({"ep": self.ep} if self.ep > 1 else {})},
             "precision": {"weights": self.weights, "kv_cache": self.kv_cache, "compute": "bf16"},
             "calibration": calibration,
-            "techniques": self.technique_dicts(),
+            "techniques": self.technique_dicts() + quantization_techniques(self.weights),
         }
+
+
+def quantization_techniques(weights: str) -> list[dict]:
+    """The weight switch as the engines the plan's commands start run it: ``--quantization fp8`` (vLLM,
+    SGLang) is W8A8, fp8 GEMMs on GPUs with fp8 tensor cores (compute capability 8.9 and above), and
+    weight-only W8A16 (FP8 Marlin) on the others (vLLM documentation, "FP8 W8A8"); attention and the LM
+    head stay in bf16. ``weight_quant`` with format fp8 prices both cases."""
+    return [{"name": "weight_quant", "format": "fp8"}] if weights == "fp8" else []
 
 
 def technique_sets(allowed: list[dict]) -> list[tuple[dict, tuple]]:
@@ -214,7 +222,8 @@ def build(model, gpus: list[str], allowed: list[dict], prompt_len: float, output
             tps = np.array(tp_list, dtype=np.int64)
             weights, kv = precision.get("weights", "bf16"), precision.get("kv_cache", "bf16")
             base = {"model": model, "calibration": calibration, "precision": {"weights": weights, "kv_cache": kv},
-                    "techniques": [{"name": n, **dict(p)} for n, p in techniques if n != "prefix_cache"]}
+                    "techniques": [{"name": n, **dict(p)} for n, p in techniques if n != "prefix_cache"]
+                    + quantization_techniques(weights)}
             hit = next((dict(p).get("hit_rate", 0.5) for n, p in techniques if n == "prefix_cache"), 0.0)
             new_prompt = max(P * (1.0 - hit), 1.0)  # the scheduler's prefix cache skips cached blocks
             # a pp-stage replica keeps pp batches in flight, each one micro-batch through all stages

@@ -149,6 +149,24 @@ def test_fp8_techniques_enter_the_space():
     assert r.cheapest.usd_per_hour <= base.cheapest.usd_per_hour
 
 
+def test_fp8_weights_are_priced_as_the_engines_run_them():
+    """``--quantization fp8`` is W8A8 on GPUs with fp8 tensor cores and weight-only (FP8 Marlin) on the
+    others (vLLM's FP8 W8A8 page): a 2K-token prefill of Llama-3.1-70B on TP 4 is compute bound, so on the
+    H100 its fp8 kind takes at most three quarters of bf16's time (GEMMs at twice the peak, attention and the
+    LM head in bf16), while on the A100, with no fp8 math, it is no faster; the plan's scenario, run
+    through predict, prices the step the table holds."""
+    from simulator.planning.space import build
+
+    space = build("llama-3.1-70b", ["h100-sxm", "a100-80gb-sxm"], [{"name": "fp8_weights"}], 2048, 256)
+    prefill = {(k.gpu, k.tp, k.weights): space.tables.prefill_s[i] for i, k in enumerate(space.kinds)}
+    assert prefill[("h100-sxm", 4, "fp8")] < 0.75 * prefill[("h100-sxm", 4, "bf16")]
+    assert prefill[("a100-80gb-sxm", 4, "fp8")] >= prefill[("a100-80gb-sxm", 4, "bf16")]
+    kind = next(k for k in space.kinds if (k.gpu, k.tp, k.weights) == ("h100-sxm", 4, "fp8"))
+    scenario = {**kind.scenario("llama-3.1-70b", 1, "auto"),
+                "workload": {"phase": "prefill", "batch_size": 1, "prompt_len": 2048}}
+    assert simulator.predict(scenario).latency_s == pytest.approx(prefill[("h100-sxm", 4, "fp8")], rel=1e-9)
+
+
 def test_length_specs_enter_as_means_and_spread():
     """uniform:512,1536 has mean 1024 and CV^2 = (1024^2 / 12) / 1024^2 = 1/12 (a uniform's variance is
     width^2 / 12); the fast path sees the mean, and a spread of prompts lengthens the wait (P-K)."""
