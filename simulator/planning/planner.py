@@ -27,9 +27,13 @@ def _lane_kv(space: Space, kind) -> np.ndarray:
 
 
 def _dedupe(space: Space, rows: Rows, idx: np.ndarray) -> np.ndarray:
-    """Keep the first row (in ``idx`` order) per distinct configuration (``_key``)."""
-    eff = np.minimum(rows.cap[idx], _lane_kv(space, rows.d_kind[idx]))
-    key = np.stack([rows.kind[idx], rows.d_kind[idx], rows.replicas[idx], rows.d_replicas[idx], eff], axis=1)
+    """Keep the first row (in ``idx`` order) per distinct configuration: the same layouts and replicas
+    with the same fast-path outcome (percentile TTFT and TPOT, load). Batch caps the queue never reaches,
+    or that KV memory clips to the same number of sequences, change nothing, so only the first is kept
+    (and simulated)."""
+    m = rows.m
+    key = np.stack([rows.kind[idx], rows.d_kind[idx], rows.replicas[idx], rows.d_replicas[idx],
+                    m["ttft_pct_s"][idx], m["tpot_pct_s"][idx], m["load"][idx]], axis=1)
     _, first = np.unique(key, axis=0, return_index=True)
     return idx[np.sort(first)]
 

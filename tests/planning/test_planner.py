@@ -215,3 +215,12 @@ def test_no_plan_names_the_lowest_ttft_any_layout_reaches():
     admitted = plan({**LONG_PROMPTS, "max_gpus": 1024, "slo_ttft_s": lowest * 1.001, "slo_tpot_s": 10.0})
     assert admitted.cheapest is not None and admitted.why_none is None
     assert lowest * 0.999 <= admitted.cheapest.ttft_p90_s <= lowest * 1.001
+
+
+def test_batch_caps_that_change_nothing_are_one_plan():
+    """At a third of capacity the queue never fills a batch of 16, so caps of 16, 32 and 64 give the same
+    fast-path outcome to the last bit: one plan is listed (and simulated), not three."""
+    result = plan({**LONG_PROMPTS, "max_gpus": 1024, "techniques": [{"name": "fp8_weights"}]})
+    outcomes = [(p.gpu, p.layout(), p.replicas, p.ttft_p90_s, p.tpot_p90_s, p.load) for p in result.plans]
+    assert len(outcomes) == len(set(outcomes)) > 1
+    assert result.cheapest is not None and result.cheapest.batch_mean < 16
