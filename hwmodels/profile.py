@@ -55,7 +55,7 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 
 OpKind = Literal["gemm", "attention_prefill", "attention_decode", "memory", "collective", "host_transfer",
                  "grouped_gemm", "gemm_dgrad", "gemm_wgrad", "attention_backward", "optimizer", "optimizer_bf16",
-                 "cross_entropy", "cross_entropy_backward"]
+                 "cross_entropy", "cross_entropy_backward", "gemm_fp8"]
 # Kinds every profile must have.
 OP_KINDS: tuple[str, ...] = ("gemm", "attention_prefill", "attention_decode", "memory", "collective", "host_transfer")
 # Kinds a profile may leave out, and the kind whose efficiencies stand in for them.
@@ -66,13 +66,16 @@ OP_KINDS: tuple[str, ...] = ("gemm", "attention_prefill", "attention_decode", "m
 # its per-element work no longer hidden behind half the bytes) to the optimizer's own curve; the loss's
 # backward (``cross_entropy_backward``: 2.9-3.8 TB/s on an H200 against the bytes it is counted, where its
 # forward runs at 2.0-2.3 TB/s) to the loss's.
+# W8A8 fp8 GEMMs (``gemm_fp8``: ``torch._scaled_mm`` on cuBLASLt, ``validation.fp8_gemm``), against the fp8
+# peak, to ``gemm``'s bf16 efficiencies (``simulator.techniques.weights`` reprices fp8 GEMMs with them).
 # A stack's element-wise kernels on PyTorch's non-vectorised strided loop (``strided``) and its atomic
 # scatter-adds (``atomic``, ``index_add_``) take the memory curve, which the stack corrects
 # (simulator.stacks).
 KIND_FALLBACK: dict[str, str] = {"grouped_gemm": "gemm", "gemm_dgrad": "gemm", "gemm_wgrad": "gemm",
                                  "attention_backward": "attention_prefill", "optimizer": "memory",
                                  "optimizer_bf16": "optimizer", "cross_entropy_backward": "cross_entropy",
-                                 "cross_entropy": "memory", "strided": "memory", "atomic": "memory"}
+                                 "cross_entropy": "memory", "strided": "memory", "atomic": "memory",
+                                 "gemm_fp8": "gemm"}
 OPTIONAL_KINDS: tuple[str, ...] = tuple(KIND_FALLBACK)
 # Collectives a profile may hold its own curves for (``measurements.collectives.groups``); a missing one
 # falls back to its own curve at the nearest group size, then all-reduce's, then the ``collective`` kind.

@@ -7,8 +7,9 @@ the one the profile describes (its name goes to ``environment.engines``), and it
 other engines are kept under ``measurements.alternatives`` so that a profile describing them can be
 made without measuring again. The routed experts' grouped GEMMs are measured with the engine the
 validation decoder runs (``torch._grouped_mm``, else a per-expert loop) and fitted as the optional
-``grouped_gemm`` kind. With more than one GPU the NCCL collectives are swept as well
-(``validation.collectives``).
+``grouped_gemm`` kind; on a GPU with fp8 tensor cores the W8A8 fp8 GEMMs of the GEMM shapes are fitted as
+the optional ``gemm_fp8`` kind (``validation.fp8_gemm``). With more than one GPU the NCCL collectives are
+swept as well (``validation.collectives``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from hwmodels import get_accelerator, load_profile
 from hwmodels.io import PROFILE_LIMIT_BYTES, read_text_bounded
 from hwmodels.profile import SCHEMA_VERSION, Profile
 from validation import fit as fitmod
-from validation import measure, sweeps
+from validation import fp8_gemm, measure, sweeps
 
 MEMORY_ENGINE = "decoder"  # Triton norm/activation/rotary/cache-write kernels, torch add and embedding
 _DECODER_MEMORY = {("rmsnorm", "triton"), ("swiglu", "triton"), ("rotary", "triton"), ("kv_write", "triton"),
@@ -165,6 +166,10 @@ def build_profile(groups: dict[str, list[sweeps.Point]], env: dict[str, Any], na
             f"Qwen3-30B-A3B, uniform top-k routing) on {env['device_name']}, {len(grouped)} shapes; sizes are those of "
             f"the whole grouped launch; median |error| of the fit {kf.stats['median_abs_err']:.1%}")
         fits_stats["grouped_gemm"] = kf.stats
+    fp8 = [p for p in groups.get(fp8_gemm.KIND, []) if "time_s" in p.result]
+    if len(fp8) >= 4:
+        kinds[fp8_gemm.KIND], fits_stats[fp8_gemm.KIND] = fp8_gemm.fit(fp8, name, env["device_name"])
+        engines[fp8_gemm.KIND] = fp8_gemm.ENGINE
     mem = [p for p in groups["memory"] if (p.op, p.engine) in _DECODER_MEMORY]
     kf = _fit_points(mem, peak_flops, peak_bw)
     kinds["memory"] = kf.kind_efficiency(
@@ -271,6 +276,10 @@ def run(out: str | None = None, quick: bool = False, device_name: str | None = N
         "host_transfer": sweeps.host_points(quick),
         "grouped_gemm": sweeps.grouped_gemm_points(quick, grouped_engine),
     }
+    from validation.kernels._common import fp8_supported
+
+    if fp8_supported():  # W8A8 fp8 GEMMs (compute capability 8.9 and above)
+        groups[fp8_gemm.KIND] = sweeps.gemm_fp8_points(quick)
     timings: dict[str, float] = {}
     for kind, pts in groups.items():
         t0 = time.time()

@@ -83,6 +83,8 @@ def _build(p: Point, l2: int):
         if cfg is not None:
             extra["config"] = f"{cfg.BLOCK_M}x{cfg.BLOCK_N}x{cfg.BLOCK_K}/w{cfg.num_warps}/s{cfg.num_stages}"
         return fns, extra
+    if p.kind == "gemm_fp8":
+        return _fp8_gemm_launches(p, l2, dev), extra
     if p.kind == "grouped_gemm":
         return grouped_gemm_launches(p, l2, dev), extra
     if p.kind == "memory":
@@ -141,6 +143,25 @@ def _build(p: Point, l2: int):
         dst = torch.empty((nbytes,), dtype=torch.uint8, device=dev)
         return [lambda: dst.copy_(src, non_blocking=True)], extra
     raise ValueError(f"unknown kind {p.kind}")
+
+
+def _fp8_gemm_launches(p: Point, l2: int, device="cuda"):
+    """``torch._scaled_mm`` over fp8 e4m3 activations (M, K) and weights (N, K), per-tensor fp32 scales,
+    bf16 out: what vLLM's per-tensor FP8 linear layer calls. cuBLASLt takes M in multiples of 16, so a
+    smaller M runs padded to 16 rows (as an engine pads it); FLOPs and bytes stay those of M rows."""
+    import torch
+
+    from validation import bench
+
+    s = p.shape
+    M, K, N = s["M"], s["K"], s["N"]
+    rows = -(-M // 16) * 16
+    n = bench.rotations(rows * K + K * N + 2 * rows * N, l2)
+    scale = torch.ones((), dtype=torch.float32, device=device)
+    sets = [(bench.randn((rows, K), device=device).to(torch.float8_e4m3fn),
+             bench.randn((N, K), device=device, scale=K ** -0.5).to(torch.float8_e4m3fn)) for _ in range(n)]
+    return [lambda a=a, w=w: torch._scaled_mm(a, w.t(), scale_a=scale, scale_b=scale, out_dtype=torch.bfloat16)
+            for a, w in sets]
 
 
 def grouped_gemm_launches(p: Point, l2: int, device="cuda", budget_bytes: float = 6e9):

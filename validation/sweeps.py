@@ -170,6 +170,23 @@ def _thin(seq: list, keep_every: int) -> list:
     return seq[::keep_every] if keep_every > 1 else list(seq)
 
 
+FP8 = 1.0
+
+
+def gemm_fp8_point(M: int, K: int, N: int, tag: str = "") -> Point:
+    """A W8A8 GEMM as an engine's ``--quantization fp8`` runs it (``torch._scaled_mm``, cuBLASLt: fp8 e4m3
+    activations and weights with per-tensor scales, bf16 out), its bytes counted as the cost model counts
+    the quantised GEMM it prices (``simulator.techniques.weights``: bf16 activations in, 1-byte weights)."""
+    return Point("gemm_fp8", "scaled_mm", "cublaslt", {"M": M, "K": K, "N": N}, float(gemm_flops(M, K, N)),
+                 float(gemm_bytes(M, K, N, BF16, FP8)), tag)
+
+
+def gemm_fp8_points(quick: bool = False) -> list[Point]:
+    """The cuBLAS GEMM shapes of :func:`gemm_points`, as W8A8 fp8 GEMMs."""
+    return [gemm_fp8_point(p.shape["M"], p.shape["K"], p.shape["N"], p.tag)
+            for p in gemm_points(quick, triton=False)]
+
+
 def gemm_points(quick: bool = False, triton: bool = True) -> list[Point]:
     pts: list[Point] = []
     shapes = LAYER_SHAPES if not quick else [s for s in LAYER_SHAPES if s[1] in ("qkv", "gate_up", "down", "lm_head")
