@@ -34,13 +34,33 @@ def _vector_peak(dep) -> float:
     return dep.gpu.peak_for("fp32")
 
 
+def _at_fp8_gemm_efficiency(op, profile):
+    """``op`` (a GEMM at the fp8 peak) at the profile's measured fp8 GEMM efficiencies (``gemm_fp8``,
+    ``validation.fp8_gemm``): its peak and bandwidth scaled by the fp8 curve over the bf16 one at the
+    launch's size, so that pricing it as a ``gemm`` gives the fp8 curve's time. A profile without the kind
+    prices fp8 GEMMs with its bf16 efficiencies (the op unchanged); the per-launch overhead stays gemm's."""
+    fp8 = profile.kinds.get("gemm_fp8")
+    if fp8 is None:
+        return op
+    own = profile.kind("gemm")
+    if type(op.flops) is float and type(op.hbm_bytes) is float:  # a point: Python floats throughout
+        compute = fp8.compute.at(op.flops) / own.compute.at(op.flops) if op.flops else 1.0
+        memory = fp8.memory.at(op.hbm_bytes) / own.memory.at(op.hbm_bytes) if op.hbm_bytes else 1.0
+    else:
+        compute = fp8.compute(op.flops) / own.compute(op.flops)
+        memory = fp8.memory(op.hbm_bytes) / own.memory(op.hbm_bytes)
+    return replace(op, peak_flops_per_s=op.peak_flops_per_s * compute,
+                   hbm_bandwidth_bytes_per_s=op.hbm_bandwidth_bytes_per_s * memory)
+
+
 @register
 class WeightQuant(Technique):
     """Weight quantisation: W8A8 (SmoothQuant), FP8, W4A16 with group scales (AWQ), NVFP4, MXFP4.
 
     bytes/weight = bits/8 + scale_bits · (1 + zero_point) / (8 · group_size). Formats the GPU computes
     natively (int8, fp8, fp4 where listed) run their GEMMs at that tensor-core peak and add a per-step
-    activation-quantisation kernel; weight-only formats keep bf16 math and dequantise in the GEMM.
+    activation-quantisation kernel (fp8 GEMMs at the profile's measured fp8 efficiencies, ``gemm_fp8``,
+    where it has them); weight-only formats keep bf16 math and dequantise in the GEMM.
     The embedding table and LM head stay in the scenario's precision unless ``quantize_embeddings``."""
 
     name = "weight_quant"
@@ -77,6 +97,8 @@ class WeightQuant(Technique):
                     and np.any(op.weight_elems):
                 if native:
                     op = replace(op, peak_flops_per_s=dep.gpu.peak_for(native))
+                    if native == "fp8" and op.kind == "gemm":
+                        op = _at_fp8_gemm_efficiency(op, dep.profile)
                     quantised_inputs = quantised_inputs + np.asarray(op.input_elems, dtype=float) * op.count
                 else:
                     flops = np.maximum(np.asarray(op.flops, dtype=float), 1.0)
