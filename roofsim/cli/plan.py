@@ -49,6 +49,8 @@ def add_parser(sub) -> None:
     p.add_argument("--power-provisioning", choices=["observed", "tdp"], default="observed",
                    help="provision at the observed draw with capping (POLCA) or at TDP")
     p.add_argument("--verify", type=int, default=3, metavar="K", help="simulate the K cheapest plans with the DES")
+    p.add_argument("--refine", action="store_true",
+                   help="then search fewer replicas of the cheapest verified layout with the DES (bisection)")
     p.add_argument("--num-requests", type=int, default=2000, help="requests per verification run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=["local", "ray"], default="local")
@@ -70,6 +72,7 @@ def request_from_args(args) -> dict:
         "pp_options": [_positive_int("--pp", t) for t in args.pp.split(",") if t.strip()],
         "techniques": techniques, "disaggregate": not args.no_disaggregate, "budget_usd_per_hour": args.budget,
         "power_budget_w": args.power_budget, "power_provisioning": args.power_provisioning, "verify": args.verify,
+        "refine": args.refine,
         "num_requests": args.num_requests, "seed": args.seed, "backend": args.backend,
         "ray_address": args.ray_address, "prices": args.prices, "calibration": args.calibration,
     }
@@ -84,7 +87,8 @@ def contract(result: PlanResult) -> dict:
     return {"plans": data["plans"], "pareto": data["pareto"], "cheapest": data["cheapest"],
             "searched_configs": data["searched_configs"], "search_time_s": data["search_time_s"],
             "verify_time_s": data["verify_time_s"], "backend": data["backend"],
-            "rejected_cheaper": data["rejected_cheaper"], "request": data["request"]}
+            "rejected_cheaper": data["rejected_cheaper"], "request": data["request"], "why_none": data["why_none"],
+            "refined": data["refined"], "refine_time_s": data["refine_time_s"]}
 
 
 def _gpus(p) -> str:
@@ -106,7 +110,12 @@ def render(result: PlanResult) -> str:
     lines = [f"{req.model} at {req.rate:g} req/s ({req.prompt_len} / {req.output_len} tokens), "
              f"{pct} TTFT <= {seconds(req.slo_ttft_s)}, {pct} TPOT <= {seconds(req.slo_tpot_s)}",
              f"searched {result.searched_configs:,} configurations in {result.search_time_s:.2f} s; "
-             f"verified with the DES in {result.verify_time_s:.1f} s ({result.backend})", ""]
+             f"verified with the DES in {result.verify_time_s:.1f} s ({result.backend})"]
+    if result.refined:
+        runs = ", ".join(f"{p.replicas} {'meets' if p.verified else 'misses'}" for p in result.refined)
+        lines.append(f"refined with the DES in {result.refine_time_s:.1f} s over fewer replicas of the cheapest "
+                     f"verified layout: {runs}")
+    lines.append("")
     rows = []
     for p in result.plans:
         layout = p.layout()

@@ -51,6 +51,8 @@ class PlanRequest(BaseModel):
     prices: str | None = Field(None, description="YAML file of contract prices (gpu: usd_per_gpu_hour)")
     calibration: str = "auto"
     verify: int = Field(3, ge=0, le=64, description="plans simulated with the DES")
+    refine: bool = Field(False, description="after verification, search the cheapest verified co-located layout's "
+                         "replicas downwards with the DES (bisection; the fast path may hold more than it needs)")
     backend: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     num_requests: PositiveInt = Field(2000, le=1_000_000, description="requests per verification run")
@@ -174,3 +176,6 @@ class PlanResult(BaseModel):
     rejected_cheaper: list[dict[str, Any]] = Field(
         default_factory=list, description="the configurations just cheaper than the cheapest plan and why each fails")
     why_none: str | None = Field(None, description="when no plan is found: why, and the change that would give one")
+    refined: list[Plan] = Field(default_factory=list, description="with refine: the DES runs of fewer replicas of the "
+                                "cheapest verified layout, in the order simulated")
+    refine_time_s: float = 0.0

@@ -269,17 +269,41 @@ def _verify(req: PlanRequest, plans: list[Plan]) -> float:
     passed, tables = 0, verify.StepTables()  # step tables shared by every round
     for start in range(0, min(len(plans), 3 * req.verify), req.verify):
         batch = plans[start:start + req.verify]
-        jobs = [verify.job(p.scenario, p.serve_config, req.rate, req.prompt_len, req.output_len, req.num_requests,
-                           req.seed, req.slo_ttft_s, req.slo_tpot_s, req.percentile,
-                           prefix_tokens=_prefix_tokens(req, p.techniques))
-                for p in batch]
-        for p, out in zip(batch, verify.run_jobs(jobs, req.backend, req.ray_address, tables)):
-            p.verification = Verification(**out)
-            p.verified = out["meets_slo"]
-            passed += out["meets_slo"]
+        _simulate(req, batch, tables)
+        passed += sum(bool(p.verified) for p in batch)
         if passed >= req.verify:
             break
     return time.perf_counter() - t0
+
+
+def _simulate(req: PlanRequest, plans: list[Plan], tables) -> None:
+    """Run the DES on ``plans`` (one job each) and set their ``verification`` and ``verified``."""
+    jobs = [verify.job(p.scenario, p.serve_config, req.rate, req.prompt_len, req.output_len, req.num_requests,
+                       req.seed, req.slo_ttft_s, req.slo_tpot_s, req.percentile,
+                       prefix_tokens=_prefix_tokens(req, p.techniques)) for p in plans]
+    for p, out in zip(plans, verify.run_jobs(jobs, req.backend, req.ray_address, tables)):
+        p.verification = Verification(**out)
+        p.verified = out["meets_slo"]
+
+
+def _refine(req: PlanRequest, space: Space, rows: Rows, i: int) -> list[Plan]:
+    """The DES runs of a bisection over fewer replicas of row ``i``'s co-located layout (same kind and
+    batch cap, within the limits and the load limit): the fewest the DES accepts, if SLO compliance grows
+    with replicas (more replicas, each at a lower rate). The fast path's percentiles are an approximation
+    of the DES's (docs/serving.md); where they are conservative this finds the replicas the DES needs."""
+    m = rows.m
+    same = np.flatnonzero((rows.kind == rows.kind[i]) & (rows.d_replicas == 0) & (rows.cap == rows.cap[i])
+                          & (rows.replicas < rows.replicas[i]) & m["allowed"] & ~m["saturated"])
+    same = same[np.argsort(rows.replicas[same], kind="stable")]
+    runs, tables = [], verify.StepTables()
+    lo, hi = 0, same.size  # same[hi] (or row i) is accepted; below lo rejected
+    while lo < hi:
+        mid = (lo + hi) // 2
+        p = _plan(req, space, rows, int(same[mid]))
+        _simulate(req, [p], tables)
+        runs.append(p)
+        lo, hi = (lo, mid) if p.verified else (mid + 1, hi)
+    return runs
 
 
 def plan(request: PlanRequest | Mapping[str, Any] | None = None, **fields: Any) -> PlanResult:
@@ -299,6 +323,15 @@ def plan(request: PlanRequest | Mapping[str, Any] | None = None, **fields: Any) 
     verify_time = _verify(req, plans)
     ok = [p for p in plans if p.verified] if any(p.verified is not None for p in plans) else plans
     cheapest = ok[0] if ok else None
+    refined, refine_time = [], 0.0
+    if req.refine and cheapest is not None and cheapest.disaggregate is None and verify.des_available():
+        t1 = time.perf_counter()
+        refined = _refine(req, space, rows, int(candidates[plans.index(cheapest)]))
+        refine_time = time.perf_counter() - t1
+        accepted = [p for p in refined if p.verified]
+        if accepted:
+            cheapest = min(accepted, key=lambda p: p.usd_per_hour)
+            plans = [cheapest] + plans
     if cheapest is not None:
         _cheaper_by_des(req, cheapest, plans)
     limit = cheapest.usd_per_hour if cheapest else np.inf
@@ -328,7 +361,8 @@ def plan(request: PlanRequest | Mapping[str, Any] | None = None, **fields: Any) 
     return PlanResult(request=req, plans=plans, pareto=[_plan(req, space, rows, int(i)) for i in front[:50]],
                       cheapest=cheapest, searched_configs=int(searched), search_time_s=search_time,
                       verify_time_s=verify_time, backend=req.backend, rejected_cheaper=rejected,
-                      why_none=None if cheapest is not None else _why_none(req, space, rows, plans))
+                      why_none=None if cheapest is not None else _why_none(req, space, rows, plans),
+                      refined=refined, refine_time_s=refine_time)
 
 
 __all__ = ["plan"]

@@ -224,3 +224,23 @@ def test_batch_caps_that_change_nothing_are_one_plan():
     outcomes = [(p.gpu, p.layout(), p.replicas, p.ttft_p90_s, p.tpot_p90_s, p.load) for p in result.plans]
     assert len(outcomes) == len(set(outcomes)) > 1
     assert result.cheapest is not None and result.cheapest.batch_mean < 16
+
+
+def test_refine_finds_the_fewest_replicas_the_des_accepts():
+    """Llama-3.1-70B at 5 req/s of 32K prompts, fp8, on up to 512 H100s: the fast path holds TP 8 x PP 2
+    replicas at a third of their capacity for the TTFT SLO, which the DES meets with room. Refining bisects
+    fewer replicas of that layout with the DES: the plan reported is the fewest it accepted, one replica
+    fewer was simulated and missed, and every run it made is kept with its verdict."""
+    req = {**LONG_PROMPTS, "rate": 5.0, "max_gpus": 512, "techniques": [{"name": "fp8_weights"}], "verify": 1,
+           "num_requests": 500}
+    plain, refined = plan(req), plan({**req, "refine": True})
+    assert plain.cheapest.verified and not plain.refined
+    assert refined.refined and all(p.verification is not None for p in refined.refined)
+    best = refined.cheapest
+    accepted = [p for p in refined.refined if p.verified]
+    assert best.verified and best.replicas == min(p.replicas for p in accepted) < plain.cheapest.replicas
+    assert (best.tp, best.pp, best.max_num_seqs) == (plain.cheapest.tp, plain.cheapest.pp, plain.cheapest.max_num_seqs)
+    assert best.usd_per_hour < plain.cheapest.usd_per_hour
+    missed = [p.replicas for p in refined.refined if not p.verified]
+    assert best.replicas - 1 in missed and all(r < best.replicas for r in missed)
+    assert len(refined.refined) <= int(np.ceil(np.log2(plain.cheapest.replicas))) + 1
