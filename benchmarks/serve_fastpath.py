@@ -7,7 +7,9 @@ mean of two seeds of ``simulator.serve`` with 3,000 Poisson requests, as the fas
 The pipeline-parallel deployments (pp > 1) keep pp batches in flight (``simulator.serving.lanes``).
 
 Run: ``python benchmarks/serve_fastpath.py`` (several minutes on one core); ``--markdown`` prints the
-table, ``--pipeline`` runs only the pp > 1 deployments.
+table, ``--pipeline`` runs only the pp > 1 deployments. ``--replicas`` compares R replicas behind the
+simulation's round-robin router (Llama-3.1-8B on H100s, 1024 / 256 tokens, each replica at the same
+fraction of its capacity) with the fast path, which treats each replica's arrivals as Poisson at rate / R.
 """
 
 from __future__ import annotations
@@ -62,6 +64,32 @@ def compare(model, gpu, tp, pp, P, O, loads=LOADS):
         yield load, rate, fast, des
 
 
+def compare_replicas(replica_counts=(1, 4, 16), loads=(0.5, 0.8)) -> None:
+    """p50 / p90 TTFT and TPOT of R replicas: the fast path against the mean of two seeds of the DES."""
+    from simulator.planning.space import build
+
+    P, O = 1024, 256
+    space = build("llama-3.1-8b", ["h100-sxm"], [], P, O, chunk_tokens=2048, max_tp=1)
+    capacity = colocated(space.tables, 0, 1, 256, 1e-3, P, O)["capacity_req_per_s"][()]
+    print("| load | replicas | TTFT p50 fast / DES | TTFT p90 fast / DES | TPOT p50 fast / DES | TPOT p90 fast / DES |")
+    print("|---|---|---|---|---|---|")
+    for load in loads:
+        for R in replica_counts:
+            rate = load * capacity * R
+            f = colocated(space.tables, 0, R, 256, rate, P, O)
+            sc = space.kinds[0].scenario("llama-3.1-8b", R, "auto")
+            runs = [serve(sc, {"rate": rate, "num_requests": 1500 * max(1, R // 2), "prompt_len": P, "output_len": O,
+                               "seed": s}, {"max_num_seqs": 256}) for s in SEEDS]
+
+            def des(metric, q):
+                return np.mean([getattr(getattr(r, metric), q) for r in runs]) * 1e3
+
+            cells = [(f["ttft_p50_s"][()] * 1e3, des("ttft_s", "p50")), (f["ttft_pct_s"][()] * 1e3, des("ttft_s", "p90")),
+                     (f["tpot_p50_s"][()] * 1e3, des("tpot_s", "p50")), (f["tpot_pct_s"][()] * 1e3, des("tpot_s", "p90"))]
+            print(f"| {load:.2f} | {R} | " + " | ".join(f"{a:.1f} / {b:.1f} ms ({a / b - 1:+.0%})" for a, b in cells) + " |",
+                  flush=True)
+
+
 def main(markdown: bool = False, pipeline: bool = False) -> None:
     worst = dict.fromkeys(METRICS, 0.0)
     if markdown:
@@ -87,4 +115,7 @@ def main(markdown: bool = False, pipeline: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main("--markdown" in sys.argv, "--pipeline" in sys.argv)
+    if "--replicas" in sys.argv:
+        compare_replicas()
+    else:
+        main("--markdown" in sys.argv, "--pipeline" in sys.argv)

@@ -63,7 +63,11 @@ def _bound(req: PlanRequest, space: Space, rows: Rows, i: int) -> str:
     lane = 1.0 + m["batch_mean"][i] / space.tables.lane_count()[rows.d_kind[i]]  # a batch in flight
     b = int(np.round(np.interp(lane, space.tables.grid,
                                space.decode_bound[rows.d_kind[i]].astype(float))))
-    return f"{name} ({value:.0%} used); decode steps are bound by {STEP_BOUND[BOUND_NAMES[b]]}"
+    out = f"{name} ({value:.0%} used); decode steps are bound by {STEP_BOUND[BOUND_NAMES[b]]}"
+    if "TTFT" in name and rows.d_replicas[i] == 0 and rows.replicas[i] > 1:
+        out += (f"; the fast path's TTFT takes each of the {int(rows.replicas[i])} replicas' arrivals as Poisson, "
+                "where a router spreads them more evenly, so the DES queues less (refine finds the replicas it needs)")
+    return out
 
 
 def _runnable(dep: dict[str, Any]) -> dict[str, Any]:

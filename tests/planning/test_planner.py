@@ -235,6 +235,7 @@ def test_refine_finds_the_fewest_replicas_the_des_accepts():
            "num_requests": 500}
     plain, refined = plan(req), plan({**req, "refine": True})
     assert plain.cheapest.verified and not plain.refined
+    assert "the p90 TTFT SLO" in plain.cheapest.bound and "refine finds the replicas it needs" in plain.cheapest.bound
     assert refined.refined and all(p.verification is not None for p in refined.refined)
     best = refined.cheapest
     accepted = [p for p in refined.refined if p.verified]
