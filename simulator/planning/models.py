@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -12,6 +13,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     field_validator,
+    model_validator,
 )
 
 from hwmodels.errors import InputError, validated
@@ -79,6 +81,33 @@ class PlanRequest(BaseModel):
             except InputError as exc:
                 raise ValueError(exc.message) from None
         return value
+
+    @model_validator(mode="after")
+    def _within_the_context(self) -> "PlanRequest":
+        """Requests longer than the model's context (max_position_embeddings, vLLM's default max_model_len)
+        are rejected by an engine, so no plan could serve them: an error naming the share beyond it."""
+        from simulator.models import get_model
+
+        try:
+            limit = get_model(self.model).max_position_embeddings
+        except InputError:
+            return self  # an unknown model is named where the space is built
+        if not limit:
+            return self
+        if isinstance(self.prompt_len, int) and isinstance(self.output_len, int):
+            total = np.array([self.prompt_len + self.output_len])
+        else:
+            from simulator.serving.workload import Workload
+
+            reqs = Workload.from_dict({"rate": self.rate, "num_requests": 20_000, "prompt_len": self.prompt_len,
+                                       "output_len": self.output_len, "seed": self.seed}).requests()
+            total = reqs["prompt_tokens"] + reqs["output_tokens"]
+        beyond = float(np.mean(total > limit))
+        if beyond > 0.0:
+            share = "every request exceeds" if beyond == 1.0 else f"{beyond:.1%} of the requests exceed"
+            raise ValueError(f"prompt_len + output_len: {share} {self.model}'s context of {limit:,} tokens "
+                             "(max_position_embeddings, an engine's max_model_len); an engine rejects them")
+        return self
 
     def lengths(self) -> tuple[float, float, float]:
         """(mean prompt tokens, squared coefficient of variation of the prompt, mean output tokens), from

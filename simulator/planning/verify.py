@@ -34,6 +34,8 @@ is given (``--ray-address``).
 
 from __future__ import annotations
 
+import math
+
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -77,10 +79,12 @@ class StepTables:
 
 
 def _quantile(summary: dict, percentile: float) -> float:
+    """The DES's percentile of a latency; infinite where no request got one (every request rejected or
+    none finished: the SLO is missed)."""
     key = f"p{int(round(percentile))}"
-    if key in summary:
-        return float(summary[key])
-    raise InputError("percentile", f"the DES reports p50/p90/p99; {key} is not among them")
+    if key not in summary:
+        raise InputError("percentile", f"the DES reports p50/p90/p99; {key} is not among them")
+    return math.inf if summary[key] is None else float(summary[key])
 
 
 def _simulate(job: dict[str, Any], tables: StepTables, num_requests: int | None = None):
@@ -97,7 +101,7 @@ def run_job(job: dict[str, Any], tables: StepTables | None = None) -> dict[str, 
     tpot = _quantile(result["tpot_s"], job["percentile"])
     return {
         "ttft_pct_s": ttft, "tpot_pct_s": tpot,
-        "ttft_p50_s": float(result["ttft_s"]["p50"]), "tpot_p50_s": float(result["tpot_s"]["p50"]),
+        "ttft_p50_s": _quantile(result["ttft_s"], 50.0), "tpot_p50_s": _quantile(result["tpot_s"], 50.0),
         "throughput_tokens_per_s": float(result["throughput_tokens_per_s"]),
         "completed": int(result["completed"]), "rejected": int(result["rejected"]),
         "meets_slo": bool(ttft <= job["slo_ttft_s"] and tpot <= job["slo_tpot_s"] and result["rejected"] == 0),

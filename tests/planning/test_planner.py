@@ -245,3 +245,22 @@ def test_refine_finds_the_fewest_replicas_the_des_accepts():
     missed = [p.replicas for p in refined.refined if not p.verified]
     assert best.replicas - 1 in missed and all(r < best.replicas for r in missed)
     assert len(refined.refined) <= int(np.ceil(np.log2(plain.cheapest.replicas))) + 1
+
+
+def test_requests_beyond_the_models_context_are_refused_up_front():
+    """OLMoE-1B-7B holds 4,096 positions: 65,536-token prompts, or a lognormal whose tail passes 4,096, are
+    rejected by an engine (the DES completes none), so the request is refused with the share beyond."""
+    with pytest.raises(InputError, match="every request exceeds olmoe-1b-7b's context of 4,096 tokens"):
+        plan({**EXAMPLE, "model": "olmoe-1b-7b", "prompt_len": 65536, "output_len": 128})
+    with pytest.raises(InputError, match=r"[0-9.]+% of the requests exceed olmoe-1b-7b's context"):
+        plan({**EXAMPLE, "model": "olmoe-1b-7b", "prompt_len": "lognormal:2048,1.0", "output_len": 128})
+    assert plan({**EXAMPLE, "model": "olmoe-1b-7b", "prompt_len": 3968, "output_len": 128}).searched_configs > 0
+
+
+def test_a_verification_with_no_finished_request_misses_the_slo():
+    """A DES run where no request finishes reports no percentile; the verdict is a miss (infinite
+    latency), not a traceback."""
+    from simulator.planning.verify import _quantile
+
+    assert _quantile({"p50": None, "p90": None, "p99": None}, 90.0) == float("inf")
+    assert _quantile({"p50": 0.1, "p90": 0.2, "p99": 0.3}, 90.0) == 0.2
