@@ -24,6 +24,7 @@ from simulator.priced import (
     TRANSFER_KINDS,
     StepResult,
     format_peak,
+    nominal_peak,
     point_step,
     serial_bound,
     total,
@@ -121,7 +122,7 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
     hbm_bytes = total([op.hbm_bytes * op.count for op in ops], owned=True)
     # each operator's FLOPs at its format's peak; never above the step's dtype peak for an operator a
     # technique slowed (dequantisation, waiting for the busiest expert GPU): that time is not work
-    format_s = total([_useful(f, getattr(op, "work_fraction", 1.0)) / format_peak(op.peak_flops_per_s, dep.peak_flops_per_s)
+    format_s = total([_useful(f, getattr(op, "work_fraction", 1.0)) / format_peak(nominal_peak(op), dep.peak_flops_per_s)
                       for op, f in zip(ops, op_flops) if op.kind not in TRANSFER_KINDS], owned=True)
     attention = [(op, f) for op, f in zip(ops, op_flops) if op.kind in ATTENTION_KINDS]
     kv_read = total([getattr(op, "kv_read_bytes", 0.0) * op.count for op, _ in attention], owned=True)
@@ -242,6 +243,7 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None, operator
     replicas = dep.replicas
     bf = b * 1.0 if isinstance(b, (int, float)) else np.asarray(b, dtype=float)
     per_step = dep.tokens_per_step()
+    mix = None  # generate with chunked prefill: (share of decode steps carrying a chunk, such a step, a plain one)
 
     if phase in ("prefill", "generate"):
         pre, pre_new = prefill_step(dep, b, prompt, overlap)
@@ -282,7 +284,8 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None, operator
             # (a generation of one token has no decode step to carry a chunk: nothing is credited)
             decode_steps = steps / per_step
             mixed = np.minimum(np.ceil(pre.tokens / np.maximum(chunk, 1.0)), decode_steps)
-            dec = _blend(mixed / np.maximum(decode_steps, 1.0), dec, pure)
+            mix = (mixed / np.maximum(decode_steps, 1.0), dec, pure)
+            dec = _blend(*mix)
             credited = np.minimum(mixed * chunk / pre.tokens, 1.0)
         ev.steps["decode"] = dec
         tpot = dec.latency_s / per_step
@@ -305,7 +308,8 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None, operator
     a["mfu"] = metrics.mfu(main, dep)
     a["mbu"] = metrics.mbu(main, dep)
     # MoE-CAP's sparsity-aware utilisation of the step that sets the pace, and NanoFlow's optimum
-    sparse = metrics.sparse_utilisation(dep, pre if phase == "prefill" else dec)
+    sparse = metrics.sparse_utilisation(dep, pre if phase == "prefill" else dec) if mix is None \
+        else metrics.blended_sparse_utilisation(dep, *mix, dec.latency_s)
     if not operators:  # the steps' sums not in the outputs are spent: freed before the outputs still to come
         ev.steps = {name: _latency_only(step) for name, step in ev.steps.items()}
         pre = dec = main = None

@@ -119,6 +119,17 @@ def sparse_utilisation(dep, step):
     return s_mbu, s_mfu
 
 
+def blended_sparse_utilisation(dep, share, a, b, latency_s):
+    """(S-MBU, S-MFU) of a mix of two kinds of steps, ``share`` of them ``a`` and the rest ``b`` (decode steps
+    that carry a prompt chunk and plain ones): the bytes each reads and the FLOPs each does, averaged over
+    the steps, over the mean step's time ``latency_s``. The mean step's own tokens would not do: the experts
+    a step touches are concave in its tokens, so they would count the chunk's nearly all experts in every
+    step."""
+    (mbu_a, mfu_a), (mbu_b, mfu_b) = sparse_utilisation(dep, a), sparse_utilisation(dep, b)
+    wa, wb = share * a.latency_s / latency_s, (1.0 - share) * b.latency_s / latency_s
+    return wa * mbu_a + wb * mbu_b, wa * mfu_a + wb * mfu_b
+
+
 def _per_latency(x, factor, *divisors):
     """``x · factor / d_1 / d_2 ...``; on a sweep's grid each step is done in place in ``x`` (an array the
     caller has just computed), so that no further grid-sized array is allocated."""

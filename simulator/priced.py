@@ -89,7 +89,9 @@ def point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
         if kind in TRANSFER_KINDS:
             continue
         if op_flops:
-            peak = op.peak_flops_per_s
+            peak = getattr(op, "format_peak_flops_per_s", None)  # ``nominal_peak``, inline: the point path
+            if peak is None:
+                peak = op.peak_flops_per_s
             format_s += op_flops * getattr(op, "work_fraction", 1.0) / (peak if peak > dtype_peak else dtype_peak)
         if kind in ATTENTION_KINDS:
             kv = getattr(op, "kv_read_bytes", 0.0)
@@ -182,6 +184,13 @@ def argmax_codes(values: list):
 
 TRANSFER_KINDS = ("collective", "host_transfer")
 ATTENTION_KINDS = ("attention_prefill", "attention_decode")
+
+
+def nominal_peak(op):
+    """The peak of an operator's number format (``StepOp.format_peak_flops_per_s`` where its peak was scaled
+    to an engine's efficiency, else its peak)."""
+    peak = getattr(op, "format_peak_flops_per_s", None)
+    return op.peak_flops_per_s if peak is None else peak
 
 
 def format_peak(op_peak, dtype_peak):

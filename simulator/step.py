@@ -90,6 +90,9 @@ class StepOp(OpCost):
     # share of the launch's FLOPs that is work: 1, or mean / max rows for the busiest expert GPU, whose
     # extra rows the others wait for (MFU counts work, ``simulator.metrics``)
     work_fraction: float = 1.0
+    # the peak of the launch's number format where ``peak_flops_per_s`` was scaled to an engine's measured
+    # efficiency (fp8 GEMMs, FlashAttention versions): MFU counts FLOPs against the format's peak; None: the same
+    format_peak_flops_per_s: np.ndarray | float | None = None
     # collectives: kind (all_reduce, all_gather, reduce_scatter, all_to_all, send_recv), parallel group,
     # link, algorithm, ranks; ``overlap``: the boundary policy that may hide it (simulator.parallel.overlap)
     collective: str = ""

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from hwmodels.profile import GEMM_KINDS, KindEfficiency
+from simulator.priced import nominal_peak
 from simulator.step import StepOp, attention_head_dims
 from simulator.techniques import Technique, register
 
@@ -49,7 +50,7 @@ def _at_fp8_gemm_efficiency(op, profile):
     else:
         compute = fp8.compute(op.flops) / own.compute(op.flops)
         memory = fp8.memory(op.hbm_bytes) / own.memory(op.hbm_bytes)
-    return replace(op, peak_flops_per_s=op.peak_flops_per_s * compute,
+    return replace(op, peak_flops_per_s=op.peak_flops_per_s * compute, format_peak_flops_per_s=op.peak_flops_per_s,
                    hbm_bandwidth_bytes_per_s=op.hbm_bandwidth_bytes_per_s * memory)
 
 
@@ -264,12 +265,14 @@ class FlashAttention(Technique):
         measured = eff is not None
         if measured and eff is not own:
             op = replace(op, peak_flops_per_s=op.peak_flops_per_s * eff.compute(op.flops) / own.compute(op.flops),
+                         format_peak_flops_per_s=nominal_peak(op),
                          hbm_bandwidth_bytes_per_s=op.hbm_bandwidth_bytes_per_s * eff.memory(op.hbm_bytes)
                          / own.memory(op.hbm_bytes))
         ratio = FA_RELATIVE[self.version] if (self.version == "1" or not measured) else 1.0
         if ratio != 1.0 and kind == "attention_prefill":
             rate = eff if measured else own
-            op = replace(op, peak_flops_per_s=op.peak_flops_per_s * np.minimum(ratio, 1.0 / rate.compute(op.flops)))
+            op = replace(op, peak_flops_per_s=op.peak_flops_per_s * np.minimum(ratio, 1.0 / rate.compute(op.flops)),
+                         format_peak_flops_per_s=nominal_peak(op))
         return op
 
     def apply_ops(self, ops, shape, dep):

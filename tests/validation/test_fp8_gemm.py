@@ -163,3 +163,15 @@ def test_the_shipped_h200_kind_reproduces_its_measured_points():
     fitted, bf16 = errors("gemm_fp8"), errors("gemm")
     assert np.median(fitted) < 0.04 and np.percentile(fitted, 90) < 0.10
     assert np.median(bf16) > np.median(fitted) and np.percentile(bf16, 90) > np.percentile(fitted, 90)
+
+
+def test_mfu_counts_fp8_gemms_against_the_fp8_peak_whatever_their_efficiency(tmp_path):
+    """Repricing a GEMM to the measured fp8 efficiency scales its peak; MFU still divides its FLOPs by the
+    format's peak (the fp8 dense peak), not by the scaled one: with the fp8 curve at half the bf16 one the
+    step is slower and MFU falls with it, FLOP for FLOP."""
+    base = {"hardware.gpu": "h200-sxm", "workload.phase": "prefill", "workload.prompt_len": 4096}
+    for factor in (0.5, 0.8, 1.0):
+        p = predict(techniques=FP8, calibration=_profile_with_fp8(tmp_path, factor), **base)
+        ideal = sum(r.flops / (H200.peak_for("fp8") if r.kind == "gemm" and r.name != "lm_head" else H200.peak_for("bf16"))
+                    for r in p.breakdown if r.kind not in ("collective", "host_transfer"))
+        assert p.mfu == pytest.approx(ideal / p.latency_s, rel=1e-9)
