@@ -24,6 +24,8 @@ from simulator.priced import (
     TRANSFER_KINDS,
     StepResult,
     format_peak,
+    layer_gemm_flops,
+    layer_weight_read_bytes,
     nominal_peak,
     point_step,
     serial_bound,
@@ -127,6 +129,8 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
     attention = [(op, f) for op, f in zip(ops, op_flops) if op.kind in ATTENTION_KINDS]
     kv_read = total([getattr(op, "kv_read_bytes", 0.0) * op.count for op, _ in attention], owned=True)
     att_flops = total([f for _, f in attention])
+    weights = total(layer_weight_read_bytes(ops))
+    gemm_flops = total(layer_gemm_flops(ops))
     tokens = shape.tokens
     if overlap == "overlapped":
         by_resource = np.stack(np.broadcast_arrays(sm, hbm, link, overhead))
@@ -147,7 +151,7 @@ def run_step(dep: Deployment, shape: StepShape, overlap: str, techniques=None) -
     sm, hbm, link, overhead, flops, hbm_bytes, latency = (span(x) for x in (sm, hbm, link, overhead, flops,
                                                                               hbm_bytes, latency))
     return StepResult(ops, times, latency, np.broadcast_to(bound, full), sm, hbm, link, overhead, flops, hbm_bytes,
-                      format_s, kv_read, att_flops, tokens)
+                      format_s, kv_read, att_flops, tokens, weights, gemm_flops)
 
 
 def _useful(flops, fraction):
@@ -193,7 +197,8 @@ def _integrate(step: StepResult, scale) -> StepResult:
     return StepResult(ops, times, mean(step.latency_s), middle(step.bound), mean(step.sm_time_s),
                       mean(step.hbm_time_s), mean(step.link_time_s), mean(step.overhead_s), mean(step.flops),
                       mean(step.hbm_bytes), mean(step.format_peak_s), mean(step.kv_read_bytes),
-                      mean(step.attention_flops), mean(step.tokens))
+                      mean(step.attention_flops), mean(step.tokens), mean(step.weight_read_bytes),
+                      mean(step.layer_gemm_flops))
 
 
 def _summed_only(step: StepResult) -> StepResult:
@@ -243,7 +248,6 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None, operator
     replicas = dep.replicas
     bf = b * 1.0 if isinstance(b, (int, float)) else np.asarray(b, dtype=float)
     per_step = dep.tokens_per_step()
-    mix = None  # generate with chunked prefill: (share of decode steps carrying a chunk, such a step, a plain one)
 
     if phase in ("prefill", "generate"):
         pre, pre_new = prefill_step(dep, b, prompt, overlap)
@@ -284,8 +288,7 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None, operator
             # (a generation of one token has no decode step to carry a chunk: nothing is credited)
             decode_steps = steps / per_step
             mixed = np.minimum(np.ceil(pre.tokens / np.maximum(chunk, 1.0)), decode_steps)
-            mix = (mixed / np.maximum(decode_steps, 1.0), dec, pure)
-            dec = _blend(*mix)
+            dec = _blend(mixed / np.maximum(decode_steps, 1.0), dec, pure)
             credited = np.minimum(mixed * chunk / pre.tokens, 1.0)
         ev.steps["decode"] = dec
         tpot = dec.latency_s / per_step
@@ -308,8 +311,8 @@ def evaluate(scenario: Scenario, axes: dict[str, object] | None = None, operator
     a["mfu"] = metrics.mfu(main, dep)
     a["mbu"] = metrics.mbu(main, dep)
     # MoE-CAP's sparsity-aware utilisation of the step that sets the pace, and NanoFlow's optimum
-    sparse = metrics.sparse_utilisation(dep, pre if phase == "prefill" else dec) if mix is None \
-        else metrics.blended_sparse_utilisation(dep, *mix, dec.latency_s)
+    # (a blend of mixed and plain decode steps reads and does the mean of theirs: the sums blend linearly)
+    sparse = metrics.sparse_utilisation(dep, pre if phase == "prefill" else dec)
     if not operators:  # the steps' sums not in the outputs are spent: freed before the outputs still to come
         ev.steps = {name: _latency_only(step) for name, step in ev.steps.items()}
         pre = dec = main = None

@@ -13,18 +13,21 @@ is at most 1 on any profile (at most 1 exactly under ``peak``):
   activated experts' params) · bytes/param + KV bytes decode attention reads] / latency / (n_gpu ·
   bandwidth); S-MFU = [2 · (attention + top-k + shared expert params) · L · tokens + attention FLOPs] /
   latency / (n_gpu · peak). Tokens are those the step computes (a cached prefix is not recomputed)
-  and KV bytes those its attention operators read (a shared prefix read once is read once).
+  and KV bytes those its attention operators read (a shared prefix read once is read once). The
+  parameter bytes and FLOPs are those the step's layer GEMMs read and do as priced (the distinct routed
+  experts a batch touches, ``costmodels.moe.expected_distinct_experts``, and the top-k rows routed to
+  them; only the layers and tokens a technique runs, e.g. early exit, a block transformer), so neither
+  counts work the step was not priced for.
 * **NanoFlow's optimum** (Zhu et al. 2024, arXiv 2408.12757, §3): achievable FLOP/s per GPU /
   (2 · active parameters) tokens per second.
 
-Configuration-only parts (parameter counts) are computed once per deployment (``Deployment.cached``).
+Configuration-only parts (active parameters) are computed once per deployment (``Deployment.cached``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from costmodels import moe as moe_ops
 from costmodels import roofline
 
 
@@ -80,54 +83,18 @@ def optimal_tokens_per_s_per_gpu(dep, params: float | None = None):
     return np.asarray(flops, dtype=float) / (2.0 * p) if isinstance(flops, np.ndarray) else flops / (2.0 * p)
 
 
-def _param_sums(model) -> dict[str, float]:
-    """Per-model parameter counts S-MBU / S-MFU need (configuration only)."""
-    attention = sum(lin.params for lin in model.attention_linears())
-    kinds = model.mlp_kinds()
-    dense = sum(lin.params for lin in model.dense_mlp_linears())
-    out = {"layers": len(kinds), "dense_layers": kinds.count("dense"), "moe_layers": kinds.count("moe"),
-           "attention": attention, "dense": dense, "expert": 0.0, "always": 0.0, "experts": 1, "top_k": 1}
-    if model.moe is not None:
-        out["expert"] = sum(lin.params for lin in model.expert_linears())
-        out["always"] = sum(lin.params for lin in model.shared_expert_linears()) + model.router_linear().params
-        out["experts"], out["top_k"] = model.moe.num_experts, model.moe.top_k
-    return out
-
-
 def sparse_utilisation(dep, step):
-    """MoE-CAP's (S-MBU, S-MFU) of a priced step (see the module docstring); ``step.tokens`` tokens
-    computed, ``step.kv_read_bytes`` read by attention, ``step.attention_flops`` in the attention core."""
-    p = dep.cached("sparse_param_sums", _param_sums, dep.model)
-    # an expert-parallel group of ``edp`` attention replicas reads its experts once for all their tokens
-    group = dep.placement.edp if dep.placement is not None else 1
-    tokens = step.tokens
-    touched = (moe_ops.expected_distinct_experts(tokens * group, p["experts"], p["top_k"])
-               if p["moe_layers"] else 0.0)
-    read = (group * (p["layers"] * p["attention"] + p["dense_layers"] * p["dense"])
-            + p["moe_layers"] * (touched * p["expert"] + p["always"]))
-    used = (p["layers"] * p["attention"] + p["dense_layers"] * p["dense"]
-            + p["moe_layers"] * (p["top_k"] * p["expert"] + p["always"]))
-    replica = dep.tp * dep.pp * dep.cp
-    gpus = replica * group
-    # the group's weights and FLOPs per GPU, plus the per-GPU attention operators
+    """MoE-CAP's (S-MBU, S-MFU) of a priced step (see the module docstring), from what its layers' GEMMs
+    read and do as priced (``step.weight_read_bytes``, ``step.layer_gemm_flops``: the routed experts'
+    distinct weights and routed rows, only the layers a technique runs) and what attention reads and does
+    (``step.kv_read_bytes``, ``step.attention_flops``)."""
     # (small terms first: one pass over a sweep's grid per operation)
-    s_mbu = _per_latency(read * dep.layer_weight_bytes / gpus + step.kv_read_bytes, 1.0 / dep.hbm_bandwidth_bytes_per_s,
+    s_mbu = _per_latency(step.weight_read_bytes + step.kv_read_bytes, 1.0 / dep.hbm_bandwidth_bytes_per_s,
                          step.latency_s)
     # / (latency · format peak) with format peak = FLOPs / format_peak_s
-    s_mfu = _per_latency(2.0 * used * tokens / replica + step.attention_flops, step.format_peak_s, step.flops,
+    s_mfu = _per_latency(step.layer_gemm_flops + step.attention_flops, step.format_peak_s, step.flops,
                          step.latency_s)
     return s_mbu, s_mfu
-
-
-def blended_sparse_utilisation(dep, share, a, b, latency_s):
-    """(S-MBU, S-MFU) of a mix of two kinds of steps, ``share`` of them ``a`` and the rest ``b`` (decode steps
-    that carry a prompt chunk and plain ones): the bytes each reads and the FLOPs each does, averaged over
-    the steps, over the mean step's time ``latency_s``. The mean step's own tokens would not do: the experts
-    a step touches are concave in its tokens, so they would count the chunk's nearly all experts in every
-    step."""
-    (mbu_a, mfu_a), (mbu_b, mfu_b) = sparse_utilisation(dep, a), sparse_utilisation(dep, b)
-    wa, wb = share * a.latency_s / latency_s, (1.0 - share) * b.latency_s / latency_s
-    return wa * mbu_a + wb * mbu_b, wa * mfu_a + wb * mfu_b
 
 
 def _per_latency(x, factor, *divisors):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from costmodels.roofline import BOUND_NAMES, OpCost, OpTime
+from hwmodels.profile import GEMM_KINDS
 
 
 @dataclass
@@ -32,6 +33,10 @@ class StepResult:
     kv_read_bytes: np.ndarray | float = 0.0
     attention_flops: np.ndarray | float = 0.0
     tokens: np.ndarray | float = 0.0
+    # the weight bytes the layers' GEMMs read and the FLOPs of work they do (per GPU, over their launches):
+    # S-MBU's weight term and S-MFU's parameter term
+    weight_read_bytes: np.ndarray | float = 0.0
+    layer_gemm_flops: np.ndarray | float = 0.0
 
     @property
     def format_peak_flops_per_s(self):
@@ -70,7 +75,8 @@ def point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
     dtype_peak, tokens = dep.peak_flops_per_s, shape.tokens
     if type(dtype_peak) is not float or type(tokens) is not float or dep.stack is not None:
         return None
-    sm = hbm = link = overhead = flops = hbm_bytes = format_s = kv_read = att_flops = serial = 0.0
+    sm = hbm = link = overhead = flops = hbm_bytes = format_s = kv_read = att_flops = serial = weights = 0.0
+    gemm_flops = 0.0
     by_bound = [0.0] * len(BOUND_NAMES)
     for op, t in zip(ops, times):
         time_s, op_flops, count, kind = t.time_s, op.flops, op.count, op.kind
@@ -99,6 +105,12 @@ def point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
                 return None
             kv_read += kv * count
             att_flops += op_flops
+        elif kind in GEMM_KINDS and getattr(op, "per_layer", False):
+            w = op.weight_bytes
+            if type(w) is not float:
+                return None
+            weights += w * count
+            gemm_flops += op_flops * op.work_fraction
     if overlap == "overlapped":
         by_resource = [sm, hbm, link, overhead]
         latency = max(by_resource)
@@ -107,7 +119,7 @@ def point_step(ops, times, dep, shape, overlap: str) -> StepResult | None:
         latency = serial
     bound = by_resource.index(max(by_resource))  # resource codes are the bound codes, in order
     return StepResult(ops, times, latency, bound, sm, hbm, link, overhead, flops, hbm_bytes, format_s, kv_read,
-                      att_flops, tokens)
+                      att_flops, tokens, weights, gemm_flops)
 
 
 def chain_sum(values: list):
@@ -184,6 +196,23 @@ def argmax_codes(values: list):
 
 TRANSFER_KINDS = ("collective", "host_transfer")
 ATTENTION_KINDS = ("attention_prefill", "attention_decode")
+
+
+def layer_gemms(ops):
+    """The layers' GEMM operators (per-layer GEMMs: not the LM head), as they are priced (routed experts:
+    the rows routed to them, the distinct experts touched; only the layers a technique runs)."""
+    return [op for op in ops if op.kind in GEMM_KINDS and getattr(op, "per_layer", False)]
+
+
+def layer_weight_read_bytes(ops):
+    """The weight bytes the layers' GEMMs read over their launches."""
+    return [op.weight_bytes * op.count for op in layer_gemms(ops)]
+
+
+def layer_gemm_flops(ops):
+    """The FLOPs of work the layers' GEMMs do over their launches (``StepOp.work_fraction``: not the rows a
+    GPU waits for)."""
+    return [op.flops * op.count * op.work_fraction for op in layer_gemms(ops)]
 
 
 def nominal_peak(op):

@@ -34,6 +34,11 @@ def _p(**kw):
     {"model": "mixtral-8x7b", "hardware.num_gpus": 4, "workload.phase": "prefill", "workload.batch_size": 8,
      "techniques": [{"name": "moe", "expert_parallel": 4, "load_imbalance": 1.5}]},
     {"workload.phase": "decode", "workload.batch_size": 512, "techniques": [{"name": "nanoflow"}]},
+    # early exit runs 60% of the layers per decoded token: S-MBU counts the weights of those (it was 1.02 here)
+    {"workload.phase": "decode", "workload.batch_size": 8, "techniques": [{"name": "early_exit"}]},
+    # a block transformer's prefill runs its layers' operators fewer times: S-MBU counts what they read
+    {"model": "qwen2.5-32b", "hardware.num_gpus": 8, "parallelism.tp": 8, "workload.phase": "prefill",
+     "workload.batch_size": 1, "workload.prompt_len": 128, "techniques": [{"name": "block_transformer"}]},
     # decode steps that carry a prompt chunk touch nearly every expert, plain ones top-k: S-MBU averages
     # what each kind of step reads (it was 4.0 here, the chunk's experts counted in every step)
     {"model": "qwen3-30b-a3b", "workload.phase": "generate", "workload.batch_size": 1, "workload.prompt_len": 4096,

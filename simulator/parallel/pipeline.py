@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from costmodels.roofline import OVERHEAD, OpCost, OpTime
+from simulator.priced import layer_gemm_flops, layer_weight_read_bytes
 
 FIRST_STAGE = ("embedding",)
 LAST_STAGE = ("final_norm", "lm_head")
@@ -128,5 +129,7 @@ def _busiest_stage(one, m, share, last_is_slower: bool, step, send_hidden, p: in
     res.format_peak_s = one.format_peak_s * flop_ratio
     res.attention_flops = one.attention_flops * flop_ratio
     res.kv_read_bytes = one.kv_read_bytes * flop_ratio
+    res.weight_read_bytes = sum(layer_weight_read_bytes(ops[:-1])) + zero  # the busiest stage's, over the cycle
+    res.layer_gemm_flops = sum(layer_gemm_flops(ops[:-1])) + zero
     res.tokens = one.tokens * m
     return res

@@ -34,9 +34,8 @@ is given (``--ray-address``).
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
