@@ -36,7 +36,7 @@ def _p(**kw):
     {"workload.phase": "decode", "workload.batch_size": 512, "techniques": [{"name": "nanoflow"}]},
     # early exit runs 60% of the layers per decoded token: S-MBU counts the weights of those (it was 1.02 here)
     {"workload.phase": "decode", "workload.batch_size": 8, "techniques": [{"name": "early_exit"}]},
-    # a block transformer's prefill runs its layers' operators fewer times: S-MBU counts what they read
+    # a block transformer's prefill runs its layers over fewer tokens: S-MFU counts the FLOPs they do
     {"model": "qwen2.5-32b", "hardware.num_gpus": 8, "parallelism.tp": 8, "workload.phase": "prefill",
      "workload.batch_size": 1, "workload.prompt_len": 128, "techniques": [{"name": "block_transformer"}]},
     # decode steps that carry a prompt chunk touch nearly every expert, plain ones top-k: S-MBU averages

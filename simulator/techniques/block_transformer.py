@@ -20,9 +20,11 @@ class BlockTransformer(Technique):
     runs once per block, so per decoded token its operators run 1/L_B times. Token decoder: a window of
     L_B tokens (KV ≤ L_B per layer whatever the context), and it needs no prompt prefill beyond the last
     block. Per decoded token the per-layer operators therefore run n_token + n_block / L_B times instead
-    of L; in prefill n_block / L_B + n_token · min(L_B, s) / s times, with block-decoder attention over
-    s / L_B blocks (FLOPs / L_B², K/V and Q/O bytes / L_B). The model's weights are split as they are
-    (the paper trains its own splits); the block embedder (a lookup and concatenation) is not priced."""
+    of L. In prefill the block decoder's layers run over s / L_B block embeddings and the token decoder's
+    over the last block (min(L_B, s) tokens per sequence): their operators' FLOPs, activation bytes and
+    messages scale so, each layer's weights are read once, and block-decoder attention runs over s / L_B
+    blocks (FLOPs / L_B², K/V and Q/O bytes / L_B). The model's weights are split as they are (the paper
+    trains its own splits); the block embedder (a lookup and concatenation) is not priced."""
 
     name = "block_transformer"
     family = "attention shape"
@@ -71,9 +73,24 @@ class BlockTransformer(Technique):
                 op = replace(op, flops=op.flops * local, hbm_bytes=op.hbm_bytes * local,
                              kv_read_bytes=op.kv_read_bytes * local)
             elif getattr(op, "per_layer", False):
-                op = replace(op, count=op.count * layers)
+                if shape.phase == "decode":
+                    op = replace(op, count=op.count * layers)
+                else:  # block decoder layers over s / L_B block embeddings, token decoder layers over the last block
+                    out += [_over_tokens(op, n_block / n, 1.0 / blocks, ".block"),
+                            _over_tokens(op, n_token / n, local, ".token")]
+                    continue
             out.append(op)
         return out
+
+
+def _over_tokens(op, layer_share, ratio, suffix):
+    """``op`` (run by every layer) for ``layer_share`` of its layers over ``ratio`` of its tokens: FLOPs, the
+    activations' bytes, GEMM rows and collective messages scale with the tokens, a GEMM's weights are read
+    once per layer whatever the tokens (a collective keeps the link efficiency of its full message)."""
+    weights = getattr(op, "weight_bytes", 0.0)
+    return replace(op, name=op.name + suffix, count=op.count * layer_share, flops=op.flops * ratio,
+                   hbm_bytes=weights + (op.hbm_bytes - weights) * ratio, link_bytes=op.link_bytes * ratio,
+                   rows=getattr(op, "rows", 0.0) * ratio, input_elems=getattr(op, "input_elems", 0.0) * ratio)
 
 
 def _min_ratio(block, tokens):

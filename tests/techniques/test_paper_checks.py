@@ -182,6 +182,24 @@ def test_block_transformer_block_decoder_stores_and_reads_one_kv_entry_per_block
     assert float(bt["attention.sliding"].kv_read_bytes) == pytest.approx(per_launch(base["attention.full"]) * 4 / (s + 1))
 
 
+def test_block_transformer_prefill_runs_every_layer_over_fewer_tokens():
+    """In prefill the block decoder's 16 layers run over s / 4 block embeddings and the token decoder's 16
+    over the last block: every layer's weights are still read once (a 128-token prompt on one H100 at the
+    ideal peaks takes at least all layer weights / bandwidth, where launch counts scaled by the layers'
+    token share had read them 16/4 + 16·4/128 = 4.5 of 32 times), while an 8K prompt's GEMM FLOPs fall
+    to (16/4 + 16·4/8192) / 32 of the full model's."""
+    from simulator import predict
+
+    m = get_model("llama-3.1-8b")
+    layer_weight_bytes = m.num_layers * 2.0 * sum(lin.params for lin in m.attention_linears() + m.dense_mlp_linears())
+    short = predict(calibration="peak", techniques=[BLOCK], **{"workload.phase": "prefill", "workload.prompt_len": 128})
+    assert short.latency_s >= layer_weight_bytes / 3.35e12
+    gemm_flops = lambda p: sum(r.flops for r in p.breakdown if r.kind == "gemm" and r.name != "lm_head")  # noqa: E731
+    kw = {"workload.phase": "prefill", "workload.prompt_len": 8192}
+    full, bt = predict(calibration="peak", **kw), predict(calibration="peak", techniques=[BLOCK], **kw)
+    assert gemm_flops(bt) / gemm_flops(full) == pytest.approx((16 / 4 + 16 * 4 / 8192) / 32, rel=1e-9)
+
+
 def test_block_transformer_throughput_10_to_20x_at_the_largest_batch_that_fits():
     """The paper's 10-20x inference throughput comes from the KV cache shrinking (larger batches) and
     fewer reads per token. Llama-3.1-8B decode at 8K on one H100 (``peak``), each at its own largest batch
