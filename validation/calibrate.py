@@ -324,6 +324,45 @@ def dumps(profile: dict[str, Any]) -> str:
     return text.replace('"@POINTS@"', "[\n  " + rows + "\n ]" if points else "[]") + "\n"
 
 
+def transfer_kinds(source_path: str | Path, target_path: str | Path, kinds, record: str, what: str,
+                   command: str, out: str | Path | None = None) -> dict[str, Any]:
+    """Carry the fitted ``kinds`` of the profile at ``source_path`` (those it has) into the profile at
+    ``target_path``, another GPU's, by ``simulator.stacks.resolve.transfer_profile``: each kind's ``basis``
+    says it was transferred, ``measurements[record]`` from where, by which rule and command, and the
+    description that ``what`` was not measured there."""
+    from simulator.stacks.resolve import transfer_profile
+
+    source = Profile.model_validate(json.loads(Path(source_path).read_text()))
+    target = json.loads(Path(target_path).read_text())
+    src_gpu, dst_gpu = get_accelerator(source.device), get_accelerator(target["device"])
+    carried = transfer_profile(source, src_gpu, dst_gpu)
+    present = [k for k in kinds if k in source.kinds]
+    if not present:
+        raise ValueError(f"{source_path} has none of the kinds {', '.join(kinds)} to transfer")
+    for kind in present:
+        eff = carried.kinds[kind].model_dump(mode="json")
+        eff["compute"], eff["memory"] = _rounded(eff["compute"]), _rounded(eff["memory"])
+        eff["basis"] = f"transferred from {src_gpu.name}, not measured on {dst_gpu.name}: {eff['basis']}"
+        target["kinds"][kind] = eff
+    target.setdefault("measurements", {})[record] = {
+        "transferred_from": src_gpu.name, "source_date": source.measurements.get(record, {}).get("date"),
+        "kinds": present,
+        "rule": f"simulator.stacks.resolve.transfer_profile: {carried.description}; efficiencies and per-launch "
+                "overheads kept",
+        "command": command,
+    }
+    note = f" {what} transferred from {src_gpu.name}, not measured here (measurements.{record})."
+    if note not in target.get("description", ""):
+        target["description"] = target.get("description", "") + note
+    Profile.model_validate(target)
+    Path(out or target_path).write_text(dumps(target))
+    return target
+
+
+def _rounded(curve: dict[str, Any]) -> dict[str, Any]:
+    return {"log10_size": [round(x, 4) for x in curve["log10_size"]], "efficiency": list(curve["efficiency"])}
+
+
 def points_from_profile(data: dict[str, Any]) -> dict[str, list[sweeps.Point]]:
     """The raw points of a profile written by :func:`run`, grouped by kind, with their results."""
     meas = data.get("measurements", {})

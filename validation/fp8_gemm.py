@@ -115,26 +115,11 @@ def merge_into_profile(profile_path: str | Path, raw_path: str | Path, out: str 
 
 def transfer(source_path: str | Path, target_path: str | Path, out: str | Path | None = None) -> dict:
     """Carry the measured ``gemm_fp8`` kind of the profile at ``source_path`` into the profile at
-    ``target_path`` (another GPU's) by ``simulator.stacks.resolve.transfer_profile``."""
-    from simulator.stacks.resolve import transfer_profile
-    from validation.calibrate import dumps
-    from validation.training.fit import _rounded
+    ``target_path`` (another GPU's) by ``simulator.stacks.resolve.transfer_profile``; labelled as transferred."""
+    from validation.calibrate import transfer_kinds
 
-    source = Profile.model_validate(json.loads(Path(source_path).read_text()))
-    target = json.loads(Path(target_path).read_text())
-    src_gpu, dst_gpu = get_accelerator(source.device), get_accelerator(target["device"])
-    if KIND not in source.kinds:
-        raise ValueError(f"{source_path} has no {KIND} kind to transfer")
-    eff = transfer_profile(source, src_gpu, dst_gpu).kinds[KIND].model_dump(mode="json")
-    eff["compute"], eff["memory"] = _rounded(eff["compute"]), _rounded(eff["memory"])
-    eff["basis"] = f"transferred from {src_gpu.name}, not measured on {dst_gpu.name}: {eff['basis']}"
-    target["kinds"][KIND] = eff
-    target.setdefault("measurements", {})["fp8_gemm"] = {
-        "transferred_from": src_gpu.name, "source_date": source.measurements.get("fp8_gemm", {}).get("date"),
-        "command": f"python -m validation.fp8_gemm transfer {source_path} {target_path}"}
-    Profile.model_validate(target)
-    Path(out or target_path).write_text(dumps(target))
-    return target
+    return transfer_kinds(source_path, target_path, [KIND], "fp8_gemm", "fp8 GEMMs",
+                          f"python -m validation.fp8_gemm transfer {source_path} {target_path}", out)
 
 
 def main(argv=None) -> int:

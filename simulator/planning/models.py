@@ -94,15 +94,8 @@ class PlanRequest(BaseModel):
             return self  # an unknown model is named where the space is built
         if not limit:
             return self
-        if isinstance(self.prompt_len, int) and isinstance(self.output_len, int):
-            total = np.array([self.prompt_len + self.output_len])
-        else:
-            from simulator.serving.workload import Workload
-
-            reqs = Workload.from_dict({"rate": self.rate, "num_requests": 20_000, "prompt_len": self.prompt_len,
-                                       "output_len": self.output_len, "seed": self.seed}).requests()
-            total = reqs["prompt_tokens"] + reqs["output_tokens"]
-        beyond = float(np.mean(total > limit))
+        prompt, output = self._draws()
+        beyond = float(np.mean(prompt + output > limit))
         if beyond > 0.0:
             share = "every request exceeds" if beyond == 1.0 else f"{beyond:.1%} of the requests exceed"
             raise ValueError(f"prompt_len + output_len: {share} {self.model}'s context of {limit:,} tokens "
@@ -112,14 +105,19 @@ class PlanRequest(BaseModel):
     def lengths(self) -> tuple[float, float, float]:
         """(mean prompt tokens, squared coefficient of variation of the prompt, mean output tokens), from
         20,000 draws of the serving workload's own length sampler (the DES draws the same way)."""
+        prompt, output = self._draws()
+        return float(prompt.mean()), float(prompt.var() / prompt.mean() ** 2), float(output.mean())
+
+    def _draws(self) -> tuple[np.ndarray, np.ndarray]:
+        """(prompt, output) tokens of 20,000 draws of the serving workload's own length sampler (the DES draws
+        the same way); one each for fixed lengths."""
+        if isinstance(self.prompt_len, int) and isinstance(self.output_len, int):
+            return np.array([float(self.prompt_len)]), np.array([float(self.output_len)])
         from simulator.serving.workload import Workload
 
-        if isinstance(self.prompt_len, int) and isinstance(self.output_len, int):
-            return float(self.prompt_len), 0.0, float(self.output_len)
         reqs = Workload.from_dict({"rate": self.rate, "num_requests": 20_000, "prompt_len": self.prompt_len,
                                    "output_len": self.output_len, "seed": self.seed}).requests()
-        prompt = reqs["prompt_tokens"].astype(float)
-        return float(prompt.mean()), float(prompt.var() / prompt.mean() ** 2), float(reqs["output_tokens"].mean())
+        return reqs["prompt_tokens"].astype(float), reqs["output_tokens"].astype(float)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PlanRequest":

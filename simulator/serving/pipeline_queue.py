@@ -89,12 +89,7 @@ def _stationary(trans):
     with the probabilities summing to one, solved directly. A chain with more than one closed class has
     no unique law (a saturated busy-lane chain: every cycle's arrivals fill every lane, so the lanes'
     phases never change); such a point gets the law of the queue started empty, the chain that restarts
-    from state 0 (no prompt, every lane free) with probability ``_RESTART`` per cycle. Points whose chains
-    are equal (a capacity search's brackets, layouts that differ only where the chain does not look) are
-    solved once."""
-    first, inverse = _distinct(trans)
-    if first.size < trans.shape[0]:
-        return _stationary(trans[first])[inverse]
+    from state 0 (no prompt, every lane free) with probability ``_RESTART`` per cycle."""
     try:
         return _solve_stationary(trans)
     except np.linalg.LinAlgError:
@@ -111,22 +106,6 @@ def _stationary(trans):
 
 
 _RESTART = 1e-9
-
-
-def _distinct(trans):
-    """(first, inverse): the first point of each distinct chain and every point's index among them, equal
-    chains found by a fixed random projection of their entries and then compared entry by entry (points
-    that only share a projection are kept apart)."""
-    n = trans.shape[0]
-    if n < 2:
-        return np.arange(n), np.arange(n)
-    flat = trans.reshape(n, -1)
-    probe = np.random.default_rng(0).random(flat.shape[1])
-    _, first, inverse = np.unique(flat @ probe, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    if first.size == n or not all(np.array_equal(flat[i], flat[first[j]]) for i, j in enumerate(inverse)):
-        return np.arange(n), np.arange(n)
-    return first, inverse
 
 
 def _solve_stationary(trans):

@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hwmodels import get_accelerator
-from hwmodels.profile import Profile
-from simulator.stacks.resolve import transfer_profile
-from validation.calibrate import dumps
+from validation.calibrate import dumps, transfer_kinds
 from validation.fit import fit_kind
 
 TRAINING_KINDS = {  # kind -> (peak dtype, basis)
@@ -96,35 +94,11 @@ def merge_into_profile(profile_path: str | Path, raw_path: str | Path, out: str 
     return profile
 
 
-def _rounded(curve: dict[str, Any]) -> dict[str, Any]:
-    return {"log10_size": [round(x, 4) for x in curve["log10_size"]], "efficiency": list(curve["efficiency"])}
-
-
 def transfer_training_kinds(source_path: str | Path, target_path: str | Path, out: str | Path | None = None) -> dict:
     """Carry the training kinds fitted in the profile at ``source_path`` into the profile at ``target_path``
     (another GPU's), by ``simulator.stacks.resolve.transfer_profile``; labelled as transferred."""
-    source = Profile.model_validate(json.loads(Path(source_path).read_text()))
-    target = json.loads(Path(target_path).read_text())
-    src_gpu, dst_gpu = get_accelerator(source.device), get_accelerator(target["device"])
-    carried = transfer_profile(source, src_gpu, dst_gpu)
-    kinds = [k for k in TRAINING_KINDS if k in source.kinds]
-    for kind in kinds:
-        eff = carried.kinds[kind].model_dump(mode="json")
-        eff["compute"], eff["memory"] = _rounded(eff["compute"]), _rounded(eff["memory"])
-        eff["basis"] = f"transferred from {src_gpu.name}, not measured on {dst_gpu.name}: {eff['basis']}"
-        target["kinds"][kind] = eff
-    measured = source.measurements.get("training_kernels", {})
-    target.setdefault("measurements", {})["training_kernels"] = {
-        "transferred_from": src_gpu.name, "source_date": measured.get("date"), "kinds": kinds,
-        "rule": f"simulator.stacks.resolve.transfer_profile: {carried.description}; efficiencies and per-launch "
-                "overheads kept",
-        "command": f"python -m validation.training.fit transfer {source_path} {target_path}",
-    }
-    note = f" Training kinds transferred from {src_gpu.name}, not measured here (measurements.training_kernels)."
-    if note not in target.get("description", ""):
-        target["description"] = target.get("description", "") + note
-    Path(out or target_path).write_text(dumps(target))
-    return target
+    return transfer_kinds(source_path, target_path, TRAINING_KINDS, "training_kernels", "Training kinds",
+                          f"python -m validation.training.fit transfer {source_path} {target_path}", out)
 
 
 def main(argv=None) -> int:
